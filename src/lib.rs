@@ -1,0 +1,51 @@
+//! callrecords-etl: a batch exporter of Microsoft Teams call records
+//! (Microsoft Graph `communications/callRecords`) into Hive-partitioned Parquet.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (clap); turns arguments into calls of the modules below
+//!   and maps every outcome to a documented exit code ([`exit`]).
+//! - [`config`]: the TOML configuration file, validated into [`config::Settings`]
+//!   before any request is made.
+//! - [`window`]: the half-open UTC export window `[from, to)` and its days.
+//! - [`graph`]: the Microsoft Graph HTTP client: OAuth2 client-credentials token,
+//!   `@odata.nextLink` paging, throttling (429 + `Retry-After`). Knows nothing of Arrow.
+//! - [`streams`]: what to request for each exported stream (`call_records`, ...)
+//!   and how to assemble a complete record from several Graph pages.
+//! - [`schema`]: the declared output tables, read from `schemas/*.json` (embedded at
+//!   build time); the Arrow schemas of the writer come from here.
+//! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
+//!   by the column paths declared in the schemas.
+//! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
+//!   staged and then published. Knows nothing of Graph.
+//! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
+//!   concurrency and bounded memory, and the run summary.
+//! - [`progress`]: progress reporting for terminals and for logs.
+//! - [`emulator`]: an embedded Microsoft Graph look-alike over a deterministic synthetic
+//!   tenant, for out-of-the-box runs and tests.
+//!
+//! # Data flow
+//!
+//! ```text
+//! CLI + config ─► Settings ─► pipeline::export
+//!                                 │ list callRecords in [from, to)   (graph + streams)
+//!                                 │ per listed id, bounded concurrency:
+//!                                 │   details + session pages + participant pages → one JSON record
+//!                                 ▼
+//!                             flatten (schema-driven) ─► RecordBatch per (table, dt)
+//!                                 ▼
+//!                             sink: staged Parquet ─► publish partitions of the window
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod emulator;
+pub mod exit;
+pub mod flatten;
+pub mod graph;
+pub mod pipeline;
+pub mod progress;
+pub mod schema;
+pub mod sink;
+pub mod streams;
+pub mod window;
