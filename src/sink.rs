@@ -1,1 +1,312 @@
-//! TODO
+//! Hive-partitioned Parquet output: `<out>/<table>/dt=YYYY-MM-DD/part-<run_id>-<n>.parquet`.
+//!
+//! Files are written into a staging area (`<out>/_staging/<run_id>/`, which Spark, Hive and
+//! DuckDB ignore because of the leading `_`), fsynced, and only then published: each
+//! partition directory of the window is swapped in whole (Linux `renameat2(RENAME_EXCHANGE)`,
+//! so readers see the old or the new partition, never a mix), and the replaced files are
+//! removed afterwards. A run that fails before publishing leaves the lake as it was.
+//!
+//! Knows nothing of Graph: it receives `(table, dt, RecordBatch)` and publishes partitions.
+//! May touch: parquet/arrow, the local file system under the output root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+/// Files are readable by the owner and the group (a lake reader's service account),
+/// never by everyone: the tables hold personal data.
+const FILE_MODE: u32 = 0o640;
+const DIR_MODE: u32 = 0o750;
+
+/// The folder, under the output root, where a run stages its files.
+pub const STAGING_DIR: &str = "_staging";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("cannot write Parquet file {path}: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+}
+
+fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> SinkError + 'p {
+    move |source| SinkError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// How files are laid out; the defaults suit scans by Spark, Trino and DuckDB.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// Rows per row group: large enough for efficient scans and good compression, small
+    /// enough that one open partition writer stays within a few tens of MB.
+    pub row_group_rows: usize,
+    /// A partition's file is closed and a new one started past this size.
+    pub target_file_bytes: usize,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions { row_group_rows: 128 * 1024, target_file_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+/// One file written by the run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WrittenFile {
+    pub table: String,
+    pub dt: NaiveDate,
+    /// Path relative to the output root, as it is after publishing.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+struct PartitionWriter {
+    writer: ArrowWriter<File>,
+    staged_path: PathBuf,
+    file_name: String,
+    rows: u64,
+}
+
+/// Writes the batches of one run into staged Parquet files, one writer per open partition.
+pub struct ParquetSink {
+    root: PathBuf,
+    run_id: String,
+    staging: PathBuf,
+    options: SinkOptions,
+    properties: WriterProperties,
+    open: BTreeMap<(String, NaiveDate), PartitionWriter>,
+    next_file: BTreeMap<(String, NaiveDate), u32>,
+    written: Vec<WrittenFile>,
+}
+
+impl ParquetSink {
+    /// Prepares `<root>/_staging/<run_id>/`.
+    pub fn create(root: &Path, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
+        let staging = root.join(STAGING_DIR).join(run_id);
+        create_dirs(&staging)?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .set_created_by(format!("callrecords-etl {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(ParquetSink {
+            root: root.to_path_buf(),
+            run_id: run_id.to_string(),
+            staging,
+            options,
+            properties,
+            open: BTreeMap::new(),
+            next_file: BTreeMap::new(),
+            written: Vec::new(),
+        })
+    }
+
+    /// Appends `batch` to the partition `dt` of `table`.
+    pub fn write(&mut self, table: &str, dt: NaiveDate, batch: &RecordBatch) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let key = (table.to_string(), dt);
+        if !self.open.contains_key(&key) {
+            let writer = self.open_writer(table, dt, batch)?;
+            self.open.insert(key.clone(), writer);
+        }
+        let partition = self.open.get_mut(&key).expect("opened above");
+        partition
+            .writer
+            .write(batch)
+            .map_err(|source| SinkError::Parquet { path: partition.staged_path.clone(), source })?;
+        partition.rows += batch.num_rows() as u64;
+        if partition.writer.bytes_written() + partition.writer.in_progress_size() >= self.options.target_file_bytes {
+            let full = self.open.remove(&key).expect("present");
+            self.close(table, dt, full)?;
+        }
+        Ok(())
+    }
+
+    fn open_writer(&mut self, table: &str, dt: NaiveDate, batch: &RecordBatch) -> Result<PartitionWriter, SinkError> {
+        let dir = self.staging.join(table).join(partition_dir_name(dt));
+        create_dirs(&dir)?;
+        let sequence = self.next_file.entry((table.to_string(), dt)).or_insert(0);
+        let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
+        *sequence += 1;
+        let staged_path = dir.join(&file_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&staged_path)
+            .map_err(io_error("create", &staged_path))?;
+        let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))
+            .map_err(|source| SinkError::Parquet { path: staged_path.clone(), source })?;
+        Ok(PartitionWriter { writer, staged_path, file_name, rows: 0 })
+    }
+
+    fn close(&mut self, table: &str, dt: NaiveDate, partition: PartitionWriter) -> Result<(), SinkError> {
+        let path = partition.staged_path;
+        let file = partition.writer.into_inner().map_err(|source| SinkError::Parquet { path: path.clone(), source })?;
+        file.sync_all().map_err(io_error("fsync", &path))?;
+        let bytes = file.metadata().map_err(io_error("stat", &path))?.len();
+        self.written.push(WrittenFile {
+            table: table.to_string(),
+            dt,
+            path: format!("{table}/{}/{}", partition_dir_name(dt), partition.file_name),
+            rows: partition.rows,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Closes every file; nothing is visible to readers until [`StagedRun::publish`].
+    pub fn finish(mut self) -> Result<StagedRun, SinkError> {
+        for ((table, dt), partition) in std::mem::take(&mut self.open) {
+            self.close(&table, dt, partition)?;
+        }
+        let mut files = std::mem::take(&mut self.written);
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(StagedRun { root: self.root.clone(), staging: self.staging.clone(), files })
+    }
+
+    /// Removes the staged files of a run that will not be published.
+    pub fn discard(self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// The closed, fsynced files of a run, waiting to be published.
+pub struct StagedRun {
+    root: PathBuf,
+    staging: PathBuf,
+    files: Vec<WrittenFile>,
+}
+
+/// What publishing changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PublishReport {
+    pub files: Vec<WrittenFile>,
+    /// `(table, dt)` partitions that now hold exactly this run's rows.
+    pub partitions_replaced: Vec<(String, NaiveDate)>,
+}
+
+impl StagedRun {
+    pub fn files(&self) -> &[WrittenFile] {
+        &self.files
+    }
+
+    /// Makes the run's partitions the live ones. Every `(table, dt)` in `partitions` is
+    /// replaced, also when this run has no rows for it (an empty day removes the old
+    /// partition); partitions outside `partitions` and other tables are not touched.
+    pub fn publish(self, partitions: &BTreeSet<(String, NaiveDate)>) -> Result<PublishReport, SinkError> {
+        let mut replaced = Vec::new();
+        let staged: BTreeSet<(String, NaiveDate)> = self.files.iter().map(|f| (f.table.clone(), f.dt)).collect();
+        for (table, dt) in partitions.union(&staged) {
+            let dir_name = partition_dir_name(*dt);
+            let live_parent = self.root.join(table);
+            let live = live_parent.join(&dir_name);
+            let staged_dir = self.staging.join(table).join(&dir_name);
+            if staged.contains(&(table.clone(), *dt)) {
+                sync_dir(&staged_dir)?;
+                create_dirs(&live_parent)?;
+                if live.exists() {
+                    exchange(&staged_dir, &live)?;
+                    // `staged_dir` now holds the replaced files.
+                    fs::remove_dir_all(&staged_dir).map_err(io_error("remove replaced partition", &staged_dir))?;
+                } else {
+                    fs::rename(&staged_dir, &live).map_err(io_error("publish", &live))?;
+                }
+                sync_dir(&live_parent)?;
+            } else if live.exists() {
+                let retired = self.staging.join(table).join(format!("replaced-{dir_name}"));
+                create_dirs(retired.parent().expect("has a parent"))?;
+                fs::rename(&live, &retired).map_err(io_error("retire", &live))?;
+                sync_dir(&live_parent)?;
+                fs::remove_dir_all(&retired).map_err(io_error("remove replaced partition", &retired))?;
+            }
+            replaced.push((table.clone(), *dt));
+        }
+        fs::remove_dir_all(&self.staging).map_err(io_error("remove staging", &self.staging))?;
+        if let Some(staging_root) = self.staging.parent() {
+            // Only succeeds when no other run is staging; that is the point.
+            let _ = fs::remove_dir(staging_root);
+        }
+        Ok(PublishReport { files: self.files, partitions_replaced: replaced })
+    }
+
+    /// Removes the staged files without publishing them.
+    pub fn discard(self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// `dt=YYYY-MM-DD`, the Hive partition folder every engine recognises.
+pub fn partition_dir_name(dt: NaiveDate) -> String {
+    format!("dt={}", dt.format("%Y-%m-%d"))
+}
+
+/// Writes `bytes` to `<root>/<relative>` so that readers see the old file or the whole new one.
+pub fn write_file_atomically(root: &Path, relative: &str, bytes: &[u8]) -> Result<PathBuf, SinkError> {
+    let path = root.join(relative);
+    let parent = path.parent().expect("a relative file path has a parent");
+    create_dirs(parent)?;
+    let temporary = parent.join(format!(".{}.tmp", path.file_name().expect("file name").to_string_lossy()));
+    {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&temporary)
+            .map_err(io_error("create", &temporary))?;
+        file.write_all(bytes).map_err(io_error("write", &temporary))?;
+        file.sync_all().map_err(io_error("fsync", &temporary))?;
+    }
+    fs::rename(&temporary, &path).map_err(io_error("rename into place", &path))?;
+    sync_dir(parent)?;
+    Ok(path)
+}
+
+fn create_dirs(path: &Path) -> Result<(), SinkError> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path).map_err(io_error("create directory", path))
+}
+
+fn sync_dir(path: &Path) -> Result<(), SinkError> {
+    File::open(path).and_then(|dir| dir.sync_all()).map_err(io_error("fsync directory", path))
+}
+
+/// Atomically swaps two directories. Where the kernel or file system cannot
+/// (`renameat2` missing, or not supported by the file system), falls back to two renames,
+/// which leaves a moment in which the partition is absent, but never mixed.
+fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let a_c = CString::new(a.as_os_str().as_bytes()).expect("paths have no NUL byte");
+        let b_c = CString::new(b.as_os_str().as_bytes()).expect("paths have no NUL byte");
+        // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+        let status = unsafe {
+            libc::renameat2(libc::AT_FDCWD, a_c.as_ptr(), libc::AT_FDCWD, b_c.as_ptr(), libc::RENAME_EXCHANGE)
+        };
+        if status == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if !matches!(error.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return Err(SinkError::Io { action: "swap in partition", path: b.to_path_buf(), source: error });
+        }
+    }
+    let parked = a.with_extension("parked");
+    fs::rename(b, &parked).map_err(io_error("move aside", b))?;
+    fs::rename(a, b).map_err(io_error("publish", b))?;
+    fs::rename(&parked, a).map_err(io_error("move aside", a))?;
+    Ok(())
+}

@@ -1,1 +1,436 @@
-//! TODO
+//! Nested Graph JSON → rows of the declared tables, in Arrow builders.
+//!
+//! A [`TableBuilder`] fills one table from JSON objects by the column declarations of
+//! `schemas/<table>.json`: each column names a path from the row object and a conversion,
+//! so adding a column is a change to the declaration, not to this code. The per-stream
+//! walkers ([`call_records`]) decide which object is a row of which table and supply the
+//! values only they know (the call id, position keys) through a [`RowContext`].
+//!
+//! May touch: arrow, serde_json, [`crate::schema`]. Knows nothing of HTTP or files.
+
+pub mod call_records;
+pub mod values;
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::Decimal128Type;
+use serde_json::Value;
+
+use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema, UTC};
+
+/// Values of a row that do not come from its JSON object: whose call it is and where it sits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowContext<'a> {
+    pub call_id: &'a str,
+    pub session_index: i32,
+    pub segment_index: i32,
+    pub media_index: i32,
+    pub stream_index: i32,
+    pub hop_index: i32,
+    pub participant_index: i32,
+    /// `caller` / `callee` (trace-route hops).
+    pub side: &'static str,
+    /// `participant` / `organizer` (participants).
+    pub role: &'static str,
+}
+
+/// The names a declaration may use as `$name` paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContextKey {
+    CallId,
+    SessionIndex,
+    SegmentIndex,
+    MediaIndex,
+    StreamIndex,
+    HopIndex,
+    ParticipantIndex,
+    Side,
+    Role,
+}
+
+impl ContextKey {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "call_id" => ContextKey::CallId,
+            "session_index" => ContextKey::SessionIndex,
+            "segment_index" => ContextKey::SegmentIndex,
+            "media_index" => ContextKey::MediaIndex,
+            "stream_index" => ContextKey::StreamIndex,
+            "hop_index" => ContextKey::HopIndex,
+            "participant_index" => ContextKey::ParticipantIndex,
+            "side" => ContextKey::Side,
+            "role" => ContextKey::Role,
+            _ => return None,
+        })
+    }
+}
+
+/// A value that could not be converted to its column: reported, written as null.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlattenIssue {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub record_id: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FlattenIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{} of record {}: {}", self.table, self.column, self.record_id, self.message)
+    }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug)]
+enum Source {
+    Context(ContextKey),
+    /// The row value itself (rows that are plain values, like a modality).
+    Itself,
+    Path(Vec<String>),
+}
+
+#[derive(Debug)]
+struct CompiledColumn {
+    name: &'static str,
+    convert: Convert,
+    source: Source,
+}
+
+impl CompiledColumn {
+    fn compile(table: &'static str, column: &'static ColumnSchema) -> Self {
+        let source = if let Some(key) = column.path.strip_prefix('$') {
+            Source::Context(ContextKey::parse(key).unwrap_or_else(|| {
+                panic!("schemas/{table}.json: column {} uses unknown context value ${key}", column.name)
+            }))
+        } else if column.path.is_empty() {
+            Source::Itself
+        } else {
+            Source::Path(column.path.split('.').map(str::to_string).collect())
+        };
+        CompiledColumn { name: &column.name, convert: column.convert, source }
+    }
+
+    fn lookup<'v>(&self, row: &'v Value) -> Option<&'v Value> {
+        match &self.source {
+            Source::Itself => Some(row),
+            Source::Path(segments) => segments.iter().try_fold(row, |value, segment| value.get(segment)),
+            Source::Context(_) => None,
+        }
+    }
+}
+
+/// Arrow builders, one variant per declared column type.
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Decimal(Decimal128Builder, u8, i8),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl ColumnBuilder {
+    fn new(column_type: ColumnType) -> Self {
+        match column_type {
+            ColumnType::String => ColumnBuilder::Utf8(StringBuilder::new()),
+            ColumnType::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
+            ColumnType::Float => ColumnBuilder::Float32(Float32Builder::new()),
+            ColumnType::Double => ColumnBuilder::Float64(Float64Builder::new()),
+            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
+            ColumnType::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
+            ColumnType::Decimal { precision, scale } => {
+                ColumnBuilder::Decimal(Decimal128Builder::new(), precision, scale)
+            }
+            ColumnType::ListOfString => ColumnBuilder::List(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish().with_timezone(UTC)),
+            ColumnBuilder::Decimal(b, precision, scale) => Arc::new(
+                b.finish().with_precision_and_scale(*precision, *scale).expect("declared decimal precision is valid"),
+            ),
+            ColumnBuilder::List(b) => Arc::new(b.finish()),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Utf8(b) => b.append_null(),
+            ColumnBuilder::Int32(b) => b.append_null(),
+            ColumnBuilder::Int64(b) => b.append_null(),
+            ColumnBuilder::Float32(b) => b.append_null(),
+            ColumnBuilder::Float64(b) => b.append_null(),
+            ColumnBuilder::Boolean(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Decimal(b, ..) => b.append_null(),
+            ColumnBuilder::List(b) => b.append_null(),
+        }
+    }
+
+    /// Appends `value` (absent or null → null). An error leaves a null appended.
+    fn append_json(&mut self, value: Option<&Value>) -> Result<(), String> {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            self.append_null();
+            return Ok(());
+        };
+        let result = match self {
+            ColumnBuilder::Utf8(b) => {
+                match value {
+                    Value::String(s) => b.append_value(s),
+                    // A number or boolean where Graph declares a string: keep it as sent.
+                    other => b.append_value(other.to_string()),
+                }
+                Ok(())
+            }
+            ColumnBuilder::Int32(b) => integer(value).and_then(|n| {
+                let n = i32::try_from(n).map_err(|_| format!("{n} does not fit a 32-bit integer"))?;
+                b.append_value(n);
+                Ok(())
+            }),
+            ColumnBuilder::Int64(b) => integer(value).map(|n| b.append_value(n)),
+            ColumnBuilder::Float32(b) => float(value).map(|n| b.append_value(n as f32)),
+            ColumnBuilder::Float64(b) => float(value).map(|n| b.append_value(n)),
+            ColumnBuilder::Boolean(b) => match value {
+                Value::Bool(v) => Ok(b.append_value(*v)),
+                Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(b.append_value(true)),
+                Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(b.append_value(false)),
+                other => Err(format!("{other} is not a boolean")),
+            },
+            ColumnBuilder::Timestamp(b) => match value {
+                Value::String(s) => values::parse_timestamp_micros(s).map(|micros| b.append_option(micros)),
+                other => Err(format!("{other} is not a timestamp")),
+            },
+            ColumnBuilder::Decimal(b, precision, scale) => {
+                // Graph sends money as JSON numbers (`12.83`); their shortest text form is the
+                // decimal that was sent, which is parsed exactly, never through a float.
+                let text = match value {
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                };
+                match text {
+                    None => Err(format!("{value} is not a decimal number")),
+                    Some(text) => arrow_cast::parse::parse_decimal::<Decimal128Type>(&text, *precision, *scale)
+                        .map(|v| b.append_value(v))
+                        .map_err(|e| format!("{text} is not a decimal({precision},{scale}): {e}")),
+                }
+            }
+            ColumnBuilder::List(b) => match value {
+                Value::Array(items) => {
+                    for item in items {
+                        match item {
+                            Value::String(s) => b.values().append_value(s),
+                            Value::Null => b.values().append_null(),
+                            other => b.values().append_value(other.to_string()),
+                        }
+                    }
+                    b.append(true);
+                    Ok(())
+                }
+                other => Err(format!("{other} is not an array")),
+            },
+        };
+        if result.is_err() {
+            self.append_null();
+        }
+        result
+    }
+
+    fn append_str(&mut self, value: Option<&str>) {
+        match self {
+            ColumnBuilder::Utf8(b) => b.append_option(value),
+            _ => unreachable!("text conversions are declared on string columns (checked by TableBuilder::new)"),
+        }
+    }
+
+    fn append_f64(&mut self, value: f64) {
+        match self {
+            ColumnBuilder::Float64(b) => b.append_value(value),
+            _ => unreachable!("duration_ms is declared on double columns (checked by TableBuilder::new)"),
+        }
+    }
+
+    fn append_i32(&mut self, value: i32) {
+        match self {
+            ColumnBuilder::Int32(b) => b.append_value(value),
+            _ => unreachable!("position keys are declared as int32 (checked by TableBuilder::new)"),
+        }
+    }
+}
+
+fn integer(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+            .ok_or_else(|| format!("{n} is not an integer")),
+        Value::String(s) => s.trim().parse().map_err(|_| format!("\"{s}\" is not an integer")),
+        other => Err(format!("{other} is not an integer")),
+    }
+}
+
+fn float(value: &Value) -> Result<f64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+        Value::String(s) => s.trim().parse().map_err(|_| format!("\"{s}\" is not a number")),
+        other => Err(format!("{other} is not a number")),
+    }
+}
+
+/// Builds one table's rows from JSON objects, by its declaration.
+pub struct TableBuilder {
+    schema: &'static TableSchema,
+    columns: Vec<(CompiledColumn, ColumnBuilder)>,
+    rows: usize,
+}
+
+impl TableBuilder {
+    pub fn new(schema: &'static TableSchema) -> Self {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|column| {
+                let compiled = CompiledColumn::compile(&schema.table, column);
+                check_convert_fits_type(&schema.table, column);
+                (compiled, ColumnBuilder::new(column.column_type))
+            })
+            .collect();
+        TableBuilder { schema, columns, rows: 0 }
+    }
+
+    pub fn schema(&self) -> &'static TableSchema {
+        self.schema
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one row read from `row` (a JSON object, or a plain value for `""` paths).
+    pub fn append(&mut self, row: &Value, context: &RowContext, issues: &mut Vec<FlattenIssue>) {
+        let table: &'static str = &self.schema.table;
+        for (column, builder) in &mut self.columns {
+            let outcome = match column.source {
+                Source::Context(key) => {
+                    append_context(builder, key, context);
+                    Ok(())
+                }
+                _ => append_converted(builder, column.convert, column.lookup(row)),
+            };
+            if let Err(message) = outcome {
+                issues.push(FlattenIssue { table, column: column.name, record_id: context.call_id.to_string(), message });
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The rows so far as a batch of the declared Arrow schema; the builder starts empty again.
+    pub fn finish(&mut self) -> RecordBatch {
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|(_, builder)| builder.finish()).collect();
+        self.rows = 0;
+        RecordBatch::try_new(self.schema.arrow_schema(), arrays)
+            .unwrap_or_else(|e| panic!("table {} does not match its declaration: {e}", self.schema.table))
+    }
+}
+
+fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowContext) {
+    match key {
+        ContextKey::CallId => builder.append_str(Some(context.call_id)),
+        ContextKey::Side => builder.append_str(Some(context.side)),
+        ContextKey::Role => builder.append_str(Some(context.role)),
+        ContextKey::SessionIndex => builder.append_i32(context.session_index),
+        ContextKey::SegmentIndex => builder.append_i32(context.segment_index),
+        ContextKey::MediaIndex => builder.append_i32(context.media_index),
+        ContextKey::StreamIndex => builder.append_i32(context.stream_index),
+        ContextKey::HopIndex => builder.append_i32(context.hop_index),
+        ContextKey::ParticipantIndex => builder.append_i32(context.participant_index),
+    }
+}
+
+fn append_converted(builder: &mut ColumnBuilder, convert: Convert, value: Option<&Value>) -> Result<(), String> {
+    let value = value.filter(|v| !v.is_null());
+    let object = value.and_then(Value::as_object);
+    let identity_field = |field: &str| {
+        object.and_then(values::chosen_identity).and_then(|(_, identity)| identity.get(field)).and_then(Value::as_str)
+    };
+    match convert {
+        Convert::Plain => return builder.append_json(value),
+        Convert::DurationMs => match value {
+            None => builder.append_null(),
+            Some(Value::String(text)) => match values::parse_iso8601_duration_ms(text) {
+                Ok(ms) => builder.append_f64(ms),
+                Err(e) => {
+                    builder.append_null();
+                    return Err(e);
+                }
+            },
+            Some(other) => {
+                builder.append_null();
+                return Err(format!("{other} is not an ISO-8601 duration string"));
+            }
+        },
+        Convert::Json => builder.append_str(value.map(Value::to_string).as_deref()),
+        Convert::IdentityKind => builder.append_str(object.and_then(values::chosen_identity).map(|(kind, _)| kind)),
+        Convert::IdentityId => builder.append_str(identity_field("id")),
+        Convert::IdentityDisplayName => builder.append_str(identity_field("displayName")),
+        Convert::IdentityTenantId => builder.append_str(identity_field("tenantId")),
+        Convert::IdentityUserPrincipalName => builder.append_str(identity_field("userPrincipalName")),
+        Convert::EndpointType => builder.append_str(object.and_then(values::endpoint_type).as_deref()),
+        Convert::UserAgentType => builder.append_str(object.and_then(values::user_agent_type).as_deref()),
+        Convert::IdList => {
+            let ids = value.and_then(Value::as_array).map(|items| {
+                items.iter().map(|item| item.get("id").cloned().unwrap_or(Value::Null)).collect::<Vec<_>>()
+            });
+            return builder.append_json(ids.map(Value::Array).as_ref());
+        }
+    }
+    Ok(())
+}
+
+/// A declaration whose path or conversion cannot produce its column type is a build defect.
+fn check_convert_fits_type(table: &str, column: &ColumnSchema) {
+    let expected = match column.path.strip_prefix('$') {
+        Some("call_id" | "side" | "role") => ColumnType::String,
+        Some(_) => ColumnType::Int32,
+        None => match column.convert {
+            Convert::Plain => return,
+            Convert::DurationMs => ColumnType::Double,
+            Convert::IdList => ColumnType::ListOfString,
+            _ => ColumnType::String,
+        },
+    };
+    assert!(
+        column.column_type == expected,
+        "schemas/{table}.json: column {} ({:?}, path {}) must be declared {}",
+        column.name,
+        column.convert,
+        column.path,
+        expected.declared_name()
+    );
+}
+
+/// The array at `key` (absent or null → empty).
+pub(crate) fn child_array<'v>(object: &'v Value, key: &str) -> &'v [Value] {
+    object.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}

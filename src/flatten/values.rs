@@ -1,0 +1,243 @@
+//! Conversions of single Graph JSON values: ISO-8601 durations, timestamps,
+//! identity sets and `@odata.type` subtypes. Pure functions, no Arrow, no I/O.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// Why a value could not be converted; the flattener reports it with the column and record.
+pub type ConversionError = String;
+
+/// Parses an ISO-8601 duration (`PT0.016S`, `PT1M2.5S`, `P1DT2H`, `-PT5S`, `P2W`) into
+/// milliseconds.
+///
+/// Graph sends `Edm.Duration` as such strings. The full grammar is accepted: years,
+/// months, weeks, days, hours, minutes and seconds, each with an optional decimal fraction
+/// (`.` or `,`), and a leading sign. Years and months have no fixed length; they are counted
+/// as 365 and 30 days (Graph's call-quality durations never use them).
+pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
+    let invalid = || format!("`{text}` is not an ISO-8601 duration (expected e.g. PT0.016S)");
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let rest = rest.strip_prefix(['P', 'p']).ok_or_else(invalid)?;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    const SECOND: f64 = 1000.0;
+    const DAY: f64 = 86_400.0 * SECOND;
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut in_time = false;
+    let mut components = 0;
+    let mut time_components = 0;
+    // Components must come in order (years first, seconds last), each at most once.
+    let mut last_rank = 0u8;
+    for ch in rest.chars() {
+        match ch {
+            '0'..='9' => number.push(ch),
+            '.' | ',' => number.push('.'),
+            'T' | 't' => {
+                if in_time || !number.is_empty() {
+                    return Err(invalid());
+                }
+                in_time = true;
+            }
+            designator => {
+                let (rank, unit_ms) = match (in_time, designator.to_ascii_uppercase()) {
+                    (false, 'Y') => (1, 365.0 * DAY),
+                    (false, 'M') => (2, 30.0 * DAY),
+                    (false, 'W') => (3, 7.0 * DAY),
+                    (false, 'D') => (4, DAY),
+                    (true, 'H') => (5, 3600.0 * SECOND),
+                    (true, 'M') => (6, 60.0 * SECOND),
+                    (true, 'S') => (7, SECOND),
+                    _ => return Err(invalid()),
+                };
+                if number.is_empty() || rank <= last_rank {
+                    return Err(invalid());
+                }
+                let value: f64 = number.parse().map_err(|_| invalid())?;
+                total += value * unit_ms;
+                number.clear();
+                last_rank = rank;
+                components += 1;
+                if in_time {
+                    time_components += 1;
+                }
+            }
+        }
+    }
+    if !number.is_empty() || components == 0 || (in_time && time_components == 0) {
+        return Err(invalid());
+    }
+    Ok(if negative { -total } else { total })
+}
+
+/// Graph's "no date" sentinel (Direct Routing `failureDateTime` of successful calls).
+const NO_DATE_SENTINEL_YEAR: i32 = 1;
+
+/// Parses an RFC 3339 timestamp (Graph sends up to 7 fractional digits) into microseconds
+/// since the Unix epoch. `Ok(None)` for Graph's year-0001 "no date" sentinel.
+pub fn parse_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError> {
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?
+        .with_timezone(&Utc);
+    use chrono::Datelike;
+    if parsed.year() <= NO_DATE_SENTINEL_YEAR {
+        return Ok(None);
+    }
+    Ok(Some(parsed.timestamp_micros()))
+}
+
+/// Members of a communications identity set in the order they are preferred when several
+/// are set. Open types carry members beyond the declared ones (`acsUser`, `spoolUser`, ...);
+/// any other object-valued member is still found after these.
+const IDENTITY_MEMBERS: &[&str] = &[
+    "user",
+    "phone",
+    "guest",
+    "applicationInstance",
+    "application",
+    "acsUser",
+    "spoolUser",
+    "azureCommunicationServicesUser",
+    "acsApplicationInstance",
+    "spoolApplicationInstance",
+    "encrypted",
+    "onPremises",
+    "assertedIdentity",
+    "device",
+];
+
+/// The member of an identity set that identifies the party: `(kind, identity object)`.
+pub fn chosen_identity(set: &Map<String, Value>) -> Option<(&str, &Map<String, Value>)> {
+    IDENTITY_MEMBERS
+        .iter()
+        .filter_map(|member| set.get_key_value(*member))
+        .find_map(object_member)
+        .or_else(|| set.iter().find_map(object_member))
+}
+
+/// `(member name, identity)` when the member holds an identity object.
+fn object_member<'a>((kind, value): (&'a String, &'a Value)) -> Option<(&'a str, &'a Map<String, Value>)> {
+    match value {
+        Value::Object(identity) if !kind.starts_with('@') => Some((kind.as_str(), identity)),
+        _ => None,
+    }
+}
+
+/// The subtype named by `@odata.type` without its namespace (`#microsoft.graph.callRecords.X` → `X`).
+fn odata_subtype(object: &Map<String, Value>) -> Option<&str> {
+    let full = object.get("@odata.type")?.as_str()?;
+    Some(full.rsplit('.').next().unwrap_or(full).trim_start_matches('#'))
+}
+
+/// Fields only a participant endpoint has.
+const PARTICIPANT_ENDPOINT_FIELDS: &[&str] =
+    &["associatedIdentity", "cpuCoresCount", "cpuName", "cpuProcessorSpeedInMhz", "feedback", "identity", "name"];
+
+/// `participantEndpoint` or `serviceEndpoint`. Without `@odata.type`, an endpoint with any
+/// participant-only field, or with a client user agent, is a participant endpoint; one whose
+/// user agent is a service user agent is a service endpoint.
+pub fn endpoint_type(endpoint: &Map<String, Value>) -> Option<String> {
+    if let Some(subtype) = odata_subtype(endpoint) {
+        return Some(subtype.to_string());
+    }
+    if PARTICIPANT_ENDPOINT_FIELDS.iter().any(|f| endpoint.get(*f).is_some_and(|v| !v.is_null())) {
+        return Some("participantEndpoint".into());
+    }
+    match endpoint.get("userAgent").and_then(Value::as_object).and_then(user_agent_type).as_deref() {
+        Some("serviceUserAgent") => Some("serviceEndpoint".into()),
+        Some(_) => Some("participantEndpoint".into()),
+        None => None,
+    }
+}
+
+/// Fields only a client user agent has.
+const CLIENT_USER_AGENT_FIELDS: &[&str] = &["platform", "productFamily", "azureADAppId", "communicationServiceId"];
+
+/// `clientUserAgent` or `serviceUserAgent`, from `@odata.type` or, when it is missing,
+/// from the fields present (`role` → service; platform/productFamily/... → client).
+pub fn user_agent_type(user_agent: &Map<String, Value>) -> Option<String> {
+    if let Some(subtype) = odata_subtype(user_agent) {
+        return Some(subtype.to_string());
+    }
+    if user_agent.get("role").is_some_and(|v| !v.is_null()) {
+        return Some("serviceUserAgent".into());
+    }
+    if CLIENT_USER_AGENT_FIELDS.iter().any(|f| user_agent.contains_key(*f)) {
+        return Some("clientUserAgent".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_follow_the_iso8601_grammar() {
+        let cases = [
+            ("PT0.016S", 16.0),
+            ("PT1M2.5S", 62_500.0),
+            ("PT1S", 1000.0),
+            ("PT0S", 0.0),
+            ("PT1H", 3_600_000.0),
+            ("P1D", 86_400_000.0),
+            ("P1DT2H3M4.5S", 93_784_500.0),
+            ("P2W", 1_209_600_000.0),
+            ("PT0,5S", 500.0),
+            ("-PT5S", -5000.0),
+            ("P1Y", 31_536_000_000.0),
+            ("P1M", 2_592_000_000.0),
+            ("PT36H", 129_600_000.0),
+            ("PT0.0000001S", 0.0001),
+        ];
+        for (text, expected) in cases {
+            let got = parse_iso8601_duration_ms(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!((got - expected).abs() < 1e-9, "{text}: {got} != {expected}");
+        }
+        for bad in ["", "P", "PT", "T1S", "1S", "PT1", "PTS", "P1S", "PT1H1D", "PT1S1M", "abc", "P1DT"] {
+            assert!(parse_iso8601_duration_ms(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn timestamps_keep_microseconds_and_null_the_year_one_sentinel() {
+        assert_eq!(parse_timestamp_micros("2020-02-25T18:52:21.2169889Z").unwrap(), Some(1_582_656_741_216_988));
+        assert_eq!(parse_timestamp_micros("2023-09-25T10:36:40Z").unwrap(), Some(1_695_638_200_000_000));
+        assert_eq!(parse_timestamp_micros("2023-09-25T12:36:40+02:00").unwrap(), Some(1_695_638_200_000_000));
+        assert_eq!(parse_timestamp_micros("0001-01-01T00:00:00Z").unwrap(), None);
+        assert!(parse_timestamp_micros("2023-13-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn identity_sets_pick_the_member_that_is_set() {
+        let phone = json!({"user": null, "acsUser": null, "phone": {"id": "+5564981205182", "displayName": null}});
+        let (kind, identity) = chosen_identity(phone.as_object().unwrap()).unwrap();
+        assert_eq!(kind, "phone");
+        assert_eq!(identity["id"], "+5564981205182");
+        let open = json!({"@odata.type": "#microsoft.graph.identitySet", "spoolUser": {"id": "s1"}});
+        assert_eq!(chosen_identity(open.as_object().unwrap()).unwrap().0, "spoolUser");
+        let custom = json!({"user": null, "teamsVoiceBot": {"id": "b1"}});
+        assert_eq!(chosen_identity(custom.as_object().unwrap()).unwrap().0, "teamsVoiceBot");
+        assert!(chosen_identity(json!({"user": null}).as_object().unwrap()).is_none());
+    }
+
+    #[test]
+    fn subtypes_are_inferred_when_odata_type_is_missing() {
+        let client = json!({"headerValue": "x", "platform": "windows", "productFamily": "teams"});
+        assert_eq!(user_agent_type(client.as_object().unwrap()).unwrap(), "clientUserAgent");
+        let service = json!({"role": "mediationServer"});
+        assert_eq!(user_agent_type(service.as_object().unwrap()).unwrap(), "serviceUserAgent");
+        let typed = json!({"@odata.type": "#microsoft.graph.callRecords.serviceUserAgent"});
+        assert_eq!(user_agent_type(typed.as_object().unwrap()).unwrap(), "serviceUserAgent");
+        let service_endpoint = json!({"userAgent": {"role": "gateway"}});
+        assert_eq!(endpoint_type(service_endpoint.as_object().unwrap()).unwrap(), "serviceEndpoint");
+        let participant = json!({"name": "machine", "userAgent": {"headerValue": "x"}});
+        assert_eq!(endpoint_type(participant.as_object().unwrap()).unwrap(), "participantEndpoint");
+    }
+}
