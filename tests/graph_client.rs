@@ -564,3 +564,28 @@ async fn the_secret_is_not_in_debug_output() {
     assert!(debug.contains("[redacted]"), "{debug}");
     assert_eq!(settings.client_secret.expose(), SECRET);
 }
+
+#[tokio::test]
+async fn a_transient_token_endpoint_failure_is_retried() {
+    let server = MockServer::start().await;
+    token_endpoint()
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_token(&server, "tok-1").await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client(&server);
+
+    assert_eq!(client.get_json(&list_url(&server)).await.unwrap(), page());
+    let stats = client.stats();
+    assert_eq!(
+        (stats.token_requests, stats.requests, stats.retries),
+        (2, 1, 1)
+    );
+}

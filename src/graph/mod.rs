@@ -120,10 +120,31 @@ struct Inner {
     counters: Counters,
 }
 
+/// The outcome of one attempt that the retry loop acts on.
+enum Attempt {
+    Done(serde_json::Value),
+    /// Graph answered 401 to this token.
+    Unauthorized(Arc<Secret>),
+    Transient {
+        cause: Transient,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn transport(error: reqwest::Error) -> Self {
+        Attempt::Transient {
+            cause: Transient::Transport(error),
+            retry_after: None,
+        }
+    }
+}
+
 /// Why the last attempt failed, kept to build the error once the retries run out.
 enum Transient {
     Status { status: StatusCode, message: String },
     Transport(reqwest::Error),
+    Token(GraphError),
 }
 
 /// Graph's error body: `{"error": {"code": "...", "message": "..."}}`.
@@ -220,57 +241,19 @@ impl GraphClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let token = self.token().await?;
-            let request_id = uuid::Uuid::new_v4();
-            let sent = Instant::now();
-            bump(&counters.requests, 1);
-            let result = self
-                .inner
-                .http
-                .get(url.clone())
-                .bearer_auth(token.expose())
-                .header("client-request-id", request_id.to_string())
-                .send()
-                .await;
-            let transient = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    tracing::debug!(method = "GET", %url, status = status.as_u16(),
-                        elapsed_ms = sent.elapsed().as_millis() as u64,
-                        client_request_id = %request_id, "graph request");
-                    match retry::classify(status, response.headers(), chrono::Utc::now()) {
-                        Verdict::Success => match response.bytes().await {
-                            Ok(body) => return decode(url, &body),
-                            Err(e) => (Transient::Transport(e), None),
-                        },
-                        Verdict::RefreshToken if !token_refreshed => {
-                            tracing::debug!(%url, "401 from Graph; refreshing the token once");
-                            self.inner.tokens.invalidate(&token).await;
-                            token_refreshed = true;
-                            continue;
-                        }
-                        Verdict::RefreshToken => {
-                            return Err(GraphError::Unauthorized { url: url.clone() });
-                        }
-                        Verdict::Retry { after } => {
-                            if status == StatusCode::TOO_MANY_REQUESTS {
-                                bump(&counters.throttled, 1);
-                            }
-                            let message = error_message(response).await;
-                            (Transient::Status { status, message }, after)
-                        }
-                        Verdict::Fail => return Err(self.failure(url, response).await),
-                    }
+            let (cause, retry_after) = match self.attempt(url).await? {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Unauthorized(token) if !token_refreshed => {
+                    tracing::debug!(%url, "401 from Graph; refreshing the token once");
+                    self.inner.tokens.invalidate(&token).await;
+                    token_refreshed = true;
+                    continue;
                 }
-                Err(e) if is_transient(&e) => (Transient::Transport(e), None),
-                Err(source) => {
-                    return Err(GraphError::Transport {
-                        url: url.clone(),
-                        source,
-                    });
+                Attempt::Unauthorized(_) => {
+                    return Err(GraphError::Unauthorized { url: url.clone() });
                 }
+                Attempt::Transient { cause, retry_after } => (cause, retry_after),
             };
-            let (cause, retry_after) = transient;
             let wait = retry_after.unwrap_or_else(|| {
                 retry::full_jitter(
                     settings.backoff_base,
@@ -288,6 +271,67 @@ impl GraphClient {
             bump(&counters.throttle_wait_ms, wait.as_millis() as u64);
             tokio::time::sleep(wait).await;
             waited += wait;
+        }
+    }
+
+    /// One token lookup and one GET; `Err` only for failures that retrying cannot fix.
+    async fn attempt(&self, url: &Url) -> Result<Attempt, GraphError> {
+        let token = match self.token().await {
+            Ok(token) => token,
+            // A login host that is briefly unreachable or overloaded should not end the
+            // run; refused credentials are final.
+            Err(error @ GraphError::Token { status, .. })
+                if status.is_none_or(|s| s == 429 || s >= 500) =>
+            {
+                return Ok(Attempt::Transient {
+                    cause: Transient::Token(error),
+                    retry_after: None,
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let request_id = uuid::Uuid::new_v4();
+        let sent = Instant::now();
+        bump(&self.inner.counters.requests, 1);
+        let result = self
+            .inner
+            .http
+            .get(url.clone())
+            .bearer_auth(token.expose())
+            .header("client-request-id", request_id.to_string())
+            .send()
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) if is_transient(&e) => return Ok(Attempt::transport(e)),
+            Err(source) => {
+                return Err(GraphError::Transport {
+                    url: url.clone(),
+                    source,
+                });
+            }
+        };
+        let status = response.status();
+        tracing::debug!(method = "GET", %url, status = status.as_u16(),
+            elapsed_ms = sent.elapsed().as_millis() as u64,
+            client_request_id = %request_id, "graph request");
+        match retry::classify(status, response.headers(), chrono::Utc::now()) {
+            Verdict::Success => match response.bytes().await {
+                Ok(body) => decode(url, &body).map(Attempt::Done),
+                Err(e) => Ok(Attempt::transport(e)),
+            },
+            Verdict::RefreshToken => Ok(Attempt::Unauthorized(token)),
+            Verdict::Retry { after } => {
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    bump(&self.inner.counters.throttled, 1);
+                }
+                let message = error_message(response).await;
+                Ok(Attempt::Transient {
+                    cause: Transient::Status { status, message },
+                    retry_after: after,
+                })
+            }
+            Verdict::Fail => Err(self.failure(url, response).await),
         }
     }
 
@@ -370,6 +414,7 @@ fn describe(cause: &Transient) -> String {
     match cause {
         Transient::Status { status, .. } => format!("HTTP {}", status.as_u16()),
         Transient::Transport(e) => e.to_string(),
+        Transient::Token(e) => e.to_string(),
     }
 }
 
@@ -385,5 +430,6 @@ fn exhausted(url: &Url, cause: Transient, attempts: u32) -> GraphError {
             message: format!("{message} (gave up after {attempts} attempts)"),
         },
         Transient::Transport(source) => GraphError::Transport { url, source },
+        Transient::Token(error) => error,
     }
 }
