@@ -1,1 +1,435 @@
-//! TODO
+//! The Microsoft Graph HTTP client: one authenticated `GET` returning JSON, with the token
+//! cache, retries, throttling (`429` + `Retry-After`) and request statistics.
+//!
+//! Touches only the configured Graph origin and the login endpoint. Knows nothing of
+//! Arrow, Parquet or what the JSON means; paging is done by [`crate::streams`] on top of
+//! [`GraphClient::get_json`]. The bearer token is only ever sent to the origin of
+//! `graph_url`: other URLs are refused before sending and redirects are not followed.
+
+mod auth;
+mod error;
+mod retry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use reqwest::{Client, StatusCode};
+use serde::Deserialize;
+use tokio::time::Instant;
+use url::Url;
+
+pub use auth::Secret;
+pub use error::GraphError;
+
+use auth::TokenSource;
+use retry::Verdict;
+
+const USER_AGENT: &str = concat!("callrecords-etl/", env!("CARGO_PKG_VERSION"));
+
+/// Everything the client needs; [`ClientSettings::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// e.g. `https://graph.microsoft.com`, or `http://127.0.0.1:PORT` for the emulator.
+    pub graph_url: Url,
+    /// e.g. `https://login.microsoftonline.com`.
+    pub login_url: Url,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `v1.0` or `beta`.
+    pub api_version: String,
+    /// Attempts per request, all retryable causes together.
+    pub max_attempts: u32,
+    /// Total time one request may spend waiting between attempts before giving up.
+    pub max_total_wait: Duration,
+    /// Timeout of one HTTP exchange (connect + response body).
+    pub request_timeout: Duration,
+    /// First backoff ceiling when the server sent no `Retry-After`; doubles per retry.
+    pub backoff_base: Duration,
+    /// Largest backoff ceiling.
+    pub backoff_cap: Duration,
+}
+
+impl ClientSettings {
+    pub fn new(
+        graph_url: Url,
+        login_url: Url,
+        tenant_id: String,
+        client_id: String,
+        client_secret: Secret,
+    ) -> Self {
+        Self {
+            graph_url,
+            login_url,
+            tenant_id,
+            client_id,
+            client_secret,
+            api_version: "v1.0".into(),
+            max_attempts: 8,
+            max_total_wait: Duration::from_secs(15 * 60),
+            request_timeout: Duration::from_secs(100),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters since the client was created (a snapshot from [`GraphClient::stats`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RequestStats {
+    /// Graph requests sent, retries included (token requests excluded).
+    pub requests: u64,
+    /// Requests that were repeated after a retryable failure.
+    pub retries: u64,
+    /// 429 responses.
+    pub throttled: u64,
+    /// Time slept before retries (`Retry-After` or backoff), in milliseconds.
+    pub throttle_wait_ms: u64,
+    /// 404 responses.
+    pub not_found: u64,
+    /// Token requests sent to the login endpoint.
+    pub token_requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+    throttle_wait_ms: AtomicU64,
+    not_found: AtomicU64,
+    token_requests: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A cheap-to-clone handle; clones share the token cache and the counters.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: Client,
+    settings: ClientSettings,
+    tokens: TokenSource,
+    counters: Counters,
+}
+
+/// The outcome of one attempt that the retry loop acts on.
+enum Attempt {
+    Done(serde_json::Value),
+    /// Graph answered 401 to this token.
+    Unauthorized(Arc<Secret>),
+    Transient {
+        cause: Transient,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn transport(error: reqwest::Error) -> Self {
+        Attempt::Transient {
+            cause: Transient::Transport(error),
+            retry_after: None,
+        }
+    }
+}
+
+/// Why the last attempt failed, kept to build the error once the retries run out.
+enum Transient {
+    Status { status: StatusCode, message: String },
+    Transport(reqwest::Error),
+    Token(GraphError),
+}
+
+/// Graph's error body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorDetail {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl GraphClient {
+    pub fn new(settings: ClientSettings) -> Result<Self, GraphError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        // Evolvable enum members after `unknownFutureValue` (e.g. productFamily
+        // azureCommunicationServices) are only sent when asked for.
+        headers.insert(
+            "Prefer",
+            HeaderValue::from_static("include-unknown-enum-members"),
+        );
+        let http = Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .timeout(settings.request_timeout)
+            // A redirect could carry the bearer token to another origin; Graph does not
+            // redirect these GETs, so a 3xx is reported instead of followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| GraphError::Transport {
+                url: settings.graph_url.clone(),
+                source,
+            })?;
+        let tokens = TokenSource::new(
+            &settings.login_url,
+            &settings.tenant_id,
+            &settings.client_id,
+            settings.client_secret.clone(),
+            &settings.graph_url,
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                tokens,
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// `{graph_url}/{api_version}/{path}`; `path` is plain text segments separated by `/`
+    /// (e.g. `communications/callRecords`), each percent-encoded as needed.
+    pub fn api_url(&self, path: &str) -> Url {
+        let mut url = self.inner.settings.graph_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .push(&self.inner.settings.api_version)
+                .extend(path.split('/').filter(|s| !s.is_empty()));
+        }
+        url
+    }
+
+    /// Fetch a token now, to validate the credentials before any export work.
+    pub async fn authenticate(&self) -> Result<(), GraphError> {
+        self.token().await.map(drop)
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        let c = &self.inner.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RequestStats {
+            requests: load(&c.requests),
+            retries: load(&c.retries),
+            throttled: load(&c.throttled),
+            throttle_wait_ms: load(&c.throttle_wait_ms),
+            not_found: load(&c.not_found),
+            token_requests: load(&c.token_requests),
+        }
+    }
+
+    /// One GET with auth, retries and throttling handled; the body parsed as JSON.
+    pub async fn get_json(&self, url: &Url) -> Result<serde_json::Value, GraphError> {
+        self.check_origin(url)?;
+        let settings = &self.inner.settings;
+        let counters = &self.inner.counters;
+        let mut waited = Duration::ZERO;
+        let mut token_refreshed = false;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let (cause, retry_after) = match self.attempt(url).await? {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Unauthorized(token) if !token_refreshed => {
+                    tracing::debug!(%url, "401 from Graph; refreshing the token once");
+                    self.inner.tokens.invalidate(&token).await;
+                    token_refreshed = true;
+                    continue;
+                }
+                Attempt::Unauthorized(_) => {
+                    return Err(GraphError::Unauthorized { url: url.clone() });
+                }
+                Attempt::Transient { cause, retry_after } => (cause, retry_after),
+            };
+            let wait = retry_after.unwrap_or_else(|| {
+                retry::full_jitter(
+                    settings.backoff_base,
+                    settings.backoff_cap,
+                    attempt - 1,
+                    rand::random(),
+                )
+            });
+            if attempt >= settings.max_attempts || waited + wait > settings.max_total_wait {
+                return Err(exhausted(url, cause, attempt));
+            }
+            tracing::warn!(%url, cause = %describe(&cause), wait_ms = wait.as_millis() as u64,
+                attempt, "retrying Graph request");
+            bump(&counters.retries, 1);
+            bump(&counters.throttle_wait_ms, wait.as_millis() as u64);
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
+
+    /// One token lookup and one GET; `Err` only for failures that retrying cannot fix.
+    async fn attempt(&self, url: &Url) -> Result<Attempt, GraphError> {
+        let token = match self.token().await {
+            Ok(token) => token,
+            // A login host that is briefly unreachable or overloaded should not end the
+            // run; refused credentials are final.
+            Err(error @ GraphError::Token { status, .. })
+                if status.is_none_or(|s| s == 429 || s >= 500) =>
+            {
+                return Ok(Attempt::Transient {
+                    cause: Transient::Token(error),
+                    retry_after: None,
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let request_id = uuid::Uuid::new_v4();
+        let sent = Instant::now();
+        bump(&self.inner.counters.requests, 1);
+        let result = self
+            .inner
+            .http
+            .get(url.clone())
+            .bearer_auth(token.expose())
+            .header("client-request-id", request_id.to_string())
+            .send()
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(e) if is_transient(&e) => return Ok(Attempt::transport(e)),
+            Err(source) => {
+                return Err(GraphError::Transport {
+                    url: url.clone(),
+                    source,
+                });
+            }
+        };
+        let status = response.status();
+        tracing::debug!(method = "GET", %url, status = status.as_u16(),
+            elapsed_ms = sent.elapsed().as_millis() as u64,
+            client_request_id = %request_id, "graph request");
+        match retry::classify(status, response.headers(), chrono::Utc::now()) {
+            Verdict::Success => match response.bytes().await {
+                Ok(body) => decode(url, &body).map(Attempt::Done),
+                Err(e) => Ok(Attempt::transport(e)),
+            },
+            Verdict::RefreshToken => Ok(Attempt::Unauthorized(token)),
+            Verdict::Retry { after } => {
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    bump(&self.inner.counters.throttled, 1);
+                }
+                let message = error_message(response).await;
+                Ok(Attempt::Transient {
+                    cause: Transient::Status { status, message },
+                    retry_after: after,
+                })
+            }
+            Verdict::Fail => Err(self.failure(url, response).await),
+        }
+    }
+
+    async fn token(&self) -> Result<Arc<Secret>, GraphError> {
+        let counter = &self.inner.counters.token_requests;
+        self.inner
+            .tokens
+            .token(&self.inner.http, || bump(counter, 1))
+            .await
+    }
+
+    fn check_origin(&self, url: &Url) -> Result<(), GraphError> {
+        if url.origin() == self.inner.settings.graph_url.origin() {
+            Ok(())
+        } else {
+            Err(GraphError::ForeignOrigin { url: url.clone() })
+        }
+    }
+
+    /// The error of a non-retryable, non-401 response.
+    async fn failure(&self, url: &Url, response: reqwest::Response) -> GraphError {
+        let url = url.clone();
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            bump(&self.inner.counters.not_found, 1);
+            return GraphError::NotFound { url };
+        }
+        let message = error_message(response).await;
+        match status {
+            StatusCode::BAD_REQUEST => GraphError::BadRequest { url, message },
+            StatusCode::FORBIDDEN => GraphError::Forbidden { url, message },
+            _ => GraphError::Status {
+                url,
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+}
+
+fn decode(url: &Url, body: &[u8]) -> Result<serde_json::Value, GraphError> {
+    serde_json::from_slice(body).map_err(|e| GraphError::Decode {
+        url: url.clone(),
+        message: format!("body is not JSON: {e}"),
+    })
+}
+
+/// Graph's `error.code: error.message`, or the start of the body when it is not Graph's
+/// error shape (a gateway page, say).
+async fn error_message(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<GraphErrorBody>(&body) {
+        Ok(GraphErrorBody { error }) if !error.code.is_empty() => {
+            format!("{}: {}", error.code, error.message)
+        }
+        Ok(GraphErrorBody { error }) => error.message,
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body);
+            let text = text.trim();
+            if text.is_empty() {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no reason given")
+                    .to_owned()
+            } else {
+                text.chars().take(300).collect()
+            }
+        }
+    }
+}
+
+/// Connection refused/reset and timeouts are worth another attempt; builder or redirect
+/// errors are not.
+fn is_transient(error: &reqwest::Error) -> bool {
+    error.is_timeout() || error.is_connect() || error.is_request() || error.is_body()
+}
+
+fn describe(cause: &Transient) -> String {
+    match cause {
+        Transient::Status { status, .. } => format!("HTTP {}", status.as_u16()),
+        Transient::Transport(e) => e.to_string(),
+        Transient::Token(e) => e.to_string(),
+    }
+}
+
+fn exhausted(url: &Url, cause: Transient, attempts: u32) -> GraphError {
+    let url = url.clone();
+    match cause {
+        Transient::Status { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
+            GraphError::Throttled { url, attempts }
+        }
+        Transient::Status { status, message } => GraphError::Status {
+            url,
+            status: status.as_u16(),
+            message: format!("{message} (gave up after {attempts} attempts)"),
+        },
+        Transient::Transport(source) => GraphError::Transport { url, source },
+        Transient::Token(error) => error,
+    }
+}

@@ -1,0 +1,83 @@
+//! The typed errors of the Graph client ([`GraphError`]), one variant per outcome a caller
+//! may branch on (skip a record, fix the configuration, retry later).
+//!
+//! Touches nothing: pure data and messages. Messages may contain URLs (they hold no
+//! secrets) but never the client secret or a token; the variants that carry text from a
+//! server only ever receive Graph's or Entra ID's own error descriptions.
+
+use url::Url;
+
+/// Why a Graph or token request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// 404: the record expired (30-day retention) or is not generated yet. Never retried.
+    #[error("not found (HTTP 404): {url}")]
+    NotFound { url: Url },
+
+    /// The token endpoint refused the credentials or could not be reached.
+    /// `message` says in plain words what is wrong and what to change.
+    #[error("could not get an access token ({code}{}): {message}", status_suffix(*status))]
+    Token {
+        status: Option<u16>,
+        code: String,
+        message: String,
+    },
+
+    /// Graph answered 401 again after the token was refreshed once.
+    #[error(
+        "Microsoft Graph rejected a freshly issued access token (HTTP 401) for {url}; \
+         check that tenant_id is the tenant the application is registered and consented in"
+    )]
+    Unauthorized { url: Url },
+
+    /// 403: the application lacks the permission (or its admin consent).
+    #[error(
+        "access denied (HTTP 403) for {url}: {message}. The application needs the Microsoft Graph \
+         application permission CallRecords.Read.All, with admin consent granted in this tenant"
+    )]
+    Forbidden { url: Url, message: String },
+
+    /// 400: Graph's `error.message` explains which part of the request it refused.
+    #[error("bad request (HTTP 400) for {url}: {message}")]
+    BadRequest { url: Url, message: String },
+
+    /// Any other non-retryable status, or a 5xx that persisted through all attempts.
+    #[error("HTTP {status} for {url}: {message}")]
+    Status {
+        url: Url,
+        status: u16,
+        message: String,
+    },
+
+    /// Still 429 when `max_attempts` or `max_total_wait` ran out.
+    #[error(
+        "still throttled (HTTP 429) by Microsoft Graph after {attempts} attempts for {url}; \
+         run again later or with lower concurrency"
+    )]
+    Throttled { url: Url, attempts: u32 },
+
+    /// Connection refused/reset or timeout, after the retries.
+    #[error("could not reach {url}: {source}")]
+    Transport {
+        url: Url,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The body is not JSON, or not the shape Graph documents (e.g. a page without `value`).
+    #[error("unexpected response from {url}: {message}")]
+    Decode { url: Url, message: String },
+
+    /// A URL (typically an `@odata.nextLink`) outside the configured Graph origin; refused
+    /// before sending so the bearer token never leaves that origin.
+    #[error(
+        "refused to send a Graph request to host {}: {url} is not on the configured Graph URL's \
+         scheme/host/port",
+        url.host_str().unwrap_or("(none)")
+    )]
+    ForeignOrigin { url: Url },
+}
+
+fn status_suffix(status: Option<u16>) -> String {
+    status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
+}
