@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::Context;
 use arrow_array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;

@@ -150,7 +150,12 @@ impl ColumnBuilder {
             ColumnType::Decimal { precision, scale } => {
                 ColumnBuilder::Decimal(Decimal128Builder::new(), precision, scale)
             }
-            ColumnType::ListOfString => ColumnBuilder::List(ListBuilder::new(StringBuilder::new())),
+            ColumnType::ListOfString => match column_type.arrow() {
+                arrow_schema::DataType::List(element) => {
+                    ColumnBuilder::List(ListBuilder::new(StringBuilder::new()).with_field(element))
+                }
+                _ => unreachable!("list<string> is an Arrow list"),
+            },
         }
     }
 

@@ -1,0 +1,109 @@
+//! Shared helpers of the integration tests: Graph sample fixtures, reading the written
+//! lake back (every Parquet file of a table) and turning Arrow cells into JSON values so
+//! assertions read like the Graph payloads they come from.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value, json};
+
+pub fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(relative)
+}
+
+/// A Graph sample payload from `tests/fixtures/graph-samples/`.
+pub fn sample(name: &str) -> Value {
+    let path = fixture_path(&format!("graph-samples/{name}"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// One Arrow cell as JSON: strings, numbers (float32 through its shortest text, so 0.27 stays
+/// 0.27), booleans, timestamps as RFC 3339 with microseconds, decimals as exact text,
+/// lists as arrays, null as null.
+pub fn cell(array: &dyn Array, row: usize) -> Value {
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    match array.data_type() {
+        DataType::Utf8 => json!(array.as_string::<i32>().value(row)),
+        DataType::Int32 => json!(array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => json!(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float32 => {
+            let value = array.as_primitive::<Float32Type>().value(row);
+            serde_json::from_str(&value.to_string()).unwrap()
+        }
+        DataType::Float64 => json!(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Boolean => json!(array.as_boolean().value(row)),
+        DataType::Timestamp(_, _) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            let time = chrono::DateTime::from_timestamp_micros(micros).unwrap();
+            json!(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        }
+        DataType::Decimal128(_, _) => json!(arrow_cast::display::array_value_to_string(array, row).unwrap()),
+        DataType::List(_) => {
+            let list = array.as_list::<i32>().value(row);
+            Value::Array((0..list.len()).map(|i| cell(list.as_ref(), i)).collect())
+        }
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+/// The rows of a batch as JSON objects keyed by column name.
+pub fn rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
+    (0..batch.num_rows())
+        .map(|row| {
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, column)| (field.name().clone(), cell(column.as_ref(), row)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every Parquet file under `<lake>/<table>/`, with its partition folder.
+pub fn parquet_files(lake: &Path, table: &str) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    let Ok(partitions) = std::fs::read_dir(lake.join(table)) else { return files };
+    for partition in partitions {
+        let partition = partition.unwrap().path();
+        for file in std::fs::read_dir(&partition).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "parquet") {
+                files.push((partition.file_name().unwrap().to_string_lossy().into_owned(), file));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every row of a table in the lake, each with its `dt` partition value added.
+pub fn read_table(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
+    let mut all = Vec::new();
+    for (partition, file) in parquet_files(lake, table) {
+        let dt = partition.strip_prefix("dt=").expect("Hive partition folder").to_string();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
+        for batch in reader {
+            for mut row in rows(&batch.unwrap()) {
+                row.insert("dt".into(), json!(dt));
+                all.push(row);
+            }
+        }
+    }
+    all
+}
+
+/// Row counts of every table in the lake.
+pub fn table_counts(lake: &Path, tables: &[&str]) -> BTreeMap<String, usize> {
+    tables.iter().map(|t| (t.to_string(), read_table(lake, t).len())).collect()
+}
