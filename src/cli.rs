@@ -65,9 +65,11 @@ enum Command {
     #[command(after_help = format!("{EXPORT_EXAMPLES}\n\n{}", crate::exit::HELP))]
     Export(ExportArgs),
     /// Serve the embedded Microsoft Graph emulator (a synthetic tenant) on a loopback port.
-    #[command(after_help = "Example:\n  callrecords-etl emulator --listen 127.0.0.1:8080 --seed 7 --calls-per-day 500\n\
+    #[command(
+        after_help = "Example:\n  callrecords-etl emulator --listen 127.0.0.1:8080 --seed 7 --calls-per-day 500\n\
         Then point [graph] graph_url and login_url at http://127.0.0.1:8080 and use the tenant id,\n\
-        client id and secret it prints.")]
+        client id and secret it prints."
+    )]
     Emulator(EmulatorArgs),
 }
 
@@ -120,7 +122,10 @@ fn parse_bound(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -150,7 +155,9 @@ fn exit_code_of(error: &anyhow::Error) -> Exit {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return failure.exit;
         }
-        if cause.downcast_ref::<config::ConfigError>().is_some() || cause.downcast_ref::<window::WindowError>().is_some() {
+        if cause.downcast_ref::<config::ConfigError>().is_some()
+            || cause.downcast_ref::<window::WindowError>().is_some()
+        {
             return Exit::Usage;
         }
     }
@@ -168,9 +175,14 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogWriter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(LogWriter)
+        .with_target(false);
     match cli.log_format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
@@ -182,7 +194,9 @@ fn resolve_streams(requested: Option<Vec<String>>) -> Result<Vec<StreamKind>, Fa
     };
     let mut streams = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        let stream: StreamKind = name.parse().map_err(|e: crate::streams::UnknownStream| Failure::usage(e.to_string()))?;
+        let stream: StreamKind = name
+            .parse()
+            .map_err(|e: crate::streams::UnknownStream| Failure::usage(e.to_string()))?;
         if stream != StreamKind::CallRecords {
             return Err(Failure::usage(format!(
                 "--streams {name}: this stream is not implemented in this version yet; export call_records only"
@@ -193,7 +207,9 @@ fn resolve_streams(requested: Option<Vec<String>>) -> Result<Vec<StreamKind>, Fa
         }
     }
     if streams.is_empty() {
-        return Err(Failure::usage("--streams is empty: name at least one stream (call_records)"));
+        return Err(Failure::usage(
+            "--streams is empty: name at least one stream (call_records)",
+        ));
     }
     Ok(streams)
 }
@@ -203,18 +219,27 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     let window = match (args.from, args.to) {
         (None, None) => Window::yesterday(chrono::Utc::now()),
         (Some(from), None) => Window::new(from, window::midnight(chrono::Utc::now().date_naive()))?,
-        (None, Some(to)) => Window::new(window::midnight(to.date_naive()) - chrono::Duration::days(1), to)?,
+        (None, Some(to)) => Window::new(
+            window::midnight(to.date_naive()) - chrono::Duration::days(1),
+            to,
+        )?,
         (Some(from), Some(to)) => Window::new(from, to)?,
     };
     // The emulator must outlive the export; it stops when this guard drops.
     let mut running_emulator = None;
     let settings = if args.emulator {
         if args.config.is_some() {
-            return Err(Failure::usage("--emulator and --config exclude each other: the emulator needs no configuration").into());
+            return Err(Failure::usage(
+                "--emulator and --config exclude each other: the emulator needs no configuration",
+            )
+            .into());
         }
-        let running = emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .context("cannot start the embedded Graph emulator")?;
+        let running = emulator::start(
+            EmulatorConfig::default(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        .context("cannot start the embedded Graph emulator")?;
         tracing::info!(url = %running.base_url(), "Embedded Graph emulator started.");
         let settings = emulator_settings(&running, args.out.clone())?;
         running_emulator = Some(running);
@@ -232,10 +257,17 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         window,
         streams,
         output: args.out.unwrap_or(settings.output),
-        concurrency: args.concurrency.map(usize::from).unwrap_or(settings.concurrency),
+        concurrency: args
+            .concurrency
+            .map(usize::from)
+            .unwrap_or(settings.concurrency),
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
-    let progress = Progress::new(if quiet { ProgressMode::Hidden } else { ProgressMode::Auto });
+    let progress = Progress::new(if quiet {
+        ProgressMode::Hidden
+    } else {
+        ProgressMode::Auto
+    });
     let summary = pipeline::export(&client, &plan, &progress).await;
     progress.finish();
     if let Some(running) = running_emulator {
@@ -246,7 +278,10 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn emulator_settings(running: &emulator::RunningEmulator, out: Option<PathBuf>) -> anyhow::Result<Settings> {
+fn emulator_settings(
+    running: &emulator::RunningEmulator,
+    out: Option<PathBuf>,
+) -> anyhow::Result<Settings> {
     let url = url::Url::parse(&running.base_url()).context("the emulator's URL")?;
     let config = running.config();
     Ok(Settings {
@@ -263,13 +298,23 @@ fn emulator_settings(running: &emulator::RunningEmulator, out: Option<PathBuf>) 
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
-    let config = EmulatorConfig { seed: args.seed, calls_per_day: args.calls_per_day, ..EmulatorConfig::default() };
+    let config = EmulatorConfig {
+        seed: args.seed,
+        calls_per_day: args.calls_per_day,
+        ..EmulatorConfig::default()
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    emulator::serve_until_shutdown(config, args.listen, shutdown).await.map_err(|error| {
-        if error.to_string().contains("loopback") { anyhow::Error::new(Failure::usage(format!("{error:#}"))) } else { error }
-    })?;
+    emulator::serve_until_shutdown(config, args.listen, shutdown)
+        .await
+        .map_err(|error| {
+            if error.to_string().contains("loopback") {
+                anyhow::Error::new(Failure::usage(format!("{error:#}")))
+            } else {
+                error
+            }
+        })?;
     Ok(Exit::Success)
 }
 
@@ -283,9 +328,15 @@ fn print_summary(summary: &RunSummary, plan: &ExportPlan) {
         summary.elapsed_seconds,
         summary.run_id
     );
-    text.push_str(&format!("  {:<24} {:>10} {:>6} {:>12}\n", "table", "rows", "files", "bytes"));
+    text.push_str(&format!(
+        "  {:<24} {:>10} {:>6} {:>12}\n",
+        "table", "rows", "files", "bytes"
+    ));
     for (table, totals) in &summary.tables {
-        text.push_str(&format!("  {:<24} {:>10} {:>6} {:>12}\n", table, totals.rows, totals.files, totals.bytes));
+        text.push_str(&format!(
+            "  {:<24} {:>10} {:>6} {:>12}\n",
+            table, totals.rows, totals.files, totals.bytes
+        ));
     }
     let requests = &summary.requests;
     text.push_str(&format!(

@@ -61,7 +61,9 @@ pub struct OutputSection {
 
 impl Default for OutputSection {
     fn default() -> Self {
-        OutputSection { path: default_output_path() }
+        OutputSection {
+            path: default_output_path(),
+        }
     }
 }
 
@@ -79,7 +81,9 @@ pub struct ExportSection {
 
 impl Default for ExportSection {
     fn default() -> Self {
-        ExportSection { concurrency: default_concurrency() }
+        ExportSection {
+            concurrency: default_concurrency(),
+        }
     }
 }
 
@@ -98,20 +102,34 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path} has {} problem(s):\n  - {}", .problems.len(), .problems.join("\n  - "))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 /// Reads and validates the file at `path`; `env` looks up environment variables.
 pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let file: FileConfig =
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    validate(file, base, env).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
+    validate(file, base, env).map_err(|problems| ConfigError::Invalid {
+        path: path.into(),
+        problems,
+    })
 }
 
 /// Checks every value and collects all problems, so one run shows everything to fix.
@@ -137,16 +155,30 @@ pub fn validate(
     }
     let graph_url = check_url("[graph] graph_url", &graph.graph_url, &mut problems);
     let login_url = check_url("[graph] login_url", &graph.login_url, &mut problems);
-    let secret = read_secret(graph.client_secret_file.as_deref(), base, &env, &mut problems);
+    let secret = read_secret(
+        graph.client_secret_file.as_deref(),
+        base,
+        &env,
+        &mut problems,
+    );
     if file.export.concurrency == 0 || file.export.concurrency > 64 {
-        problems.push(format!("[export] concurrency = {} must be between 1 and 64", file.export.concurrency));
+        problems.push(format!(
+            "[export] concurrency = {} must be between 1 and 64",
+            file.export.concurrency
+        ));
     }
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
     }
     match (graph_url, login_url, secret) {
         (Some(graph_url), Some(login_url), Some(secret)) if problems.is_empty() => Ok(Settings {
-            graph: ClientSettings::new(graph_url, login_url, graph.tenant_id.clone(), graph.client_id.clone(), secret),
+            graph: ClientSettings::new(
+                graph_url,
+                login_url,
+                graph.tenant_id.clone(),
+                graph.client_id.clone(),
+                secret,
+            ),
             output: PathBuf::from(&file.output.path),
             concurrency: file.export.concurrency,
         }),
@@ -165,11 +197,17 @@ fn read_secret(
         return match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim().to_string())),
             Ok(_) => {
-                problems.push(format!("[graph] client_secret_file {} is empty", path.display()));
+                problems.push(format!(
+                    "[graph] client_secret_file {} is empty",
+                    path.display()
+                ));
                 None
             }
             Err(e) => {
-                problems.push(format!("[graph] client_secret_file {} cannot be read: {e}", path.display()));
+                problems.push(format!(
+                    "[graph] client_secret_file {} cannot be read: {e}",
+                    path.display()
+                ));
                 None
             }
         };
@@ -224,9 +262,10 @@ pub fn is_loopback(url: &Url) -> bool {
 fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(group, len)| {
-            group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit())
-        })
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_domain(text: &str) -> bool {
@@ -242,7 +281,11 @@ mod tests {
 
     fn settings(toml_text: &str, secret: Option<&str>) -> Result<Settings, Vec<String>> {
         let file: FileConfig = toml::from_str(toml_text).map_err(|e| vec![e.to_string()])?;
-        validate(file, Path::new("."), |name| (name == SECRET_ENV).then(|| secret.map(String::from)).flatten())
+        validate(file, Path::new("."), |name| {
+            (name == SECRET_ENV)
+                .then(|| secret.map(String::from))
+                .flatten()
+        })
     }
 
     const GOOD: &str = r#"
@@ -255,7 +298,10 @@ mod tests {
     fn defaults_fill_the_optional_keys() {
         let s = settings(GOOD, Some("s3cret")).unwrap();
         assert_eq!(s.graph.graph_url.as_str(), "https://graph.microsoft.com/");
-        assert_eq!(s.graph.login_url.as_str(), "https://login.microsoftonline.com/");
+        assert_eq!(
+            s.graph.login_url.as_str(),
+            "https://login.microsoftonline.com/"
+        );
         assert_eq!(s.output, PathBuf::from("./lake"));
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(s.graph.client_secret.expose(), "s3cret");
@@ -263,11 +309,17 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_wrong_types_name_the_key() {
-        let unknown = settings(&format!("{GOOD}\ncolour = 1"), Some("x")).unwrap_err().join(" ");
+        let unknown = settings(&format!("{GOOD}\ncolour = 1"), Some("x"))
+            .unwrap_err()
+            .join(" ");
         assert!(unknown.contains("colour"), "{unknown}");
-        let wrong = settings("[graph]\ntenant_id = 5\nclient_id = \"x\"", Some("x")).unwrap_err().join(" ");
+        let wrong = settings("[graph]\ntenant_id = 5\nclient_id = \"x\"", Some("x"))
+            .unwrap_err()
+            .join(" ");
         assert!(wrong.contains("tenant_id"), "{wrong}");
-        let missing = settings("[graph]\ntenant_id = \"contoso.com\"", Some("x")).unwrap_err().join(" ");
+        let missing = settings("[graph]\ntenant_id = \"contoso.com\"", Some("x"))
+            .unwrap_err()
+            .join(" ");
         assert!(missing.contains("client_id"), "{missing}");
     }
 
@@ -281,13 +333,21 @@ mod tests {
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("tenant_id")));
         assert!(problems.iter().any(|p| p.contains("client_id")));
-        assert!(problems.iter().any(|p| p.contains("graph_url") && p.contains("loopback")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("graph_url") && p.contains("loopback"))
+        );
         assert!(problems.iter().any(|p| p.contains(SECRET_ENV)));
     }
 
     #[test]
     fn plain_http_is_allowed_only_to_loopback() {
-        for url in ["http://127.0.0.1:8080", "http://[::1]:9", "http://localhost:1"] {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+            "http://localhost:1",
+        ] {
             let text = format!("{GOOD}\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"");
             assert!(settings(&text, Some("x")).is_ok(), "{url}");
         }

@@ -93,7 +93,11 @@ struct FetchOutcome {
 }
 
 /// Runs the export described by `plan` and publishes its partitions.
-pub async fn export(client: &GraphClient, plan: &ExportPlan, progress: &Progress) -> anyhow::Result<RunSummary> {
+pub async fn export(
+    client: &GraphClient,
+    plan: &ExportPlan,
+    progress: &Progress,
+) -> anyhow::Result<RunSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = new_run_id(started_at);
@@ -119,15 +123,20 @@ pub async fn export(client: &GraphClient, plan: &ExportPlan, progress: &Progress
         Ok(FetchOutcome::default())
     };
     drop(batches);
-    let staged = writer.join().map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?;
+    let staged = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?;
     let (fetched, staged) = match (fetched, staged) {
         (Ok(fetched), Ok(staged)) => (fetched, staged),
         (Err(error), Ok(staged)) => {
             staged.discard();
-            return Err(error.context("nothing was published; the lake is as it was before this run"));
+            return Err(
+                error.context("nothing was published; the lake is as it was before this run")
+            );
         }
         (_, Err(error)) => {
-            return Err(anyhow::Error::new(error).context("nothing was published; the lake is as it was before this run"));
+            return Err(anyhow::Error::new(error)
+                .context("nothing was published; the lake is as it was before this run"));
         }
     };
 
@@ -135,9 +144,16 @@ pub async fn export(client: &GraphClient, plan: &ExportPlan, progress: &Progress
         .streams
         .iter()
         .flat_map(|stream| schema::tables_of_stream(stream.name()))
-        .flat_map(|table| plan.window.days().into_iter().map(move |dt| (table.table.clone(), dt)))
+        .flat_map(|table| {
+            plan.window
+                .days()
+                .into_iter()
+                .map(move |dt| (table.table.clone(), dt))
+        })
         .collect();
-    let report = staged.publish(&partitions).context("cannot publish the exported partitions")?;
+    let report = staged
+        .publish(&partitions)
+        .context("cannot publish the exported partitions")?;
     progress.finish();
 
     let mut tables: BTreeMap<String, TableTotals> = plan
@@ -174,13 +190,20 @@ pub async fn export(client: &GraphClient, plan: &ExportPlan, progress: &Progress
         requests: client.stats(),
     };
     let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    sink::write_file_atomically(&plan.output, &format!("_manifests/{}.json", summary.run_id), &manifest)
-        .context("the partitions were published, but the run manifest could not be written")?;
+    sink::write_file_atomically(
+        &plan.output,
+        &format!("_manifests/{}.json", summary.run_id),
+        &manifest,
+    )
+    .context("the partitions were published, but the run manifest could not be written")?;
     Ok(summary)
 }
 
 /// The writer thread: batches in, staged files out.
-fn write_batches(mut sink: ParquetSink, mut receiver: mpsc::Receiver<TableBatch>) -> Result<StagedRun, SinkError> {
+fn write_batches(
+    mut sink: ParquetSink,
+    mut receiver: mpsc::Receiver<TableBatch>,
+) -> Result<StagedRun, SinkError> {
     while let Some(TableBatch { table, dt, batch }) = receiver.blocking_recv() {
         if let Err(error) = sink.write(table, dt, &batch) {
             sink.discard();
@@ -219,7 +242,11 @@ async fn fetch_call_records(
     let mut outcome = FetchOutcome::default();
     let mut partitions: BTreeMap<NaiveDate, CallRecordTables> = BTreeMap::new();
     let mut issues = Vec::new();
-    while let Some((id, record)) = records.try_next().await.context("cannot export the call records")? {
+    while let Some((id, record)) = records
+        .try_next()
+        .await
+        .context("cannot export the call records")?
+    {
         let Some(record) = record else {
             tracing::warn!(
                 call_id = %id,
@@ -247,7 +274,11 @@ async fn fetch_call_records(
 
 /// The id to fetch for a listed item, or None for an item already listed in this run
 /// (pages can shift while new records arrive) or outside the window.
-fn listed_record_to_fetch(item: &Value, window: &Window, listed: &mut HashSet<String>) -> Option<String> {
+fn listed_record_to_fetch(
+    item: &Value,
+    window: &Window,
+    listed: &mut HashSet<String>,
+) -> Option<String> {
     let (id, start) = match flatten_calls::identify(item) {
         Ok((id, start)) => (id.to_string(), start),
         Err(problem) => {
@@ -282,9 +313,16 @@ async fn send_full_batches(
 ) -> anyhow::Result<()> {
     for builder in tables.builders_mut() {
         if builder.len() >= min_rows {
-            let batch = TableBatch { table: &builder.schema().table, dt, batch: builder.finish() };
+            let batch = TableBatch {
+                table: &builder.schema().table,
+                dt,
+                batch: builder.finish(),
+            };
             // The writer only hangs up after a write error, which `export` reports.
-            batches.send(batch).await.map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+            batches
+                .send(batch)
+                .await
+                .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
         }
     }
     Ok(())

@@ -15,13 +15,31 @@ use serde::Deserialize;
 /// The schema files, in the order tables are documented and written.
 const DECLARATIONS: &[(&str, &str)] = &[
     ("call_records", include_str!("../schemas/call_records.json")),
-    ("call_participants", include_str!("../schemas/call_participants.json")),
-    ("call_modalities", include_str!("../schemas/call_modalities.json")),
-    ("call_sessions", include_str!("../schemas/call_sessions.json")),
-    ("call_segments", include_str!("../schemas/call_segments.json")),
+    (
+        "call_participants",
+        include_str!("../schemas/call_participants.json"),
+    ),
+    (
+        "call_modalities",
+        include_str!("../schemas/call_modalities.json"),
+    ),
+    (
+        "call_sessions",
+        include_str!("../schemas/call_sessions.json"),
+    ),
+    (
+        "call_segments",
+        include_str!("../schemas/call_segments.json"),
+    ),
     ("call_media", include_str!("../schemas/call_media.json")),
-    ("call_media_streams", include_str!("../schemas/call_media_streams.json")),
-    ("call_trace_route_hops", include_str!("../schemas/call_trace_route_hops.json")),
+    (
+        "call_media_streams",
+        include_str!("../schemas/call_media_streams.json"),
+    ),
+    (
+        "call_trace_route_hops",
+        include_str!("../schemas/call_trace_route_hops.json"),
+    ),
 ];
 
 /// Timezone of every timestamp column: instants in UTC, which Parquet records as
@@ -81,7 +99,10 @@ pub enum ColumnType {
     Boolean,
     /// Microseconds since the epoch, UTC.
     Timestamp,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     ListOfString,
 }
 
@@ -139,10 +160,18 @@ impl std::str::FromStr for ColumnType {
                 let (precision, scale) = inner
                     .split_once(',')
                     .ok_or_else(|| format!("decimal type `{other}` needs (precision,scale)"))?;
-                let precision: u8 = precision.trim().parse().map_err(|_| format!("bad precision in `{other}`"))?;
-                let scale: i8 = scale.trim().parse().map_err(|_| format!("bad scale in `{other}`"))?;
+                let precision: u8 = precision
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad precision in `{other}`"))?;
+                let scale: i8 = scale
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad scale in `{other}`"))?;
                 if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
-                    return Err(format!("decimal type `{other}` is out of range (precision 1..=38, 0 <= scale <= precision)"));
+                    return Err(format!(
+                        "decimal type `{other}` is out of range (precision 1..=38, 0 <= scale <= precision)"
+                    ));
                 }
                 ColumnType::Decimal { precision, scale }
             }
@@ -197,15 +226,20 @@ impl TableSchema {
                     .columns
                     .iter()
                     .map(|column| {
-                        Field::new(&column.name, column.column_type.arrow(), column.nullable).with_metadata(
-                            HashMap::from([("description".to_string(), column.description.clone())]),
-                        )
+                        Field::new(&column.name, column.column_type.arrow(), column.nullable)
+                            .with_metadata(HashMap::from([(
+                                "description".to_string(),
+                                column.description.clone(),
+                            )]))
                     })
                     .collect();
                 let metadata = HashMap::from([
                     ("callrecords_etl.table".to_string(), self.table.clone()),
                     ("callrecords_etl.grain".to_string(), self.grain.clone()),
-                    ("callrecords_etl.primary_key".to_string(), self.primary_key.join(",")),
+                    (
+                        "callrecords_etl.primary_key".to_string(),
+                        self.primary_key.join(","),
+                    ),
                 ]);
                 Arc::new(Schema::new_with_metadata(fields, metadata))
             })
@@ -227,9 +261,14 @@ pub fn tables() -> &'static [TableSchema] {
         DECLARATIONS
             .iter()
             .map(|(name, text)| {
-                let table: TableSchema = serde_json::from_str(text)
-                    .unwrap_or_else(|e| panic!("schemas/{name}.json is not a valid table declaration: {e}"));
-                assert_eq!(table.table, *name, "schemas/{name}.json declares table `{}`", table.table);
+                let table: TableSchema = serde_json::from_str(text).unwrap_or_else(|e| {
+                    panic!("schemas/{name}.json is not a valid table declaration: {e}")
+                });
+                assert_eq!(
+                    table.table, *name,
+                    "schemas/{name}.json declares table `{}`",
+                    table.table
+                );
                 table
             })
             .collect()
@@ -246,6 +285,34 @@ pub fn tables_of_stream(stream: &str) -> impl Iterator<Item = &'static TableSche
     tables().iter().filter(move |t| t.stream == stream)
 }
 
+/// The table reference of the README, generated from the declarations.
+pub fn markdown_reference() -> String {
+    let mut text = String::new();
+    for table in tables() {
+        text.push_str(&format!(
+            "### `{}`\n\n{} Grain: {}. Primary key: `{}`. Partitioned by `dt` = {}.\n\n",
+            table.table,
+            table.description,
+            table.grain,
+            table.primary_key.join("`, `"),
+            table.partition_source
+        ));
+        text.push_str("| column | type | description |\n|---|---|---|\n");
+        for column in &table.columns {
+            let required = if column.nullable { "" } else { " not null" };
+            text.push_str(&format!(
+                "| `{}` | {}{} | {} |\n",
+                column.name,
+                column.column_type.declared_name(),
+                required,
+                column.description.replace('|', "\\|")
+            ));
+        }
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,8 +326,14 @@ mod tests {
             names.dedup();
             assert_eq!(before, names.len(), "duplicate column in {}", table.table);
             for key in &table.primary_key {
-                let column = table.column(key).unwrap_or_else(|| panic!("{}: key {key} is not a column", table.table));
-                assert!(!column.nullable, "{}: key column {key} must not be nullable", table.table);
+                let column = table
+                    .column(key)
+                    .unwrap_or_else(|| panic!("{}: key {key} is not a column", table.table));
+                assert!(
+                    !column.nullable,
+                    "{}: key column {key} must not be nullable",
+                    table.table
+                );
             }
             assert_eq!(table.partition_by, vec!["dt".to_string()]);
         }
@@ -268,7 +341,17 @@ mod tests {
 
     #[test]
     fn column_types_round_trip_their_declared_names() {
-        for name in ["string", "int32", "int64", "float", "double", "boolean", "timestamp", "decimal(38,10)", "list<string>"] {
+        for name in [
+            "string",
+            "int32",
+            "int64",
+            "float",
+            "double",
+            "boolean",
+            "timestamp",
+            "decimal(38,10)",
+            "list<string>",
+        ] {
             let parsed: ColumnType = name.parse().unwrap();
             assert_eq!(parsed.declared_name(), name);
         }

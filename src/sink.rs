@@ -33,13 +33,24 @@ pub const STAGING_DIR: &str = "_staging";
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("cannot write Parquet file {path}: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
 }
 
 fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> SinkError + 'p {
-    move |source| SinkError::Io { action, path: path.to_path_buf(), source }
+    move |source| SinkError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// How files are laid out; the defaults suit scans by Spark, Trino and DuckDB.
@@ -54,7 +65,10 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { row_group_rows: 128 * 1024, target_file_bytes: 256 * 1024 * 1024 }
+        SinkOptions {
+            row_group_rows: 128 * 1024,
+            target_file_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -94,7 +108,9 @@ impl ParquetSink {
         let staging = root.join(STAGING_DIR).join(run_id);
         create_dirs(&staging)?;
         let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
+            ))
             .set_max_row_group_row_count(Some(options.row_group_rows))
             .set_created_by(format!("callrecords-etl {}", env!("CARGO_PKG_VERSION")))
             .build();
@@ -111,7 +127,12 @@ impl ParquetSink {
     }
 
     /// Appends `batch` to the partition `dt` of `table`.
-    pub fn write(&mut self, table: &str, dt: NaiveDate, batch: &RecordBatch) -> Result<(), SinkError> {
+    pub fn write(
+        &mut self,
+        table: &str,
+        dt: NaiveDate,
+        batch: &RecordBatch,
+    ) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -124,16 +145,26 @@ impl ParquetSink {
         partition
             .writer
             .write(batch)
-            .map_err(|source| SinkError::Parquet { path: partition.staged_path.clone(), source })?;
+            .map_err(|source| SinkError::Parquet {
+                path: partition.staged_path.clone(),
+                source,
+            })?;
         partition.rows += batch.num_rows() as u64;
-        if partition.writer.bytes_written() + partition.writer.in_progress_size() >= self.options.target_file_bytes {
+        if partition.writer.bytes_written() + partition.writer.in_progress_size()
+            >= self.options.target_file_bytes
+        {
             let full = self.open.remove(&key).expect("present");
             self.close(table, dt, full)?;
         }
         Ok(())
     }
 
-    fn open_writer(&mut self, table: &str, dt: NaiveDate, batch: &RecordBatch) -> Result<PartitionWriter, SinkError> {
+    fn open_writer(
+        &mut self,
+        table: &str,
+        dt: NaiveDate,
+        batch: &RecordBatch,
+    ) -> Result<PartitionWriter, SinkError> {
         let dir = self.staging.join(table).join(partition_dir_name(dt));
         create_dirs(&dir)?;
         let sequence = self.next_file.entry((table.to_string(), dt)).or_insert(0);
@@ -147,13 +178,32 @@ impl ParquetSink {
             .open(&staged_path)
             .map_err(io_error("create", &staged_path))?;
         let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet { path: staged_path.clone(), source })?;
-        Ok(PartitionWriter { writer, staged_path, file_name, rows: 0 })
+            .map_err(|source| SinkError::Parquet {
+                path: staged_path.clone(),
+                source,
+            })?;
+        Ok(PartitionWriter {
+            writer,
+            staged_path,
+            file_name,
+            rows: 0,
+        })
     }
 
-    fn close(&mut self, table: &str, dt: NaiveDate, partition: PartitionWriter) -> Result<(), SinkError> {
+    fn close(
+        &mut self,
+        table: &str,
+        dt: NaiveDate,
+        partition: PartitionWriter,
+    ) -> Result<(), SinkError> {
         let path = partition.staged_path;
-        let file = partition.writer.into_inner().map_err(|source| SinkError::Parquet { path: path.clone(), source })?;
+        let file = partition
+            .writer
+            .into_inner()
+            .map_err(|source| SinkError::Parquet {
+                path: path.clone(),
+                source,
+            })?;
         file.sync_all().map_err(io_error("fsync", &path))?;
         let bytes = file.metadata().map_err(io_error("stat", &path))?.len();
         self.written.push(WrittenFile {
@@ -173,7 +223,11 @@ impl ParquetSink {
         }
         let mut files = std::mem::take(&mut self.written);
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(StagedRun { root: self.root.clone(), staging: self.staging.clone(), files })
+        Ok(StagedRun {
+            root: self.root.clone(),
+            staging: self.staging.clone(),
+            files,
+        })
     }
 
     /// Removes the staged files of a run that will not be published.
@@ -205,9 +259,13 @@ impl StagedRun {
     /// Makes the run's partitions the live ones. Every `(table, dt)` in `partitions` is
     /// replaced, also when this run has no rows for it (an empty day removes the old
     /// partition); partitions outside `partitions` and other tables are not touched.
-    pub fn publish(self, partitions: &BTreeSet<(String, NaiveDate)>) -> Result<PublishReport, SinkError> {
+    pub fn publish(
+        self,
+        partitions: &BTreeSet<(String, NaiveDate)>,
+    ) -> Result<PublishReport, SinkError> {
         let mut replaced = Vec::new();
-        let staged: BTreeSet<(String, NaiveDate)> = self.files.iter().map(|f| (f.table.clone(), f.dt)).collect();
+        let staged: BTreeSet<(String, NaiveDate)> =
+            self.files.iter().map(|f| (f.table.clone(), f.dt)).collect();
         for (table, dt) in partitions.union(&staged) {
             let dir_name = partition_dir_name(*dt);
             let live_parent = self.root.join(table);
@@ -219,17 +277,22 @@ impl StagedRun {
                 if live.exists() {
                     exchange(&staged_dir, &live)?;
                     // `staged_dir` now holds the replaced files.
-                    fs::remove_dir_all(&staged_dir).map_err(io_error("remove replaced partition", &staged_dir))?;
+                    fs::remove_dir_all(&staged_dir)
+                        .map_err(io_error("remove replaced partition", &staged_dir))?;
                 } else {
                     fs::rename(&staged_dir, &live).map_err(io_error("publish", &live))?;
                 }
                 sync_dir(&live_parent)?;
             } else if live.exists() {
-                let retired = self.staging.join(table).join(format!("replaced-{dir_name}"));
+                let retired = self
+                    .staging
+                    .join(table)
+                    .join(format!("replaced-{dir_name}"));
                 create_dirs(retired.parent().expect("has a parent"))?;
                 fs::rename(&live, &retired).map_err(io_error("retire", &live))?;
                 sync_dir(&live_parent)?;
-                fs::remove_dir_all(&retired).map_err(io_error("remove replaced partition", &retired))?;
+                fs::remove_dir_all(&retired)
+                    .map_err(io_error("remove replaced partition", &retired))?;
             }
             replaced.push((table.clone(), *dt));
         }
@@ -238,7 +301,10 @@ impl StagedRun {
             // Only succeeds when no other run is staging; that is the point.
             let _ = fs::remove_dir(staging_root);
         }
-        Ok(PublishReport { files: self.files, partitions_replaced: replaced })
+        Ok(PublishReport {
+            files: self.files,
+            partitions_replaced: replaced,
+        })
     }
 
     /// Removes the staged files without publishing them.
@@ -253,11 +319,18 @@ pub fn partition_dir_name(dt: NaiveDate) -> String {
 }
 
 /// Writes `bytes` to `<root>/<relative>` so that readers see the old file or the whole new one.
-pub fn write_file_atomically(root: &Path, relative: &str, bytes: &[u8]) -> Result<PathBuf, SinkError> {
+pub fn write_file_atomically(
+    root: &Path,
+    relative: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, SinkError> {
     let path = root.join(relative);
     let parent = path.parent().expect("a relative file path has a parent");
     create_dirs(parent)?;
-    let temporary = parent.join(format!(".{}.tmp", path.file_name().expect("file name").to_string_lossy()));
+    let temporary = parent.join(format!(
+        ".{}.tmp",
+        path.file_name().expect("file name").to_string_lossy()
+    ));
     {
         let mut file = OpenOptions::new()
             .write(true)
@@ -266,7 +339,8 @@ pub fn write_file_atomically(root: &Path, relative: &str, bytes: &[u8]) -> Resul
             .mode(FILE_MODE)
             .open(&temporary)
             .map_err(io_error("create", &temporary))?;
-        file.write_all(bytes).map_err(io_error("write", &temporary))?;
+        file.write_all(bytes)
+            .map_err(io_error("write", &temporary))?;
         file.sync_all().map_err(io_error("fsync", &temporary))?;
     }
     fs::rename(&temporary, &path).map_err(io_error("rename into place", &path))?;
@@ -275,11 +349,17 @@ pub fn write_file_atomically(root: &Path, relative: &str, bytes: &[u8]) -> Resul
 }
 
 fn create_dirs(path: &Path) -> Result<(), SinkError> {
-    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path).map_err(io_error("create directory", path))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+        .map_err(io_error("create directory", path))
 }
 
 fn sync_dir(path: &Path) -> Result<(), SinkError> {
-    File::open(path).and_then(|dir| dir.sync_all()).map_err(io_error("fsync directory", path))
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error("fsync directory", path))
 }
 
 /// Atomically swaps two directories. Where the kernel or file system cannot
@@ -294,14 +374,27 @@ fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
         let b_c = CString::new(b.as_os_str().as_bytes()).expect("paths have no NUL byte");
         // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
         let status = unsafe {
-            libc::renameat2(libc::AT_FDCWD, a_c.as_ptr(), libc::AT_FDCWD, b_c.as_ptr(), libc::RENAME_EXCHANGE)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a_c.as_ptr(),
+                libc::AT_FDCWD,
+                b_c.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
         };
         if status == 0 {
             return Ok(());
         }
         let error = io::Error::last_os_error();
-        if !matches!(error.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
-            return Err(SinkError::Io { action: "swap in partition", path: b.to_path_buf(), source: error });
+        if !matches!(
+            error.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::ENOSYS)
+        ) {
+            return Err(SinkError::Io {
+                action: "swap in partition",
+                path: b.to_path_buf(),
+                source: error,
+            });
         }
     }
     let parked = a.with_extension("parked");

@@ -16,7 +16,10 @@ pub enum WindowError {
     #[error("`{0}` is neither a UTC date (2026-11-20) nor an RFC 3339 time (2026-11-20T06:00:00Z)")]
     Unreadable(String),
     #[error("--from ({from}) must be before --to ({to}): the window [from, to) would be empty")]
-    Empty { from: DateTime<Utc>, to: DateTime<Utc> },
+    Empty {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
 }
 
 /// Reads a window bound: a date means midnight UTC of that date; a time must carry its offset.
@@ -36,21 +39,35 @@ pub fn midnight(date: NaiveDate) -> DateTime<Utc> {
 
 impl Window {
     pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Self, WindowError> {
-        if from < to { Ok(Window { from, to }) } else { Err(WindowError::Empty { from, to }) }
+        if from < to {
+            Ok(Window { from, to })
+        } else {
+            Err(WindowError::Empty { from, to })
+        }
     }
 
     /// The whole UTC day before `now`'s date.
     pub fn yesterday(now: DateTime<Utc>) -> Self {
         let today = now.date_naive();
-        let yesterday = today.checked_sub_days(Days::new(1)).expect("dates after year 1");
-        Window { from: midnight(yesterday), to: midnight(today) }
+        let yesterday = today
+            .checked_sub_days(Days::new(1))
+            .expect("dates after year 1");
+        Window {
+            from: midnight(yesterday),
+            to: midnight(today),
+        }
     }
 
     /// The `lookback_days` whole days ending at `now`'s midnight.
     pub fn trailing_days(now: DateTime<Utc>, days: u32) -> Self {
         let today = now.date_naive();
-        let first = today.checked_sub_days(Days::new(u64::from(days.max(1)))).expect("dates after year 1");
-        Window { from: midnight(first), to: midnight(today) }
+        let first = today
+            .checked_sub_days(Days::new(u64::from(days.max(1))))
+            .expect("dates after year 1");
+        Window {
+            from: midnight(first),
+            to: midnight(today),
+        }
     }
 
     pub fn contains(&self, instant: DateTime<Utc>) -> bool {
@@ -64,7 +81,9 @@ impl Window {
         let mut days = Vec::new();
         while day <= last {
             days.push(day);
-            day = day.checked_add_days(Days::new(1)).expect("dates before year 262143");
+            day = day
+                .checked_add_days(Days::new(1))
+                .expect("dates before year 262143");
         }
         days
     }
@@ -107,23 +126,40 @@ mod tests {
     fn bounds_are_dates_or_rfc3339_times() {
         assert_eq!(at("2026-11-20"), at("2026-11-20T00:00:00Z"));
         assert_eq!(at("2026-11-20T08:00:00+02:00"), at("2026-11-20T06:00:00Z"));
-        assert!(matches!(parse_bound("20.11.2026"), Err(WindowError::Unreadable(_))));
-        assert!(matches!(parse_bound("2026-11-20T06:00:00"), Err(WindowError::Unreadable(_))));
+        assert!(matches!(
+            parse_bound("20.11.2026"),
+            Err(WindowError::Unreadable(_))
+        ));
+        assert!(matches!(
+            parse_bound("2026-11-20T06:00:00"),
+            Err(WindowError::Unreadable(_))
+        ));
     }
 
     #[test]
     fn empty_or_reversed_windows_are_refused() {
         assert!(Window::new(at("2026-11-20"), at("2026-11-20")).is_err());
-        let message = Window::new(at("2026-11-21"), at("2026-11-20")).unwrap_err().to_string();
-        assert!(message.contains("--from") && message.contains("before --to"), "{message}");
+        let message = Window::new(at("2026-11-21"), at("2026-11-20"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--from") && message.contains("before --to"),
+            "{message}"
+        );
     }
 
     #[test]
     fn yesterday_is_the_previous_whole_utc_day() {
         let window = Window::yesterday(at("2026-11-30T06:21:00Z"));
-        assert_eq!(window, Window::new(at("2026-11-29"), at("2026-11-30")).unwrap());
+        assert_eq!(
+            window,
+            Window::new(at("2026-11-29"), at("2026-11-30")).unwrap()
+        );
         assert!(window.is_whole_days());
-        assert_eq!(window.days(), vec![NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()]);
+        assert_eq!(
+            window.days(),
+            vec![NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()]
+        );
     }
 
     #[test]

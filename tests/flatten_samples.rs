@@ -53,36 +53,66 @@ fn the_full_sample_fills_every_call_table_with_exact_values() {
     // 7 fractional digits are truncated to microseconds.
     assert_eq!(call["start_date_time"], "2020-02-25T18:52:21.216988Z");
     assert_eq!(call["end_date_time"], "2020-02-25T18:52:46.764001Z");
-    assert_eq!(call["last_modified_date_time"], "2020-02-25T19:00:24.582757Z");
+    assert_eq!(
+        call["last_modified_date_time"],
+        "2020-02-25T19:00:24.582757Z"
+    );
     assert_eq!(call["join_web_url"], Value::Null);
-    assert_eq!(out.table("call_modalities"), &[json!({"call_id": call["call_id"], "modality": "audio"}).as_object().unwrap().clone()]);
+    assert_eq!(
+        out.table("call_modalities"),
+        &[json!({"call_id": call["call_id"], "modality": "audio"})
+            .as_object()
+            .unwrap()
+            .clone()]
+    );
 
     let participants = out.table("call_participants");
     assert_eq!(participants.len(), 2);
     assert_eq!(participants[1]["role"], "participant");
     assert_eq!(participants[1]["participant_index"], 1);
-    assert_eq!(participants[1]["participant_id"], "13fd6bf0-f646-4b82-b0ad-cd28ce10d6e3");
+    assert_eq!(
+        participants[1]["participant_id"],
+        "13fd6bf0-f646-4b82-b0ad-cd28ce10d6e3"
+    );
     assert_eq!(participants[1]["identity_kind"], "user");
     assert_eq!(participants[1]["identity_display_name"], "Daichi Maruyama");
-    assert_eq!(participants[1]["identity_user_principal_name"], "daichi.maruyama@contoso.com");
-    assert_eq!(participants[1]["identity_tenant_id"], "dc368399-474c-4d40-900c-6265431fd81f");
-    let identity_json: Value = serde_json::from_str(participants[1]["identity_json"].as_str().unwrap()).unwrap();
-    assert_eq!(identity_json, sample("v1.0-list-participants_v2.json")["value"][1]["identity"], "identity sets are kept whole");
+    assert_eq!(
+        participants[1]["identity_user_principal_name"],
+        "daichi.maruyama@contoso.com"
+    );
+    assert_eq!(
+        participants[1]["identity_tenant_id"],
+        "dc368399-474c-4d40-900c-6265431fd81f"
+    );
+    let identity_json: Value =
+        serde_json::from_str(participants[1]["identity_json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        identity_json,
+        sample("v1.0-list-participants_v2.json")["value"][1]["identity"],
+        "identity sets are kept whole"
+    );
 
     let session = &out.table("call_sessions")[0];
     assert_eq!(session["session_index"], 0);
     assert_eq!(session["caller_endpoint_type"], "participantEndpoint");
     assert_eq!(session["caller_user_agent_type"], "clientUserAgent");
     assert_eq!(session["caller_user_agent_platform"], "android");
-    assert_eq!(session["caller_user_agent_product_family"], "skypeForBusiness");
+    assert_eq!(
+        session["caller_user_agent_product_family"],
+        "skypeForBusiness"
+    );
     assert_eq!(session["callee_feedback_rating"], "poor");
-    let tokens: Value = serde_json::from_str(session["callee_feedback_tokens"].as_str().unwrap()).unwrap();
+    let tokens: Value =
+        serde_json::from_str(session["callee_feedback_tokens"].as_str().unwrap()).unwrap();
     assert_eq!(tokens["Noisy"], true);
     assert_eq!(tokens["Echo"], false);
 
     let segments = out.table("call_segments");
     assert_eq!(segments.len(), 1);
-    assert_eq!(segments[0]["segment_id"], "e523d2ed-2966-4b6b-925b-754a88034cc5");
+    assert_eq!(
+        segments[0]["segment_id"],
+        "e523d2ed-2966-4b6b-925b-754a88034cc5"
+    );
     assert_eq!(segments[0]["callee_user_agent_platform"], "windows");
 
     let media = &out.table("call_media")[0];
@@ -94,8 +124,14 @@ fn the_full_sample_fills_every_call_table_with_exact_values() {
     assert_eq!(media["caller_network_reflexive_ip_address"], "127.0.0.2");
     assert_eq!(media["callee_network_relay_port"], 52810);
     assert_eq!(media["caller_network_dns_suffix"], Value::Null);
-    assert_eq!(media["caller_device_initial_signal_level_root_mean_square"], 60.25816);
-    assert_eq!(media["callee_device_capture_device_driver"], "Microsoft: 5.0.8638.1100");
+    assert_eq!(
+        media["caller_device_initial_signal_level_root_mean_square"],
+        60.25816
+    );
+    assert_eq!(
+        media["callee_device_capture_device_driver"],
+        "Microsoft: 5.0.8638.1100"
+    );
     assert_eq!(media["caller_device_speaker_glitch_rate"], 3830.0);
 
     let streams = out.table("call_media_streams");
@@ -115,7 +151,10 @@ fn the_full_sample_fills_every_call_table_with_exact_values() {
     assert_eq!(streams[1]["average_audio_network_jitter_ms"], 266.0);
     assert_eq!(streams[1]["max_audio_network_jitter_ms"], 474.0);
     assert!(out.table("call_trace_route_hops").is_empty());
-    assert_eq!(partition_date(&full_record()).unwrap().to_string(), "2020-02-25");
+    assert_eq!(
+        partition_date(&full_record()).unwrap().to_string(),
+        "2020-02-25"
+    );
 }
 
 #[test]
@@ -144,8 +183,14 @@ fn the_current_session_shape_reads_associated_identities_and_endpoint_names() {
     let session = &out.table("call_sessions")[0];
     assert_eq!(session["is_test"], false);
     assert_eq!(session["caller_name"], "machineName_2");
-    assert_eq!(session["caller_associated_identity_user_principal_name"], "abbie.wilkins@contoso.com");
-    assert_eq!(session["callee_associated_identity_display_name"], "Owen Franklin");
+    assert_eq!(
+        session["caller_associated_identity_user_principal_name"],
+        "abbie.wilkins@contoso.com"
+    );
+    assert_eq!(
+        session["callee_associated_identity_display_name"],
+        "Owen Franklin"
+    );
     assert_eq!(session["callee_feedback_tokens"], Value::Null);
     let stream = &out.table("call_media_streams")[0];
     assert_eq!(stream["average_jitter_ms"], 16.0);
@@ -160,7 +205,10 @@ fn listed_sessions_with_segments_read_cpu_and_forward_error_correction() {
     record["sessions"] = sample("v1.0-list-sessions-expand-segments.json")["value"].clone();
     let out = flatten_all(&[record]);
     let session = &out.table("call_sessions")[0];
-    assert_eq!(session["caller_cpu_name"], "AMD EPYC 7452 32-Core Processor");
+    assert_eq!(
+        session["caller_cpu_name"],
+        "AMD EPYC 7452 32-Core Processor"
+    );
     assert_eq!(session["caller_cpu_cores_count"], 8);
     assert_eq!(session["callee_cpu_processor_speed_in_mhz"], 2594);
     let streams = out.table("call_media_streams");
@@ -175,10 +223,17 @@ fn participants_v2_expansion_and_plain_sessions_flatten() {
     record["sessions"] = sample("v1.0-list-sessions.json")["value"].clone();
     let out = flatten_all(&[record.clone()]);
     let expected = record["participants_v2"].as_array().unwrap().len();
-    let participants: Vec<_> = out.table("call_participants").iter().filter(|p| p["role"] == "participant").collect();
+    let participants: Vec<_> = out
+        .table("call_participants")
+        .iter()
+        .filter(|p| p["role"] == "participant")
+        .collect();
     assert_eq!(participants.len(), expected);
     assert!(participants.iter().all(|p| p["identity_kind"] == "user"));
-    assert_eq!(out.table("call_sessions").len(), record["sessions"].as_array().unwrap().len());
+    assert_eq!(
+        out.table("call_sessions").len(),
+        record["sessions"].as_array().unwrap().len()
+    );
     assert!(out.table("call_segments").is_empty());
 }
 
@@ -217,12 +272,25 @@ fn subtypes_without_odata_type_are_inferred_and_bad_values_are_reported_not_lost
     assert_eq!(out.table("call_modalities").len(), 2);
     let hops = out.table("call_trace_route_hops");
     assert_eq!(hops.len(), 3);
-    assert_eq!((hops[1]["side"].clone(), hops[1]["hop_index"].clone(), hops[1]["round_trip_time_ms"].clone()), (json!("caller"), json!(1), json!(62500.0)));
+    assert_eq!(
+        (
+            hops[1]["side"].clone(),
+            hops[1]["hop_index"].clone(),
+            hops[1]["round_trip_time_ms"].clone()
+        ),
+        (json!("caller"), json!(1), json!(62500.0))
+    );
     assert_eq!(hops[2]["side"], "callee");
     assert_eq!(hops[2]["round_trip_time_ms"], Value::Null);
     // Unreadable values are null and reported with their table, column and record.
     let reported: Vec<(&str, &str)> = out.issues.iter().map(|i| (i.table, i.column)).collect();
-    assert_eq!(reported, vec![("call_media", "caller_network_link_speed"), ("call_media_streams", "average_jitter_ms")]);
+    assert_eq!(
+        reported,
+        vec![
+            ("call_media", "caller_network_link_speed"),
+            ("call_media_streams", "average_jitter_ms")
+        ]
+    );
     assert!(out.issues.iter().all(|i| i.record_id == "r1"));
     // The call started a tenth of a microsecond before midnight: it belongs to the 20th.
     assert_eq!(partition_date(&record).unwrap().to_string(), "2026-11-20");

@@ -26,7 +26,10 @@ pub struct CallRecordTables {
 impl Default for CallRecordTables {
     fn default() -> Self {
         let builder = |name: &str| {
-            TableBuilder::new(schema::table(name).unwrap_or_else(|| panic!("schemas/{name}.json is not declared")))
+            TableBuilder::new(
+                schema::table(name)
+                    .unwrap_or_else(|| panic!("schemas/{name}.json is not declared")),
+            )
         };
         CallRecordTables {
             records: builder("call_records"),
@@ -71,8 +74,11 @@ pub fn identify(record: &Value) -> Result<(&str, DateTime<Utc>), UnusableRecord>
         .get("startDateTime")
         .and_then(Value::as_str)
         .ok_or_else(|| UnusableRecord(format!("callRecord {id} has no `startDateTime`")))?;
-    let start = DateTime::parse_from_rfc3339(start)
-        .map_err(|e| UnusableRecord(format!("callRecord {id} has an unreadable startDateTime `{start}`: {e}")))?;
+    let start = DateTime::parse_from_rfc3339(start).map_err(|e| {
+        UnusableRecord(format!(
+            "callRecord {id} has an unreadable startDateTime `{start}`: {e}"
+        ))
+    })?;
     Ok((id, start.with_timezone(&Utc)))
 }
 
@@ -88,36 +94,66 @@ pub fn flatten(
     issues: &mut Vec<FlattenIssue>,
 ) -> Result<(), UnusableRecord> {
     let (call_id, _) = identify(record)?;
-    let call = RowContext { call_id, ..RowContext::default() };
+    let call = RowContext {
+        call_id,
+        ..RowContext::default()
+    };
     tables.records.append(record, &call, issues);
     for modality in child_array(record, "modalities") {
         tables.modalities.append(modality, &call, issues);
     }
     if let Some(organizer) = record.get("organizer_v2").filter(|o| o.is_object()) {
-        let context = RowContext { role: "organizer", participant_index: 0, ..call };
+        let context = RowContext {
+            role: "organizer",
+            participant_index: 0,
+            ..call
+        };
         tables.participants.append(organizer, &context, issues);
     }
     for (index, participant) in child_array(record, "participants_v2").iter().enumerate() {
-        let context = RowContext { role: "participant", participant_index: position(index), ..call };
+        let context = RowContext {
+            role: "participant",
+            participant_index: position(index),
+            ..call
+        };
         tables.participants.append(participant, &context, issues);
     }
     for (session_index, session) in child_array(record, "sessions").iter().enumerate() {
-        let session_context = RowContext { session_index: position(session_index), ..call };
+        let session_context = RowContext {
+            session_index: position(session_index),
+            ..call
+        };
         tables.sessions.append(session, &session_context, issues);
         for (segment_index, segment) in child_array(session, "segments").iter().enumerate() {
-            let segment_context = RowContext { segment_index: position(segment_index), ..session_context };
+            let segment_context = RowContext {
+                segment_index: position(segment_index),
+                ..session_context
+            };
             tables.segments.append(segment, &segment_context, issues);
             for (media_index, media) in child_array(segment, "media").iter().enumerate() {
-                let media_context = RowContext { media_index: position(media_index), ..segment_context };
+                let media_context = RowContext {
+                    media_index: position(media_index),
+                    ..segment_context
+                };
                 tables.media.append(media, &media_context, issues);
                 for (stream_index, stream) in child_array(media, "streams").iter().enumerate() {
-                    let context = RowContext { stream_index: position(stream_index), ..media_context };
+                    let context = RowContext {
+                        stream_index: position(stream_index),
+                        ..media_context
+                    };
                     tables.streams.append(stream, &context, issues);
                 }
                 for (side, network) in [("caller", "callerNetwork"), ("callee", "calleeNetwork")] {
-                    let hops = media.get(network).map(|n| child_array(n, "traceRouteHops")).unwrap_or_default();
+                    let hops = media
+                        .get(network)
+                        .map(|n| child_array(n, "traceRouteHops"))
+                        .unwrap_or_default();
                     for (hop_index, hop) in hops.iter().enumerate() {
-                        let context = RowContext { side, hop_index: position(hop_index), ..media_context };
+                        let context = RowContext {
+                            side,
+                            hop_index: position(hop_index),
+                            ..media_context
+                        };
                         tables.hops.append(hop, &context, issues);
                     }
                 }

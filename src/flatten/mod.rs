@@ -14,11 +14,11 @@ pub mod values;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
 use arrow_array::types::Decimal128Type;
+use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::Value;
 
 use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema, UTC};
@@ -81,7 +81,11 @@ pub struct FlattenIssue {
 
 impl std::fmt::Display for FlattenIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{} of record {}: {}", self.table, self.column, self.record_id, self.message)
+        write!(
+            f,
+            "{}.{} of record {}: {}",
+            self.table, self.column, self.record_id, self.message
+        )
     }
 }
 
@@ -105,20 +109,29 @@ impl CompiledColumn {
     fn compile(table: &'static str, column: &'static ColumnSchema) -> Self {
         let source = if let Some(key) = column.path.strip_prefix('$') {
             Source::Context(ContextKey::parse(key).unwrap_or_else(|| {
-                panic!("schemas/{table}.json: column {} uses unknown context value ${key}", column.name)
+                panic!(
+                    "schemas/{table}.json: column {} uses unknown context value ${key}",
+                    column.name
+                )
             }))
         } else if column.path.is_empty() {
             Source::Itself
         } else {
             Source::Path(column.path.split('.').map(str::to_string).collect())
         };
-        CompiledColumn { name: &column.name, convert: column.convert, source }
+        CompiledColumn {
+            name: &column.name,
+            convert: column.convert,
+            source,
+        }
     }
 
     fn lookup<'v>(&self, row: &'v Value) -> Option<&'v Value> {
         match &self.source {
             Source::Itself => Some(row),
-            Source::Path(segments) => segments.iter().try_fold(row, |value, segment| value.get(segment)),
+            Source::Path(segments) => segments
+                .iter()
+                .try_fold(row, |value, segment| value.get(segment)),
             Source::Context(_) => None,
         }
     }
@@ -169,7 +182,9 @@ impl ColumnBuilder {
             ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish().with_timezone(UTC)),
             ColumnBuilder::Decimal(b, precision, scale) => Arc::new(
-                b.finish().with_precision_and_scale(*precision, *scale).expect("declared decimal precision is valid"),
+                b.finish()
+                    .with_precision_and_scale(*precision, *scale)
+                    .expect("declared decimal precision is valid"),
             ),
             ColumnBuilder::List(b) => Arc::new(b.finish()),
         }
@@ -205,7 +220,8 @@ impl ColumnBuilder {
                 Ok(())
             }
             ColumnBuilder::Int32(b) => integer(value).and_then(|n| {
-                let n = i32::try_from(n).map_err(|_| format!("{n} does not fit a 32-bit integer"))?;
+                let n =
+                    i32::try_from(n).map_err(|_| format!("{n} does not fit a 32-bit integer"))?;
                 b.append_value(n);
                 Ok(())
             }),
@@ -219,7 +235,9 @@ impl ColumnBuilder {
                 other => Err(format!("{other} is not a boolean")),
             },
             ColumnBuilder::Timestamp(b) => match value {
-                Value::String(s) => values::parse_timestamp_micros(s).map(|micros| b.append_option(micros)),
+                Value::String(s) => {
+                    values::parse_timestamp_micros(s).map(|micros| b.append_option(micros))
+                }
                 other => Err(format!("{other} is not a timestamp")),
             },
             ColumnBuilder::Decimal(b, precision, scale) => {
@@ -232,9 +250,11 @@ impl ColumnBuilder {
                 };
                 match text {
                     None => Err(format!("{value} is not a decimal number")),
-                    Some(text) => arrow_cast::parse::parse_decimal::<Decimal128Type>(&text, *precision, *scale)
-                        .map(|v| b.append_value(v))
-                        .map_err(|e| format!("{text} is not a decimal({precision},{scale}): {e}")),
+                    Some(text) => arrow_cast::parse::parse_decimal::<Decimal128Type>(
+                        &text, *precision, *scale,
+                    )
+                    .map(|v| b.append_value(v))
+                    .map_err(|e| format!("{text} is not a decimal({precision},{scale}): {e}")),
                 }
             }
             ColumnBuilder::List(b) => match value {
@@ -261,14 +281,18 @@ impl ColumnBuilder {
     fn append_str(&mut self, value: Option<&str>) {
         match self {
             ColumnBuilder::Utf8(b) => b.append_option(value),
-            _ => unreachable!("text conversions are declared on string columns (checked by TableBuilder::new)"),
+            _ => unreachable!(
+                "text conversions are declared on string columns (checked by TableBuilder::new)"
+            ),
         }
     }
 
     fn append_f64(&mut self, value: f64) {
         match self {
             ColumnBuilder::Float64(b) => b.append_value(value),
-            _ => unreachable!("duration_ms is declared on double columns (checked by TableBuilder::new)"),
+            _ => unreachable!(
+                "duration_ms is declared on double columns (checked by TableBuilder::new)"
+            ),
         }
     }
 
@@ -284,9 +308,16 @@ fn integer(value: &Value) -> Result<i64, String> {
     match value {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
             .ok_or_else(|| format!("{n} is not an integer")),
-        Value::String(s) => s.trim().parse().map_err(|_| format!("\"{s}\" is not an integer")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an integer")),
         other => Err(format!("{other} is not an integer")),
     }
 }
@@ -294,7 +325,10 @@ fn integer(value: &Value) -> Result<i64, String> {
 fn float(value: &Value) -> Result<f64, String> {
     match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
-        Value::String(s) => s.trim().parse().map_err(|_| format!("\"{s}\" is not a number")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not a number")),
         other => Err(format!("{other} is not a number")),
     }
 }
@@ -317,7 +351,11 @@ impl TableBuilder {
                 (compiled, ColumnBuilder::new(column.column_type))
             })
             .collect();
-        TableBuilder { schema, columns, rows: 0 }
+        TableBuilder {
+            schema,
+            columns,
+            rows: 0,
+        }
     }
 
     pub fn schema(&self) -> &'static TableSchema {
@@ -344,7 +382,12 @@ impl TableBuilder {
                 _ => append_converted(builder, column.convert, column.lookup(row)),
             };
             if let Err(message) = outcome {
-                issues.push(FlattenIssue { table, column: column.name, record_id: context.call_id.to_string(), message });
+                issues.push(FlattenIssue {
+                    table,
+                    column: column.name,
+                    record_id: context.call_id.to_string(),
+                    message,
+                });
             }
         }
         self.rows += 1;
@@ -352,10 +395,18 @@ impl TableBuilder {
 
     /// The rows so far as a batch of the declared Arrow schema; the builder starts empty again.
     pub fn finish(&mut self) -> RecordBatch {
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|(_, builder)| builder.finish()).collect();
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|(_, builder)| builder.finish())
+            .collect();
         self.rows = 0;
-        RecordBatch::try_new(self.schema.arrow_schema(), arrays)
-            .unwrap_or_else(|e| panic!("table {} does not match its declaration: {e}", self.schema.table))
+        RecordBatch::try_new(self.schema.arrow_schema(), arrays).unwrap_or_else(|e| {
+            panic!(
+                "table {} does not match its declaration: {e}",
+                self.schema.table
+            )
+        })
     }
 }
 
@@ -373,11 +424,18 @@ fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowCon
     }
 }
 
-fn append_converted(builder: &mut ColumnBuilder, convert: Convert, value: Option<&Value>) -> Result<(), String> {
+fn append_converted(
+    builder: &mut ColumnBuilder,
+    convert: Convert,
+    value: Option<&Value>,
+) -> Result<(), String> {
     let value = value.filter(|v| !v.is_null());
     let object = value.and_then(Value::as_object);
     let identity_field = |field: &str| {
-        object.and_then(values::chosen_identity).and_then(|(_, identity)| identity.get(field)).and_then(Value::as_str)
+        object
+            .and_then(values::chosen_identity)
+            .and_then(|(_, identity)| identity.get(field))
+            .and_then(Value::as_str)
     };
     match convert {
         Convert::Plain => return builder.append_json(value),
@@ -396,16 +454,29 @@ fn append_converted(builder: &mut ColumnBuilder, convert: Convert, value: Option
             }
         },
         Convert::Json => builder.append_str(value.map(Value::to_string).as_deref()),
-        Convert::IdentityKind => builder.append_str(object.and_then(values::chosen_identity).map(|(kind, _)| kind)),
+        Convert::IdentityKind => builder.append_str(
+            object
+                .and_then(values::chosen_identity)
+                .map(|(kind, _)| kind),
+        ),
         Convert::IdentityId => builder.append_str(identity_field("id")),
         Convert::IdentityDisplayName => builder.append_str(identity_field("displayName")),
         Convert::IdentityTenantId => builder.append_str(identity_field("tenantId")),
-        Convert::IdentityUserPrincipalName => builder.append_str(identity_field("userPrincipalName")),
-        Convert::EndpointType => builder.append_str(object.and_then(values::endpoint_type).as_deref()),
-        Convert::UserAgentType => builder.append_str(object.and_then(values::user_agent_type).as_deref()),
+        Convert::IdentityUserPrincipalName => {
+            builder.append_str(identity_field("userPrincipalName"))
+        }
+        Convert::EndpointType => {
+            builder.append_str(object.and_then(values::endpoint_type).as_deref())
+        }
+        Convert::UserAgentType => {
+            builder.append_str(object.and_then(values::user_agent_type).as_deref())
+        }
         Convert::IdList => {
             let ids = value.and_then(Value::as_array).map(|items| {
-                items.iter().map(|item| item.get("id").cloned().unwrap_or(Value::Null)).collect::<Vec<_>>()
+                items
+                    .iter()
+                    .map(|item| item.get("id").cloned().unwrap_or(Value::Null))
+                    .collect::<Vec<_>>()
             });
             return builder.append_json(ids.map(Value::Array).as_ref());
         }
@@ -437,5 +508,9 @@ fn check_convert_fits_type(table: &str, column: &ColumnSchema) {
 
 /// The array at `key` (absent or null → empty).
 pub(crate) fn child_array<'v>(object: &'v Value, key: &str) -> &'v [Value] {
-    object.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    object
+        .get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }

@@ -121,7 +121,9 @@ pub fn chosen_identity(set: &Map<String, Value>) -> Option<(&str, &Map<String, V
 }
 
 /// `(member name, identity)` when the member holds an identity object.
-fn object_member<'a>((kind, value): (&'a String, &'a Value)) -> Option<(&'a str, &'a Map<String, Value>)> {
+fn object_member<'a>(
+    (kind, value): (&'a String, &'a Value),
+) -> Option<(&'a str, &'a Map<String, Value>)> {
     match value {
         Value::Object(identity) if !kind.starts_with('@') => Some((kind.as_str(), identity)),
         _ => None,
@@ -131,12 +133,24 @@ fn object_member<'a>((kind, value): (&'a String, &'a Value)) -> Option<(&'a str,
 /// The subtype named by `@odata.type` without its namespace (`#microsoft.graph.callRecords.X` → `X`).
 fn odata_subtype(object: &Map<String, Value>) -> Option<&str> {
     let full = object.get("@odata.type")?.as_str()?;
-    Some(full.rsplit('.').next().unwrap_or(full).trim_start_matches('#'))
+    Some(
+        full.rsplit('.')
+            .next()
+            .unwrap_or(full)
+            .trim_start_matches('#'),
+    )
 }
 
 /// Fields only a participant endpoint has.
-const PARTICIPANT_ENDPOINT_FIELDS: &[&str] =
-    &["associatedIdentity", "cpuCoresCount", "cpuName", "cpuProcessorSpeedInMhz", "feedback", "identity", "name"];
+const PARTICIPANT_ENDPOINT_FIELDS: &[&str] = &[
+    "associatedIdentity",
+    "cpuCoresCount",
+    "cpuName",
+    "cpuProcessorSpeedInMhz",
+    "feedback",
+    "identity",
+    "name",
+];
 
 /// `participantEndpoint` or `serviceEndpoint`. Without `@odata.type`, an endpoint with any
 /// participant-only field, or with a client user agent, is a participant endpoint; one whose
@@ -145,10 +159,18 @@ pub fn endpoint_type(endpoint: &Map<String, Value>) -> Option<String> {
     if let Some(subtype) = odata_subtype(endpoint) {
         return Some(subtype.to_string());
     }
-    if PARTICIPANT_ENDPOINT_FIELDS.iter().any(|f| endpoint.get(*f).is_some_and(|v| !v.is_null())) {
+    if PARTICIPANT_ENDPOINT_FIELDS
+        .iter()
+        .any(|f| endpoint.get(*f).is_some_and(|v| !v.is_null()))
+    {
         return Some("participantEndpoint".into());
     }
-    match endpoint.get("userAgent").and_then(Value::as_object).and_then(user_agent_type).as_deref() {
+    match endpoint
+        .get("userAgent")
+        .and_then(Value::as_object)
+        .and_then(user_agent_type)
+        .as_deref()
+    {
         Some("serviceUserAgent") => Some("serviceEndpoint".into()),
         Some(_) => Some("participantEndpoint".into()),
         None => None,
@@ -156,7 +178,12 @@ pub fn endpoint_type(endpoint: &Map<String, Value>) -> Option<String> {
 }
 
 /// Fields only a client user agent has.
-const CLIENT_USER_AGENT_FIELDS: &[&str] = &["platform", "productFamily", "azureADAppId", "communicationServiceId"];
+const CLIENT_USER_AGENT_FIELDS: &[&str] = &[
+    "platform",
+    "productFamily",
+    "azureADAppId",
+    "communicationServiceId",
+];
 
 /// `clientUserAgent` or `serviceUserAgent`, from `@odata.type` or, when it is missing,
 /// from the fields present (`role` → service; platform/productFamily/... → client).
@@ -167,7 +194,10 @@ pub fn user_agent_type(user_agent: &Map<String, Value>) -> Option<String> {
     if user_agent.get("role").is_some_and(|v| !v.is_null()) {
         return Some("serviceUserAgent".into());
     }
-    if CLIENT_USER_AGENT_FIELDS.iter().any(|f| user_agent.contains_key(*f)) {
+    if CLIENT_USER_AGENT_FIELDS
+        .iter()
+        .any(|f| user_agent.contains_key(*f))
+    {
         return Some("clientUserAgent".into());
     }
     None
@@ -200,17 +230,34 @@ mod tests {
             let got = parse_iso8601_duration_ms(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert!((got - expected).abs() < 1e-9, "{text}: {got} != {expected}");
         }
-        for bad in ["", "P", "PT", "T1S", "1S", "PT1", "PTS", "P1S", "PT1H1D", "PT1S1M", "abc", "P1DT"] {
-            assert!(parse_iso8601_duration_ms(bad).is_err(), "{bad} should be rejected");
+        for bad in [
+            "", "P", "PT", "T1S", "1S", "PT1", "PTS", "P1S", "PT1H1D", "PT1S1M", "abc", "P1DT",
+        ] {
+            assert!(
+                parse_iso8601_duration_ms(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
     #[test]
     fn timestamps_keep_microseconds_and_null_the_year_one_sentinel() {
-        assert_eq!(parse_timestamp_micros("2020-02-25T18:52:21.2169889Z").unwrap(), Some(1_582_656_741_216_988));
-        assert_eq!(parse_timestamp_micros("2023-09-25T10:36:40Z").unwrap(), Some(1_695_638_200_000_000));
-        assert_eq!(parse_timestamp_micros("2023-09-25T12:36:40+02:00").unwrap(), Some(1_695_638_200_000_000));
-        assert_eq!(parse_timestamp_micros("0001-01-01T00:00:00Z").unwrap(), None);
+        assert_eq!(
+            parse_timestamp_micros("2020-02-25T18:52:21.2169889Z").unwrap(),
+            Some(1_582_656_741_216_988)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2023-09-25T10:36:40Z").unwrap(),
+            Some(1_695_638_200_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("2023-09-25T12:36:40+02:00").unwrap(),
+            Some(1_695_638_200_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_micros("0001-01-01T00:00:00Z").unwrap(),
+            None
+        );
         assert!(parse_timestamp_micros("2023-13-01T00:00:00Z").is_err());
     }
 
@@ -220,24 +267,46 @@ mod tests {
         let (kind, identity) = chosen_identity(phone.as_object().unwrap()).unwrap();
         assert_eq!(kind, "phone");
         assert_eq!(identity["id"], "+5564981205182");
-        let open = json!({"@odata.type": "#microsoft.graph.identitySet", "spoolUser": {"id": "s1"}});
-        assert_eq!(chosen_identity(open.as_object().unwrap()).unwrap().0, "spoolUser");
+        let open =
+            json!({"@odata.type": "#microsoft.graph.identitySet", "spoolUser": {"id": "s1"}});
+        assert_eq!(
+            chosen_identity(open.as_object().unwrap()).unwrap().0,
+            "spoolUser"
+        );
         let custom = json!({"user": null, "teamsVoiceBot": {"id": "b1"}});
-        assert_eq!(chosen_identity(custom.as_object().unwrap()).unwrap().0, "teamsVoiceBot");
+        assert_eq!(
+            chosen_identity(custom.as_object().unwrap()).unwrap().0,
+            "teamsVoiceBot"
+        );
         assert!(chosen_identity(json!({"user": null}).as_object().unwrap()).is_none());
     }
 
     #[test]
     fn subtypes_are_inferred_when_odata_type_is_missing() {
         let client = json!({"headerValue": "x", "platform": "windows", "productFamily": "teams"});
-        assert_eq!(user_agent_type(client.as_object().unwrap()).unwrap(), "clientUserAgent");
+        assert_eq!(
+            user_agent_type(client.as_object().unwrap()).unwrap(),
+            "clientUserAgent"
+        );
         let service = json!({"role": "mediationServer"});
-        assert_eq!(user_agent_type(service.as_object().unwrap()).unwrap(), "serviceUserAgent");
+        assert_eq!(
+            user_agent_type(service.as_object().unwrap()).unwrap(),
+            "serviceUserAgent"
+        );
         let typed = json!({"@odata.type": "#microsoft.graph.callRecords.serviceUserAgent"});
-        assert_eq!(user_agent_type(typed.as_object().unwrap()).unwrap(), "serviceUserAgent");
+        assert_eq!(
+            user_agent_type(typed.as_object().unwrap()).unwrap(),
+            "serviceUserAgent"
+        );
         let service_endpoint = json!({"userAgent": {"role": "gateway"}});
-        assert_eq!(endpoint_type(service_endpoint.as_object().unwrap()).unwrap(), "serviceEndpoint");
+        assert_eq!(
+            endpoint_type(service_endpoint.as_object().unwrap()).unwrap(),
+            "serviceEndpoint"
+        );
         let participant = json!({"name": "machine", "userAgent": {"headerValue": "x"}});
-        assert_eq!(endpoint_type(participant.as_object().unwrap()).unwrap(), "participantEndpoint");
+        assert_eq!(
+            endpoint_type(participant.as_object().unwrap()).unwrap(),
+            "participantEndpoint"
+        );
     }
 }

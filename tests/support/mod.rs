@@ -8,14 +8,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::types::{
+    Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
 
 pub fn fixture_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
 }
 
 /// A Graph sample payload from `tests/fixtures/graph-samples/`.
@@ -46,7 +50,9 @@ pub fn cell(array: &dyn Array, row: usize) -> Value {
             let time = chrono::DateTime::from_timestamp_micros(micros).unwrap();
             json!(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         }
-        DataType::Decimal128(_, _) => json!(arrow_cast::display::array_value_to_string(array, row).unwrap()),
+        DataType::Decimal128(_, _) => {
+            json!(arrow_cast::display::array_value_to_string(array, row).unwrap())
+        }
         DataType::List(_) => {
             let list = array.as_list::<i32>().value(row);
             Value::Array((0..list.len()).map(|i| cell(list.as_ref(), i)).collect())
@@ -73,13 +79,22 @@ pub fn rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
 /// Every Parquet file under `<lake>/<table>/`, with its partition folder.
 pub fn parquet_files(lake: &Path, table: &str) -> Vec<(String, PathBuf)> {
     let mut files = Vec::new();
-    let Ok(partitions) = std::fs::read_dir(lake.join(table)) else { return files };
+    let Ok(partitions) = std::fs::read_dir(lake.join(table)) else {
+        return files;
+    };
     for partition in partitions {
         let partition = partition.unwrap().path();
         for file in std::fs::read_dir(&partition).unwrap() {
             let file = file.unwrap().path();
             if file.extension().is_some_and(|e| e == "parquet") {
-                files.push((partition.file_name().unwrap().to_string_lossy().into_owned(), file));
+                files.push((
+                    partition
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    file,
+                ));
             }
         }
     }
@@ -91,8 +106,14 @@ pub fn parquet_files(lake: &Path, table: &str) -> Vec<(String, PathBuf)> {
 pub fn read_table(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
     let mut all = Vec::new();
     for (partition, file) in parquet_files(lake, table) {
-        let dt = partition.strip_prefix("dt=").expect("Hive partition folder").to_string();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
+        let dt = partition
+            .strip_prefix("dt=")
+            .expect("Hive partition folder")
+            .to_string();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             for mut row in rows(&batch.unwrap()) {
                 row.insert("dt".into(), json!(dt));
@@ -105,5 +126,8 @@ pub fn read_table(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
 
 /// Row counts of every table in the lake.
 pub fn table_counts(lake: &Path, tables: &[&str]) -> BTreeMap<String, usize> {
-    tables.iter().map(|t| (t.to_string(), read_table(lake, t).len())).collect()
+    tables
+        .iter()
+        .map(|t| (t.to_string(), read_table(lake, t).len()))
+        .collect()
 }
