@@ -163,10 +163,10 @@ impl Tenant {
             pick_weighted(
                 rng,
                 &[
-                    (CallKind::PeerToPeer, 45),
-                    (CallKind::Pstn, 15),
-                    (CallKind::GroupCall, 15),
-                    (CallKind::Meeting, 25),
+                    (CallKind::PeerToPeer, 55),
+                    (CallKind::Pstn, 20),
+                    (CallKind::GroupCall, 10),
+                    (CallKind::Meeting, 15),
                 ],
             )
         };
@@ -269,11 +269,20 @@ impl Tenant {
                 outside_party(rng, PartyKind::Phone)
             }),
             CallKind::GroupCall => {
-                let others = rng.random_range(2..20);
+                // Mostly small gatherings, now and then a big one, to keep a day a few MB.
+                let others = if rng.random_bool(0.2) {
+                    rng.random_range(7..20)
+                } else {
+                    rng.random_range(2..6)
+                };
                 parties.extend(self.directory.distinct_users(rng, others));
             }
             CallKind::Meeting => {
-                let others = rng.random_range(2..40);
+                let others = if rng.random_bool(0.2) {
+                    rng.random_range(10..40)
+                } else {
+                    rng.random_range(2..9)
+                };
                 parties.extend((0..others).map(|_| self.directory.random_attendee(rng)));
                 if rng.random_bool(0.1) {
                     parties.push(outside_party(rng, PartyKind::ApplicationInstance));
@@ -287,6 +296,25 @@ impl Tenant {
         parties
     }
 }
+
+/// How a party's leg into a conference looks.
+#[derive(Clone, Copy)]
+struct ConferenceLeg {
+    max_segments: u32,
+    /// Chance that the leg also carries each of the call's non-audio modalities.
+    extra_modality_chance: f64,
+}
+
+/// Legs of group calls and meetings: some reconnect (a second segment), some share video.
+const MEETING_LEG: ConferenceLeg = ConferenceLeg {
+    max_segments: 2,
+    extra_modality_chance: 0.3,
+};
+/// Legs of the large meeting: mostly listeners, so few media lines and a modest record.
+const LARGE_MEETING_LEG: ConferenceLeg = ConferenceLeg {
+    max_segments: 1,
+    extra_modality_chance: 0.1,
+};
 
 /// Builds the sessions of one call from its header and parties.
 struct Sessions<'a> {
@@ -316,7 +344,7 @@ impl<'a> Sessions<'a> {
                     // Some people drop and rejoin, which opens a second session.
                     let joins = if self.rng.random_bool(0.15) { 2 } else { 1 };
                     (0..joins)
-                        .map(|_| self.conference_session(party, 3))
+                        .map(|_| self.conference_session(party, MEETING_LEG))
                         .collect::<Vec<_>>()
                 })
                 .collect(),
@@ -326,14 +354,14 @@ impl<'a> Sessions<'a> {
                 let with_media = self.rng.random_range(61..=160).min(parties.len());
                 parties[..with_media]
                     .iter()
-                    .map(|party| self.conference_session(party, 1))
+                    .map(|party| self.conference_session(party, LARGE_MEETING_LEG))
                     .collect()
             }
         }
     }
 
     /// A party's leg into the conference: their endpoint calls the conference server.
-    fn conference_session(&mut self, party: &Party, max_segments: u32) -> Value {
+    fn conference_session(&mut self, party: &Party, leg: ConferenceLeg) -> Value {
         let rng = &mut *self.rng;
         let caller = if party.kind == PartyKind::Phone {
             service_endpoint(rng, "audioTeleconferencerController")
@@ -360,9 +388,9 @@ impl<'a> Sessions<'a> {
             .modalities
             .iter()
             .copied()
-            .filter(|modality| *modality == "audio" || rng.random_bool(0.4))
+            .filter(|modality| *modality == "audio" || rng.random_bool(leg.extra_modality_chance))
             .collect();
-        let segments = rng.random_range(1..=max_segments);
+        let segments = rng.random_range(1..=leg.max_segments);
         self.session(caller, callee, modalities, start, end, segments)
     }
 

@@ -7,8 +7,8 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::values::{
-    TenantRng, dashed_hex, graph_timestamp, iso_duration, pick, pick_weighted, ratio, sometimes,
-    time_after,
+    TenantRng, dashed_hex, graph_timestamp, iso_duration, pick, pick_weighted, ratio, round4,
+    sometimes, time_after,
 };
 
 /// What a media line carries; decides its label and which stream metrics apply.
@@ -280,7 +280,7 @@ fn stream(
         "averageJitter": iso_duration(average_jitter),
         "maxJitter": iso_duration(average_jitter + rng.random_range(0..60)),
         "averagePacketLossRate": average_loss,
-        "maxPacketLossRate": average_loss + ratio(rng, 0.1),
+        "maxPacketLossRate": round4(average_loss + ratio(rng, 0.1)),
         "averageRoundTripTime": iso_duration(average_round_trip),
         "maxRoundTripTime": iso_duration(average_round_trip + rng.random_range(0..400)),
         "packetUtilization": rng.random_range(50..200_000_i64),
@@ -309,7 +309,7 @@ fn audio_metrics(rng: &mut TenantRng) -> Value {
         "averageAudioNetworkJitter": iso_duration(network_jitter),
         "maxAudioNetworkJitter": iso_duration(network_jitter + rng.random_range(0..300)),
         "averageRatioOfConcealedSamples": sometimes(rng, 0.8, |_| json!(concealed)),
-        "maxRatioOfConcealedSamples": sometimes(rng, 0.8, |rng| json!(concealed + ratio(rng, 0.1))),
+        "maxRatioOfConcealedSamples": sometimes(rng, 0.8, |rng| json!(round4(concealed + ratio(rng, 0.1)))),
         "isAudioForwardErrorCorrectionUsed": rng.random_bool(0.4),
         "postForwardErrorCorrectionPacketLossRate": sometimes(rng, 0.8, |rng| json!(ratio(rng, 0.02))),
         "videoCodec": null,

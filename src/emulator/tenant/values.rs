@@ -115,7 +115,13 @@ pub fn pick<T: Copy>(rng: &mut TenantRng, items: &[T]) -> T {
 
 /// A ratio in `[0, max)` rounded to 4 decimals (Graph reports Edm.Single values).
 pub fn ratio(rng: &mut TenantRng, max: f64) -> f64 {
-    (rng.random_range(0.0..max) * 10_000.0).round() / 10_000.0
+    round4(rng.random_range(0.0..max))
+}
+
+/// Rounds to 4 decimals, so the value survives a JSON text round trip bit for bit
+/// (sums like `0.0386 + 0.01` would not).
+pub fn round4(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
 }
 
 /// `value` with probability `chance`, else JSON null: telemetry Graph could not collect.
