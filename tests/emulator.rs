@@ -490,6 +490,18 @@ async fn get_rejects_double_expansion_unknown_ids_and_routes() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "NotFound");
+
+    let response = Client::new()
+        .delete(format!("{base}/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"]["code"],
+        "BadRequest"
+    );
 }
 
 #[tokio::test]

@@ -34,6 +34,14 @@ impl GraphError {
         }
     }
 
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "BadRequest",
+            message: message.into(),
+        }
+    }
+
     pub fn invalid_token() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
@@ -185,7 +193,7 @@ impl SkipToken {
                 "The $skiptoken '{token}' is not valid for this request."
             ))
         };
-        if token.len() <= 16 || token.len() % 2 != 0 || !token.is_ascii() {
+        if token.len() <= 16 || !token.len().is_multiple_of(2) || !token.is_ascii() {
             return Err(invalid());
         }
         let (payload, check) = token.split_at(token.len() - 16);

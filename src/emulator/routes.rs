@@ -5,7 +5,7 @@
 //! Touches only the emulator's shared state.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -42,6 +42,36 @@ pub struct Shared {
     /// `http://127.0.0.1:PORT`, the prefix of every link the emulator hands out.
     pub base_url: String,
     pub tokens: TokenStore,
+    /// The last window listed and its items: paging through a long window then costs one
+    /// generation, not one per page.
+    last_list: Mutex<Option<ListedWindow>>,
+}
+
+struct ListedWindow {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    items: Arc<Vec<Value>>,
+}
+
+impl Shared {
+    fn list(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Arc<Vec<Value>> {
+        let mut last = self
+            .last_list
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match last.as_ref() {
+            Some(listed) if listed.from == from && listed.to == to => listed.items.clone(),
+            _ => {
+                let items = Arc::new(self.tenant.list(from, to));
+                *last = Some(ListedWindow {
+                    from,
+                    to,
+                    items: items.clone(),
+                });
+                items
+            }
+        }
+    }
 }
 
 impl Deref for EmulatorState {
@@ -62,6 +92,7 @@ pub fn router(config: EmulatorConfig, base_url: String, requests: RequestLog) ->
         config,
         base_url,
         tokens: TokenStore::default(),
+        last_list: Mutex::default(),
     }));
     let graph = Router::new()
         .route("/communications/callRecords", get(list_call_records))
@@ -80,6 +111,7 @@ pub fn router(config: EmulatorConfig, base_url: String, requests: RequestLog) ->
         .nest("/v1.0", graph.clone().layer(Extension(ApiVersion("v1.0"))))
         .nest("/beta", graph.layer(Extension(ApiVersion("beta"))))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(requests, record_request))
         .with_state(state)
 }
@@ -113,6 +145,13 @@ async fn unknown_route(method: Method, uri: axum::http::Uri) -> GraphError {
     ))
 }
 
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> GraphError {
+    GraphError::method_not_allowed(format!(
+        "The method {method} is not allowed on '{}'.",
+        uri.path()
+    ))
+}
+
 /// `GET /communications/callRecords[?$filter=..|?$skiptoken=..]`.
 async fn list_call_records(
     State(state): State<EmulatorState>,
@@ -141,7 +180,7 @@ async fn list_call_records(
         }
     };
     let preferred = preferred_page_size(&headers, LIST_PAGE_SIZE);
-    let items = state.tenant.list(from, to);
+    let items = state.list(from, to);
     let (items, next_offset) = page(&items, offset, preferred.unwrap_or(LIST_PAGE_SIZE));
     let base = format!("{}/{}", state.base_url, version.0);
     let value: Vec<Value> = items
@@ -270,23 +309,30 @@ fn token_scope(relationship: Relationship, id: &str) -> String {
     format!("{}:{id}", relationship.property())
 }
 
-/// The complete record, split into its header and the two paged relationships.
-fn load_record(
-    state: &EmulatorState,
-    id: &str,
-) -> Result<(Map<String, Value>, Vec<Value>, Vec<Value>), GraphError> {
-    let Some(Value::Object(mut record)) = state.tenant.record(id) else {
+/// A complete record split into its header and the two paged relationships.
+struct LoadedRecord {
+    header: Map<String, Value>,
+    sessions: Vec<Value>,
+    participants: Vec<Value>,
+}
+
+fn load_record(state: &EmulatorState, id: &str) -> Result<LoadedRecord, GraphError> {
+    let Some(Value::Object(mut header)) = state.tenant.record(id) else {
         return Err(GraphError::not_found(format!(
             "Call record '{id}' was not found."
         )));
     };
-    let mut take_array = |key: &str| match record.remove(key) {
+    let mut take_array = |key: &str| match header.remove(key) {
         Some(Value::Array(items)) => items,
         _ => Vec::new(),
     };
     let sessions = take_array("sessions");
     let participants = take_array("participants_v2");
-    Ok((record, sessions, participants))
+    Ok(LoadedRecord {
+        header,
+        sessions,
+        participants,
+    })
 }
 
 /// Which relationship a get asks to expand. Graph expands at most one per request.
@@ -334,7 +380,7 @@ async fn get_call_record(
 ) -> Result<Response, GraphError> {
     let options = QueryOptions::parse(query.as_deref(), &["$expand"])?;
     let expand = parse_record_expand(options.get("$expand"))?;
-    let (header, sessions, participants) = load_record(&state, &id)?;
+    let record = load_record(&state, &id)?;
     let base = format!("{}/{}", state.base_url, version.0);
     let entity_shape = match expand {
         None => "",
@@ -346,14 +392,14 @@ async fn get_call_record(
         }) => "(sessions())",
         Some(Relationship::Participants) => "(participants_v2())",
     };
-    let mut body = with_organizer_context(&base, Value::Object(header));
+    let mut body = with_organizer_context(&base, Value::Object(record.header));
     body["@odata.context"] = json!(format!(
         "{base}/$metadata#communications/callRecords{entity_shape}/$entity"
     ));
     if let Some(relationship) = expand {
         let all = match relationship {
-            Relationship::Sessions { .. } => &sessions,
-            Relationship::Participants => &participants,
+            Relationship::Sessions { .. } => &record.sessions,
+            Relationship::Participants => &record.participants,
         };
         let page = relationship_page(
             &state,
@@ -394,7 +440,7 @@ async fn list_sessions(
             )));
         }
     };
-    let (_, sessions, _) = load_record(&state, &id)?;
+    let sessions = load_record(&state, &id)?.sessions;
     relationship_response(
         &state,
         version,
@@ -415,7 +461,7 @@ async fn list_participants(
     RawQuery(query): RawQuery,
 ) -> Result<Response, GraphError> {
     let options = QueryOptions::parse(query.as_deref(), &["$skiptoken"])?;
-    let (_, _, participants) = load_record(&state, &id)?;
+    let participants = load_record(&state, &id)?.participants;
     relationship_response(
         &state,
         version,

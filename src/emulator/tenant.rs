@@ -279,9 +279,9 @@ impl Tenant {
             }
             CallKind::Meeting => {
                 let others = if rng.random_bool(0.2) {
-                    rng.random_range(10..40)
+                    rng.random_range(9..25)
                 } else {
-                    rng.random_range(2..9)
+                    rng.random_range(2..7)
                 };
                 parties.extend((0..others).map(|_| self.directory.random_attendee(rng)));
                 if rng.random_bool(0.1) {
@@ -308,7 +308,7 @@ struct ConferenceLeg {
 /// Legs of group calls and meetings: some reconnect (a second segment), some share video.
 const MEETING_LEG: ConferenceLeg = ConferenceLeg {
     max_segments: 2,
-    extra_modality_chance: 0.3,
+    extra_modality_chance: 0.2,
 };
 /// Legs of the large meeting: mostly listeners, so few media lines and a modest record.
 const LARGE_MEETING_LEG: ConferenceLeg = ConferenceLeg {

@@ -146,9 +146,9 @@ impl Directory {
     pub fn user(&self, index: u32) -> Party {
         let first = FIRST_NAMES[index as usize % FIRST_NAMES.len()];
         let last = LAST_NAMES[index as usize / FIRST_NAMES.len() % LAST_NAMES.len()];
-        let hash = mix(&[self.seed, 0x0005_E7, u64::from(index)]);
+        let hash = mix(&[self.seed, 0x05E7, u64::from(index)]);
         // Every fourth user is in an administrative unit, so exports see both shapes.
-        let administrative_unit = (index % 4 == 0).then(|| {
+        let administrative_unit = index.is_multiple_of(4).then(|| {
             guid_from_hash(mix(&[
                 self.seed,
                 0xAD,
@@ -199,7 +199,8 @@ impl Directory {
     }
 }
 
-/// A party that is not a user of the tenant.
+/// A party that is not a user of the tenant (asking for a `User` yields a federated user:
+/// the tenant's own users come from [`Directory`]).
 pub fn outside_party(rng: &mut TenantRng, kind: PartyKind) -> Party {
     let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
     let last = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
