@@ -516,9 +516,34 @@ async fn requests_are_recorded_and_shutdown_stops_the_server() {
     assert!(requests[1].query.as_deref().unwrap().contains("filter"));
     assert_eq!(requests[1].status, 200);
 
-    let base_url = emulator.base_url();
+    // A client holding a keep-alive connection must not stall the graceful shutdown.
+    let keep_alive = Client::new();
+    let url = list_url(&emulator, DAY_FILTER);
+    let status = keep_alive
+        .get(url.clone())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    let started = std::time::Instant::now();
     emulator.shutdown().await;
-    assert!(Client::new().get(&base_url).send().await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(Client::new().get(url).send().await.is_err());
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let emulator = start_default().await;
+    let url = list_url(&emulator, DAY_FILTER);
+    drop(emulator);
+    tokio::task::yield_now().await;
+    assert!(Client::new().get(url).send().await.is_err());
 }
 
 #[tokio::test]
