@@ -6,6 +6,16 @@
 //! returns) are drawn first, so listing a window draws only headers; the full record
 //! continues the same stream with participants and sessions.
 //!
+//! What a day holds (weights per call; call 0 of every day is always the large meeting):
+//! peer-to-peer calls 55% (2 participants, 1 session, 1–2 segments), PSTN calls 20% (a
+//! user and a `+1425555xxxx` number behind a `mediationServer` or `gateway` service
+//! endpoint), group calls 10% (3–20 tenant users) and meetings 15% (3–25 attendees incl.
+//! guests, federated, ACS and phone dial-ins, sometimes a bot, with `joinWebUrl`); each
+//! conference participant has one leg (sometimes two) to a `mediaController`/… service
+//! endpoint. The large meeting has 131–320 participants and 61–160 sessions.
+//! Data exists for every day since 1970, past or future: the tenant knows no "now" and no
+//! 30-day retention (the HTTP layer bounds unfiltered lists).
+//!
 //! Pure data generation, usable without HTTP; touches nothing else.
 
 mod directory;

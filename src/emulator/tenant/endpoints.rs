@@ -169,17 +169,20 @@ fn typed(rng: &mut TenantRng, odata_type: &str, mut object: Value) -> Value {
 }
 
 /// The endpoint through which `party` took part: a client for people, the PSTN
-/// interconnect (a service) for phone numbers.
+/// interconnect (a service) for phone numbers, a bot service for resource accounts.
 pub fn party_endpoint(rng: &mut TenantRng, party: &Party, pstn_role: &str) -> Value {
     match party.kind {
         PartyKind::Phone => service_endpoint(rng, pstn_role),
+        PartyKind::ApplicationInstance => service_endpoint(rng, "customBot"),
         _ => participant_endpoint(rng, party),
     }
 }
 
 fn participant_endpoint(rng: &mut TenantRng, party: &Party) -> Value {
     let client = match party.kind {
-        PartyKind::AcsUser | PartyKind::ApplicationInstance => profile(
+        // Azure Communication Services SDK clients; their family is only named with
+        // `Prefer: include-unknown-enum-members`, which the tenant does not model.
+        PartyKind::AcsUser => profile(
             "unknown",
             "unknownFutureValue",
             "azsdk-js-communication-calling/1.31.2",
