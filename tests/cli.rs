@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
@@ -25,7 +24,10 @@ const CALL_TABLES: [&str; 8] = [
 
 fn binary() -> Command {
     let mut command = Command::cargo_bin("callrecords-etl").unwrap();
-    command.env_remove("RUST_LOG").env_remove("CALLRECORDS_CONFIG").env_remove("CALLRECORDS_CLIENT_SECRET");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("CALLRECORDS_CONFIG")
+        .env_remove("CALLRECORDS_CLIENT_SECRET");
     command
 }
 
@@ -45,48 +47,115 @@ fn at(text: &str) -> DateTime<Utc> {
 fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().to_str().unwrap();
-    let output = run(&["export", "--emulator", "--from", "2026-11-20", "--to", "2026-11-22", "--out", out]);
+    let output = run(&[
+        "export",
+        "--emulator",
+        "--from",
+        "2026-11-20",
+        "--to",
+        "2026-11-22",
+        "--out",
+        out,
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
 
     // The emulator's tenant is deterministic: compare against its own records.
-    let tenant = Tenant::new(42, callrecords_etl::emulator::EmulatorConfig::default().calls_per_day);
+    let tenant = Tenant::new(
+        42,
+        callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
+    );
     let listed = tenant.list(at("2026-11-20"), at("2026-11-22"));
-    let records: Vec<Value> = listed.iter().map(|item| tenant.record(item["id"].as_str().unwrap()).unwrap()).collect();
+    let records: Vec<Value> = listed
+        .iter()
+        .map(|item| tenant.record(item["id"].as_str().unwrap()).unwrap())
+        .collect();
     let count = |f: &dyn Fn(&Value) -> usize| records.iter().map(f).sum::<usize>();
     let sessions = |r: &Value| r["sessions"].as_array().map_or(0, Vec::len);
-    let segments = |r: &Value| r["sessions"].as_array().unwrap().iter().map(|s| s["segments"].as_array().unwrap().len()).sum();
+    let segments = |r: &Value| {
+        r["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["segments"].as_array().unwrap().len())
+            .sum()
+    };
     let media_of = |r: &Value| -> Vec<Value> {
-        r["sessions"].as_array().unwrap().iter()
+        r["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
             .flat_map(|s| s["segments"].as_array().unwrap().clone())
             .flat_map(|g| g["media"].as_array().cloned().unwrap_or_default())
             .collect()
     };
-    let streams = |r: &Value| media_of(r).iter().map(|m| m["streams"].as_array().map_or(0, Vec::len)).sum();
-    let hops = |r: &Value| {
-        media_of(r).iter().map(|m| {
-            ["callerNetwork", "calleeNetwork"].iter().map(|n| m[n]["traceRouteHops"].as_array().map_or(0, Vec::len)).sum::<usize>()
-        }).sum()
+    let streams = |r: &Value| {
+        media_of(r)
+            .iter()
+            .map(|m| m["streams"].as_array().map_or(0, Vec::len))
+            .sum()
     };
-    let participants = |r: &Value| r["participants_v2"].as_array().map_or(0, Vec::len) + usize::from(r["organizer_v2"].is_object());
+    let hops = |r: &Value| {
+        media_of(r)
+            .iter()
+            .map(|m| {
+                ["callerNetwork", "calleeNetwork"]
+                    .iter()
+                    .map(|n| m[n]["traceRouteHops"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>()
+            })
+            .sum()
+    };
+    let participants = |r: &Value| {
+        r["participants_v2"].as_array().map_or(0, Vec::len)
+            + usize::from(r["organizer_v2"].is_object())
+    };
 
     let lake = lake.path();
     let calls = support::read_table(lake, "call_records");
     assert_eq!(calls.len(), records.len());
-    assert!(records.len() > 100, "a believable tenant has many calls a day");
-    assert_eq!(support::read_table(lake, "call_sessions").len(), count(&sessions));
-    assert_eq!(support::read_table(lake, "call_segments").len(), count(&segments));
-    assert_eq!(support::read_table(lake, "call_media").len(), count(&|r| media_of(r).len()));
-    assert_eq!(support::read_table(lake, "call_media_streams").len(), count(&streams));
-    assert_eq!(support::read_table(lake, "call_trace_route_hops").len(), count(&hops));
-    assert_eq!(support::read_table(lake, "call_participants").len(), count(&participants));
+    assert!(
+        records.len() > 100,
+        "a believable tenant has many calls a day"
+    );
+    assert_eq!(
+        support::read_table(lake, "call_sessions").len(),
+        count(&sessions)
+    );
+    assert_eq!(
+        support::read_table(lake, "call_segments").len(),
+        count(&segments)
+    );
+    assert_eq!(
+        support::read_table(lake, "call_media").len(),
+        count(&|r| media_of(r).len())
+    );
+    assert_eq!(
+        support::read_table(lake, "call_media_streams").len(),
+        count(&streams)
+    );
+    assert_eq!(
+        support::read_table(lake, "call_trace_route_hops").len(),
+        count(&hops)
+    );
+    assert_eq!(
+        support::read_table(lake, "call_participants").len(),
+        count(&participants)
+    );
     assert_eq!(
         support::read_table(lake, "call_modalities").len(),
         count(&|r| r["modalities"].as_array().map_or(0, Vec::len))
     );
     // Sessions past the first page of 60 and participants past 130 are all there.
     let biggest = records.iter().max_by_key(|r| sessions(r)).unwrap();
-    assert!(sessions(biggest) > 60, "the emulator serves meetings with more than 60 sessions");
-    assert!(records.iter().any(|r| r["participants_v2"].as_array().unwrap().len() > 130));
+    assert!(
+        sessions(biggest) > 60,
+        "the emulator serves meetings with more than 60 sessions"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["participants_v2"].as_array().unwrap().len() > 130)
+    );
 
     // Exactly the calls that started in [from, to), each in its start date's partition.
     for call in &calls {
@@ -98,21 +167,46 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     for table in CALL_TABLES {
         let declared = schema::table(table).unwrap().arrow_schema();
         for (_, file) in support::parquet_files(lake, table) {
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap();
-            let fields: Vec<_> = reader.schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-            let expected: Vec<_> = declared.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&file).unwrap(),
+            )
+            .unwrap();
+            let fields: Vec<_> = reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            let expected: Vec<_> = declared
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
             assert_eq!(fields, expected, "{}", file.display());
         }
     }
     // Nothing is left in staging; the manifest names every file.
-    assert!(!lake.join("_staging").exists() || std::fs::read_dir(lake.join("_staging")).unwrap().next().is_none());
-    let manifests: Vec<_> = std::fs::read_dir(lake.join("_manifests")).unwrap().collect();
+    assert!(
+        !lake.join("_staging").exists()
+            || std::fs::read_dir(lake.join("_staging"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let manifests: Vec<_> = std::fs::read_dir(lake.join("_manifests"))
+        .unwrap()
+        .collect();
     assert_eq!(manifests.len(), 1);
-    let manifest: Value = serde_json::from_slice(&std::fs::read(manifests[0].as_ref().unwrap().path()).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifests[0].as_ref().unwrap().path()).unwrap())
+            .unwrap();
     assert_eq!(manifest["records_exported"], records.len());
     assert_eq!(manifest["tables"]["call_records"]["rows"], records.len());
     let summary = stderr(&output);
-    assert!(summary.contains("call_media_streams") && summary.contains("partitions replaced: 16"), "{summary}");
+    assert!(
+        summary.contains("call_media_streams") && summary.contains("partitions replaced: 16"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -120,7 +214,16 @@ fn a_rerun_of_the_same_window_replaces_its_partitions_and_leaves_others_alone() 
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().to_str().unwrap();
     let export = |from: &str, to: &str| {
-        let output = run(&["export", "--emulator", "--from", from, "--to", to, "--out", out]);
+        let output = run(&[
+            "export",
+            "--emulator",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--out",
+            out,
+        ]);
         assert!(output.status.success(), "{}", stderr(&output));
     };
     export("2026-11-20", "2026-11-21");
@@ -128,28 +231,65 @@ fn a_rerun_of_the_same_window_replaces_its_partitions_and_leaves_others_alone() 
     let first: Vec<_> = support::read_table(lake.path(), "call_media_streams");
     export("2026-11-20", "2026-11-21");
     let second = support::read_table(lake.path(), "call_media_streams");
-    assert_eq!(first.len(), second.len(), "a rerun neither duplicates nor loses rows");
-    let key = |r: &serde_json::Map<String, Value>| format!("{}/{}/{}/{}/{}", r["call_id"], r["session_index"], r["segment_index"], r["media_index"], r["stream_index"]);
+    assert_eq!(
+        first.len(),
+        second.len(),
+        "a rerun neither duplicates nor loses rows"
+    );
+    let key = |r: &serde_json::Map<String, Value>| {
+        format!(
+            "{}/{}/{}/{}/{}",
+            r["call_id"],
+            r["session_index"],
+            r["segment_index"],
+            r["media_index"],
+            r["stream_index"]
+        )
+    };
     let mut a: Vec<_> = first.iter().map(key).collect();
     let mut b: Vec<_> = second.iter().map(key).collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    let days: std::collections::BTreeSet<_> = second.iter().map(|r| r["dt"].as_str().unwrap().to_string()).collect();
-    assert_eq!(days.into_iter().collect::<Vec<_>>(), vec!["2026-11-20", "2026-11-21"]);
+    let days: std::collections::BTreeSet<_> = second
+        .iter()
+        .map(|r| r["dt"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        days.into_iter().collect::<Vec<_>>(),
+        vec!["2026-11-20", "2026-11-21"]
+    );
 }
 
 #[test]
 fn a_partial_day_window_exports_exactly_its_calls() {
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().to_str().unwrap();
-    let output = run(&["export", "--emulator", "--from", "2026-11-20T09:00:00Z", "--to", "2026-11-20T12:30:00Z", "--out", out]);
+    let output = run(&[
+        "export",
+        "--emulator",
+        "--from",
+        "2026-11-20T09:00:00Z",
+        "--to",
+        "2026-11-20T12:30:00Z",
+        "--out",
+        out,
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("midnight UTC"), "the partial-day warning is shown");
-    let tenant = Tenant::new(42, callrecords_etl::emulator::EmulatorConfig::default().calls_per_day);
+    assert!(
+        stderr(&output).contains("midnight UTC"),
+        "the partial-day warning is shown"
+    );
+    let tenant = Tenant::new(
+        42,
+        callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
+    );
     let expected = tenant.list(at("2026-11-20T09:00:00Z"), at("2026-11-20T12:30:00Z"));
     let calls = support::read_table(lake.path(), "call_records");
-    let mut got: Vec<&str> = calls.iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+    let mut got: Vec<&str> = calls
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
     let mut want: Vec<&str> = expected.iter().map(|c| c["id"].as_str().unwrap()).collect();
     got.sort_unstable();
     want.sort_unstable();
@@ -159,17 +299,45 @@ fn a_partial_day_window_exports_exactly_its_calls() {
 #[test]
 fn usage_errors_exit_2_and_say_what_to_fix() {
     let cases: [(&[&str], &str); 6] = [
-        (&["export", "--emulator", "--from", "2026-11-21", "--to", "2026-11-20"], "before --to"),
-        (&["export", "--emulator", "--from", "yesterday"], "neither a UTC date"),
+        (
+            &[
+                "export",
+                "--emulator",
+                "--from",
+                "2026-11-21",
+                "--to",
+                "2026-11-20",
+            ],
+            "before --to",
+        ),
+        (
+            &["export", "--emulator", "--from", "yesterday"],
+            "neither a UTC date",
+        ),
         (&["export", "--emulator", "--streams", "calls"], "calls"),
-        (&["export", "--emulator", "--streams", "pstn_calls"], "not implemented"),
+        (
+            &["export", "--emulator", "--streams", "pstn_calls"],
+            "not implemented",
+        ),
         (&["export"], "--config"),
-        (&["export", "--config", "/nonexistent/etl.toml"], "/nonexistent/etl.toml"),
+        (
+            &["export", "--config", "/nonexistent/etl.toml"],
+            "/nonexistent/etl.toml",
+        ),
     ];
     for (args, expected) in cases {
         let output = run(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -177,18 +345,28 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
 fn a_bad_config_names_the_key_and_makes_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("etl.toml");
-    std::fs::write(&config, "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"x\"\nclinet_secret = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"x\"\nclinet_secret = 1\n",
+    )
+    .unwrap();
     let output = run(&["export", "--config", config.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("clinet_secret"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("clinet_secret"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn the_help_lists_exit_codes_and_examples() {
     let output = run(&["export", "--help"]);
     let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("Exit codes") && help.contains("--emulator") && help.contains("Examples"), "{help}");
+    assert!(
+        help.contains("Exit codes") && help.contains("--emulator") && help.contains("Examples"),
+        "{help}"
+    );
     let version = run(&["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
-

@@ -221,7 +221,7 @@ fn listed_sessions_with_segments_read_cpu_and_forward_error_correction() {
 fn participants_v2_expansion_and_plain_sessions_flatten() {
     let mut record = sample("v1.0-get-callrecord-expand-participants_v2.json");
     record["sessions"] = sample("v1.0-list-sessions.json")["value"].clone();
-    let out = flatten_all(&[record.clone()]);
+    let out = flatten_all(std::slice::from_ref(&record));
     let expected = record["participants_v2"].as_array().unwrap().len();
     let participants: Vec<_> = out
         .table("call_participants")
@@ -262,7 +262,7 @@ fn subtypes_without_odata_type_are_inferred_and_bad_values_are_reported_not_lost
             }]
         }]
     });
-    let out = flatten_all(&[record.clone()]);
+    let out = flatten_all(std::slice::from_ref(&record));
     let session = &out.table("call_sessions")[0];
     assert_eq!(session["caller_endpoint_type"], "participantEndpoint");
     assert_eq!(session["caller_user_agent_type"], "clientUserAgent");

@@ -228,12 +228,17 @@ impl ColumnBuilder {
             ColumnBuilder::Int64(b) => integer(value).map(|n| b.append_value(n)),
             ColumnBuilder::Float32(b) => float(value).map(|n| b.append_value(n as f32)),
             ColumnBuilder::Float64(b) => float(value).map(|n| b.append_value(n)),
-            ColumnBuilder::Boolean(b) => match value {
-                Value::Bool(v) => Ok(b.append_value(*v)),
-                Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(b.append_value(true)),
-                Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(b.append_value(false)),
-                other => Err(format!("{other} is not a boolean")),
-            },
+            ColumnBuilder::Boolean(b) => {
+                let parsed = match value {
+                    Value::Bool(v) => Some(*v),
+                    Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+                    Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+                    _ => None,
+                };
+                parsed
+                    .map(|v| b.append_value(v))
+                    .ok_or_else(|| format!("{value} is not a boolean"))
+            }
             ColumnBuilder::Timestamp(b) => match value {
                 Value::String(s) => {
                     values::parse_timestamp_micros(s).map(|micros| b.append_option(micros))
