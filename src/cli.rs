@@ -18,8 +18,10 @@ use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
+use tokio_util::sync::CancellationToken;
 
 const EXPORT_EXAMPLES: &str = "\
 Examples:
@@ -79,7 +81,8 @@ struct ExportArgs {
     #[arg(long, env = "CALLRECORDS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Start of the window, inclusive: a UTC date (2026-11-20 = midnight) or an RFC 3339 time.
-    /// Default: yesterday 00:00 UTC.
+    /// Default: the nightly window, the last [export] lookback_days (3) days ending today
+    /// 00:00 UTC, reaching back to the last complete run after missed nights.
     #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound)]
     from: Option<chrono::DateTime<chrono::Utc>>,
     /// End of the window, exclusive: a UTC date or an RFC 3339 time. Default: today 00:00 UTC.
@@ -216,14 +219,17 @@ fn resolve_streams(requested: Option<Vec<String>>) -> Result<Vec<StreamKind>, Fa
 
 async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     let streams = resolve_streams(args.streams)?;
-    let window = match (args.from, args.to) {
-        (None, None) => Window::yesterday(chrono::Utc::now()),
-        (Some(from), None) => Window::new(from, window::midnight(chrono::Utc::now().date_naive()))?,
-        (None, Some(to)) => Window::new(
+    let requested_window = match (args.from, args.to) {
+        (None, None) => None,
+        (Some(from), None) => Some(Window::new(
+            from,
+            window::midnight(chrono::Utc::now().date_naive()),
+        )?),
+        (None, Some(to)) => Some(Window::new(
             window::midnight(to.date_naive()) - chrono::Duration::days(1),
             to,
-        )?,
-        (Some(from), Some(to)) => Window::new(from, to)?,
+        )?),
+        (Some(from), Some(to)) => Some(Window::new(from, to)?),
     };
     // The emulator must outlive the export; it stops when this guard drops.
     let mut running_emulator = None;
@@ -253,14 +259,29 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         })?;
         config::load(&path, |name| std::env::var(name).ok())?
     };
+    let output = args.out.unwrap_or(settings.output);
+    let window = match requested_window {
+        Some(window) => window,
+        None => {
+            let state = ExportState::load(&output)?;
+            let names: Vec<&str> = streams.iter().map(|s| s.name()).collect();
+            let nightly =
+                state::plan_nightly(&state, &names, chrono::Utc::now(), settings.lookback_days);
+            for warning in &nightly.warnings {
+                tracing::warn!("{warning}.");
+            }
+            nightly.window
+        }
+    };
     let plan = ExportPlan {
         window,
         streams,
-        output: args.out.unwrap_or(settings.output),
+        output,
         concurrency: args
             .concurrency
             .map(usize::from)
             .unwrap_or(settings.concurrency),
+        api_version: settings.graph.api_version.clone(),
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
@@ -268,14 +289,51 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     } else {
         ProgressMode::Auto
     });
-    let summary = pipeline::export(&client, &plan, &progress).await;
+    let cancel = CancellationToken::new();
+    let signal = tokio::spawn(stop_on_signal(cancel.clone()));
+    let summary = pipeline::export(&client, &plan, &progress, &cancel).await;
     progress.finish();
     if let Some(running) = running_emulator {
         running.shutdown().await;
     }
-    let summary = summary?;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(error) if error.downcast_ref::<pipeline::Cancelled>().is_some() => {
+            let exit = signal.await.unwrap_or(Exit::Interrupted);
+            return Err(error.context(Failure {
+                exit,
+                message: "stopped by a signal".into(),
+            }));
+        }
+        Err(error) => return Err(error),
+    };
+    signal.abort();
     print_summary(&summary, &plan);
-    Ok(Exit::Success)
+    Ok(if summary.records_rejected.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Rejected
+    })
+}
+
+/// Waits for SIGINT or SIGTERM, asks the run to stop, and tells which one came.
+async fn stop_on_signal(cancel: CancellationToken) -> Exit {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the default action (end the process) still applies.
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    let exit = tokio::select! {
+        _ = interrupt.recv() => Exit::Interrupted,
+        _ = terminate.recv() => Exit::Terminated,
+    };
+    tracing::warn!("Stopping: no further requests are made and nothing partial is published.");
+    cancel.cancel();
+    exit
 }
 
 fn emulator_settings(
@@ -294,6 +352,7 @@ fn emulator_settings(
         ),
         output: out.unwrap_or_else(|| PathBuf::from(config::DEFAULT_OUTPUT_PATH)),
         concurrency: config::DEFAULT_CONCURRENCY,
+        lookback_days: config::DEFAULT_LOOKBACK_DAYS,
     })
 }
 

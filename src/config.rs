@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::graph::{ClientSettings, Secret};
+use crate::graph::{ClientSettings, Limit, RateLimits, Secret};
 
 /// The environment variable holding the client secret.
 pub const SECRET_ENV: &str = "CALLRECORDS_CLIENT_SECRET";
@@ -20,6 +20,7 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 
 /// The file as written by the user.
 #[derive(Debug, Deserialize)]
@@ -30,6 +31,10 @@ pub struct FileConfig {
     pub output: OutputSection,
     #[serde(default)]
     pub export: ExportSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,23 +77,90 @@ fn default_output_path() -> String {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ExportSection {
     /// Call records fetched at the same time (each needs 2+ requests).
-    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Whole days a run without `--from/--to` re-exports, ending at today 00:00 UTC, so that
+    /// late call-record versions replace earlier ones.
+    pub lookback_days: u32,
 }
 
 impl Default for ExportSection {
     fn default() -> Self {
         ExportSection {
-            concurrency: default_concurrency(),
+            concurrency: DEFAULT_CONCURRENCY,
+            lookback_days: DEFAULT_LOOKBACK_DAYS,
         }
     }
 }
 
-fn default_concurrency() -> usize {
-    DEFAULT_CONCURRENCY
+/// How each Graph request is retried.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySection {
+    /// Attempts per request (429, 5xx, resets and timeouts together).
+    pub max_attempts: u32,
+    /// Waiting per request (Retry-After or backoff) before giving up.
+    pub max_total_wait_seconds: u64,
+    /// Timeout of one HTTP exchange.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            max_attempts: 8,
+            max_total_wait_seconds: 15 * 60,
+            request_timeout_seconds: 100,
+        }
+    }
+}
+
+/// Graph's throttling limits the exporter paces itself under (documented defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub app_tenant: Option<Limit>,
+    pub per_call_record: Option<Limit>,
+    pub list: Option<Limit>,
+    pub log_app_tenant: Option<Limit>,
+    pub per_log_function: Option<Limit>,
+}
+
+impl LimitsSection {
+    fn resolve(&self, problems: &mut Vec<String>) -> RateLimits {
+        let defaults = RateLimits::default();
+        let mut pick = |key: &str, value: Option<Limit>, default: Limit| {
+            let limit = value.unwrap_or(default);
+            if limit.requests == 0 || limit.seconds == 0 {
+                problems.push(format!(
+                    "[limits] {key} = {{ requests = {}, seconds = {} }}: both must be positive",
+                    limit.requests, limit.seconds
+                ));
+            }
+            limit
+        };
+        RateLimits {
+            app_tenant: pick("app_tenant", self.app_tenant, defaults.app_tenant),
+            per_call_record: pick(
+                "per_call_record",
+                self.per_call_record,
+                defaults.per_call_record,
+            ),
+            list: pick("list", self.list, defaults.list),
+            log_app_tenant: pick(
+                "log_app_tenant",
+                self.log_app_tenant,
+                defaults.log_app_tenant,
+            ),
+            per_log_function: pick(
+                "per_log_function",
+                self.per_log_function,
+                defaults.per_log_function,
+            ),
+        }
+    }
 }
 
 /// Validated settings, ready to use.
@@ -97,6 +169,7 @@ pub struct Settings {
     pub graph: ClientSettings,
     pub output: PathBuf,
     pub concurrency: usize,
+    pub lookback_days: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,21 +240,40 @@ pub fn validate(
             file.export.concurrency
         ));
     }
+    if !(1..=30).contains(&file.export.lookback_days) {
+        problems.push(format!(
+            "[export] lookback_days = {} must be between 1 and 30 (Graph keeps call records for 30 days)",
+            file.export.lookback_days
+        ));
+    }
+    let retry = &file.retry;
+    if retry.max_attempts == 0 || retry.request_timeout_seconds == 0 {
+        problems.push("[retry] max_attempts and request_timeout_seconds must be positive".into());
+    }
+    let limits = file.limits.resolve(&mut problems);
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
     }
     match (graph_url, login_url, secret) {
-        (Some(graph_url), Some(login_url), Some(secret)) if problems.is_empty() => Ok(Settings {
-            graph: ClientSettings::new(
+        (Some(graph_url), Some(login_url), Some(secret)) if problems.is_empty() => {
+            let mut client = ClientSettings::new(
                 graph_url,
                 login_url,
                 graph.tenant_id.clone(),
                 graph.client_id.clone(),
                 secret,
-            ),
-            output: PathBuf::from(&file.output.path),
-            concurrency: file.export.concurrency,
-        }),
+            );
+            client.max_attempts = retry.max_attempts;
+            client.max_total_wait = std::time::Duration::from_secs(retry.max_total_wait_seconds);
+            client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
+            client.limits = limits;
+            Ok(Settings {
+                graph: client,
+                output: PathBuf::from(&file.output.path),
+                concurrency: file.export.concurrency,
+                lookback_days: file.export.lookback_days,
+            })
+        }
         _ => Err(problems),
     }
 }

@@ -18,6 +18,8 @@
 //!   by the column paths declared in the schemas.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and then published. Knows nothing of Graph.
+//! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
+//!   nightly runs (`_state.json`), from which a run without a window plans its own.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
 //!   concurrency and bounded memory, and the run summary.
 //! - [`progress`]: progress reporting for terminals and for logs.
@@ -47,5 +49,6 @@ pub mod pipeline;
 pub mod progress;
 pub mod schema;
 pub mod sink;
+pub mod state;
 pub mod streams;
 pub mod window;

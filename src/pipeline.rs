@@ -1,16 +1,22 @@
-//! The export run: window → Graph → flatten → staged Parquet → publish → manifest.
+//! The export run: lock → window → Graph → flatten → staged Parquet → publish → manifest
+//! and state.
 //!
 //! Records are listed page by page and fetched with bounded concurrency (`buffered`, so the
 //! output order follows the list order and reruns write identical files); each complete
 //! record is flattened at once and dropped, and full batches go to a writer thread through
 //! a bounded channel. Memory is bounded by the concurrency, the batch size and the open
-//! partitions, never by the size of the window. Nothing is published unless every listed
-//! record was fetched (or is known to be gone: 404) and every file was written.
+//! partitions, never by the size of the window.
 //!
-//! The only module that sees everything: graph, streams, flatten, sink and progress.
+//! Nothing is published unless every listed record was fetched, is known to be gone (404)
+//! or was quarantined (`_rejected/`), and every file was written; a cancelled or failed run
+//! removes its staging and leaves the lake as it was.
+//!
+//! The only module that sees everything: graph, streams, flatten, sink, state and progress.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -18,8 +24,9 @@ use arrow_array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::flatten::FlattenIssue;
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
@@ -27,6 +34,7 @@ use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::progress::Progress;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
+use crate::state::{self, ExportState, OutputLock};
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
 
@@ -36,6 +44,8 @@ const BATCH_ROWS: usize = 8192;
 const WRITER_QUEUE: usize = 16;
 /// Value problems logged one by one; the rest are counted in the summary.
 const LOGGED_ISSUES: usize = 50;
+/// Where quarantined records go: `<out>/_rejected/<run_id>/<stream>.jsonl`.
+pub const REJECTED_DIR: &str = "_rejected";
 
 /// What to export, and where.
 #[derive(Debug, Clone)]
@@ -44,7 +54,16 @@ pub struct ExportPlan {
     pub streams: Vec<StreamKind>,
     pub output: PathBuf,
     pub concurrency: usize,
+    /// Graph API version, recorded in the manifest.
+    pub api_version: String,
 }
+
+/// The run was stopped by a signal; nothing was published.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the export was interrupted before it finished; nothing was published and the staging area was removed"
+)]
+pub struct Cancelled;
 
 /// Totals of one table.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -54,20 +73,34 @@ pub struct TableTotals {
     pub bytes: u64,
 }
 
+/// A record that could not be read and was quarantined instead of exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedRecord {
+    pub stream: String,
+    pub id: String,
+    pub url: String,
+    pub error: String,
+}
+
 /// What a run did; printed at the end and written to `<out>/_manifests/<run_id>.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub version: &'static str,
+    pub api_version: String,
     pub window_from: DateTime<Utc>,
     pub window_to: DateTime<Utc>,
+    /// Per stream, the window actually exported (call records are limited to Graph's retention).
+    pub stream_windows: BTreeMap<String, Option<(DateTime<Utc>, DateTime<Utc>)>>,
     pub streams: Vec<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub elapsed_seconds: f64,
     pub records_exported: u64,
-    /// Listed records that Graph answered with 404 (expired or not yet available).
+    /// Listed records that Graph answered with 404 (expired, or not yet available).
     pub records_not_found: Vec<String>,
+    /// Records that could not be read and were quarantined under `_rejected/<run_id>/`.
+    pub records_rejected: Vec<RejectedRecord>,
     /// Values that could not be converted to their column and were written as null.
     pub value_issues: u64,
     pub tables: BTreeMap<String, TableTotals>,
@@ -97,10 +130,13 @@ pub async fn export(
     client: &GraphClient,
     plan: &ExportPlan,
     progress: &Progress,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<RunSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = new_run_id(started_at);
+    let _lock = OutputLock::acquire(&plan.output, &run_id)?;
+    remove_stale_staging(&plan.output);
     tracing::info!(run_id, window = %plan.window, output = %plan.output.display(), "Export started.");
     if !plan.window.is_whole_days() {
         tracing::warn!(
@@ -109,6 +145,12 @@ pub async fn export(
              hold only the calls of the window, replacing what they held before."
         );
     }
+    let stream_windows: BTreeMap<StreamKind, Option<Window>> = plan
+        .streams
+        .iter()
+        .map(|stream| (*stream, stream_window(*stream, plan.window, started_at)))
+        .collect();
+
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
         .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
     let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
@@ -117,11 +159,18 @@ pub async fn export(
         .spawn(move || write_batches(sink, receiver))
         .context("cannot start the writer thread")?;
 
-    let fetched = if plan.streams.contains(&StreamKind::CallRecords) {
-        fetch_call_records(client, plan, &batches, progress).await
-    } else {
-        Ok(FetchOutcome::default())
-    };
+    let mut quarantine = Quarantine::new(&plan.output, &run_id);
+    let mut fetched = Ok(FetchOutcome::default());
+    if let Some(Some(window)) = stream_windows.get(&StreamKind::CallRecords) {
+        let run = CallRecordRun {
+            client,
+            window: *window,
+            concurrency: plan.concurrency,
+            progress,
+            cancel,
+        };
+        fetched = run.fetch(&batches, &mut quarantine).await;
+    }
     drop(batches);
     let staged = writer
         .join()
@@ -130,31 +179,42 @@ pub async fn export(
         (Ok(fetched), Ok(staged)) => (fetched, staged),
         (Err(error), Ok(staged)) => {
             staged.discard();
-            return Err(
-                error.context("nothing was published; the lake is as it was before this run")
-            );
+            quarantine.discard();
+            return Err(error);
         }
         (_, Err(error)) => {
+            quarantine.discard();
             return Err(anyhow::Error::new(error)
                 .context("nothing was published; the lake is as it was before this run"));
         }
     };
 
-    let partitions: BTreeSet<(String, NaiveDate)> = plan
-        .streams
+    let partitions: BTreeSet<(String, NaiveDate)> = stream_windows
         .iter()
-        .flat_map(|stream| schema::tables_of_stream(stream.name()))
-        .flat_map(|table| {
-            plan.window
-                .days()
-                .into_iter()
-                .map(move |dt| (table.table.clone(), dt))
+        .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
+        .flat_map(|(stream, window)| {
+            schema::tables_of_stream(stream.name()).flat_map(move |table| {
+                window
+                    .days()
+                    .into_iter()
+                    .map(move |dt| (table.table.clone(), dt))
+            })
         })
         .collect();
     let report = staged
         .publish(&partitions)
         .context("cannot publish the exported partitions")?;
     progress.finish();
+
+    let mut state = ExportState::load(&plan.output)?;
+    for (stream, window) in &stream_windows {
+        if let Some(window) = window {
+            state.record(stream.name(), *window);
+        }
+    }
+    state
+        .save(&plan.output)
+        .context("the partitions were published, but the state file could not be written")?;
 
     let mut tables: BTreeMap<String, TableTotals> = plan
         .streams
@@ -171,14 +231,20 @@ pub async fn export(
     let summary = RunSummary {
         run_id,
         version: env!("CARGO_PKG_VERSION"),
+        api_version: plan.api_version.clone(),
         window_from: plan.window.from,
         window_to: plan.window.to,
+        stream_windows: stream_windows
+            .iter()
+            .map(|(stream, window)| (stream.name().to_string(), window.map(|w| (w.from, w.to))))
+            .collect(),
         streams: plan.streams.iter().map(|s| s.name().to_string()).collect(),
         started_at,
         finished_at: Utc::now(),
         elapsed_seconds: clock.elapsed().as_secs_f64(),
         records_exported: fetched.records_exported,
         records_not_found: fetched.records_not_found,
+        records_rejected: quarantine.finish(),
         value_issues: fetched.value_issues,
         tables,
         partitions_replaced: report
@@ -199,6 +265,52 @@ pub async fn export(
     Ok(summary)
 }
 
+/// The part of `window` a stream can be exported for. Graph keeps call records for 30
+/// days: days before that are skipped (with a warning), never replaced by empty partitions.
+fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Option<Window> {
+    if stream != StreamKind::CallRecords {
+        return Some(window);
+    }
+    let available_from = state::call_records_available_from(now);
+    if window.from >= available_from {
+        return Some(window);
+    }
+    if window.to <= available_from {
+        tracing::warn!(
+            window = %window,
+            "Graph keeps call records for {} days: none of this window is available any more; the call tables \
+             are left as they are.",
+            state::CALL_RECORD_RETENTION_DAYS
+        );
+        return None;
+    }
+    let clamped = Window {
+        from: available_from,
+        to: window.to,
+    };
+    tracing::warn!(
+        window = %window,
+        exported = %clamped,
+        "Graph keeps call records for {} days: call records are exported from {available_from} only; the call \
+         tables of earlier days are left as they are.",
+        state::CALL_RECORD_RETENTION_DAYS
+    );
+    Some(clamped)
+}
+
+/// A run that was killed leaves its staging behind; with the lock held, no other run is
+/// using any of it.
+fn remove_stale_staging(out: &Path) {
+    let staging = out.join(sink::STAGING_DIR);
+    let Ok(entries) = std::fs::read_dir(&staging) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        tracing::info!(path = %entry.path().display(), "Removing the staging area of an earlier run that did not finish.");
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
 /// The writer thread: batches in, staged files out.
 fn write_batches(
     mut sink: ParquetSink,
@@ -213,63 +325,105 @@ fn write_batches(
     sink.finish()
 }
 
-async fn fetch_call_records(
-    client: &GraphClient,
-    plan: &ExportPlan,
-    batches: &mpsc::Sender<TableBatch>,
-    progress: &Progress,
-) -> anyhow::Result<FetchOutcome> {
-    let window = plan.window;
-    let mut listed_ids = HashSet::new();
-    let ids = call_records::list(client, window.from, window.to)
-        .map_ok(|page| {
-            progress.page_listed(page.len());
-            futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>))
-        })
-        .try_flatten()
-        .try_filter_map(|item| {
-            let keep = listed_record_to_fetch(&item, &window, &mut listed_ids);
-            futures::future::ready(Ok(keep))
-        });
-    let records = ids
-        .map_ok(|id| async move {
-            let record = call_records::fetch_record(client, &id).await?;
-            Ok::<_, GraphError>((id, record))
-        })
-        .try_buffered(plan.concurrency);
-    let mut records = std::pin::pin!(records);
+/// One stream's fetch: what it needs from the run.
+struct CallRecordRun<'a> {
+    client: &'a GraphClient,
+    window: Window,
+    concurrency: usize,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
 
-    let mut outcome = FetchOutcome::default();
-    let mut partitions: BTreeMap<NaiveDate, CallRecordTables> = BTreeMap::new();
-    let mut issues = Vec::new();
-    while let Some((id, record)) = records
-        .try_next()
-        .await
-        .context("cannot export the call records")?
-    {
-        let Some(record) = record else {
-            tracing::warn!(
-                call_id = %id,
-                "Call record {id} was listed but Graph answered 404 (expired, or not yet available); skipped."
-            );
-            outcome.records_not_found.push(id);
+impl CallRecordRun<'_> {
+    async fn fetch(
+        &self,
+        batches: &mpsc::Sender<TableBatch>,
+        quarantine: &mut Quarantine,
+    ) -> anyhow::Result<FetchOutcome> {
+        let (client, window, progress) = (self.client, self.window, self.progress);
+        let mut listed_ids = HashSet::new();
+        let ids = call_records::list(client, window.from, window.to)
+            .map_ok(|page| {
+                progress.page_listed(page.len());
+                futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>))
+            })
+            .try_flatten()
+            .try_filter_map(|item| {
+                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids);
+                futures::future::ready(Ok(keep))
+            });
+        // A record whose responses cannot be read is quarantined; any other failure
+        // (throttled past all retries, unreachable, refused) ends the run unpublished.
+        let records = ids
+            .map_ok(|id| async move {
+                match call_records::fetch_record(client, &id).await {
+                    Ok(record) => Ok((id, Ok(record))),
+                    Err(GraphError::Decode { url, message, body }) => {
+                        Ok((id, Err((url, message, body))))
+                    }
+                    Err(other) => Err(other),
+                }
+            })
+            .try_buffered(self.concurrency);
+        let mut records = std::pin::pin!(records);
+
+        let mut outcome = FetchOutcome::default();
+        let mut partitions: BTreeMap<NaiveDate, CallRecordTables> = BTreeMap::new();
+        let mut issues = Vec::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Err(Cancelled.into()),
+                next = records.try_next() => next.context("cannot export the call records")?,
+            };
+            let Some((id, fetched)) = next else { break };
             progress.record_done(client.stats());
-            continue;
-        };
-        let dt = flatten_calls::partition_date(&record)
-            .with_context(|| format!("call record {id} cannot be placed in a partition"))?;
-        let tables = partitions.entry(dt).or_default();
-        flatten_calls::flatten(&record, tables, &mut issues)
-            .with_context(|| format!("call record {id} cannot be flattened"))?;
-        report_issues(&mut issues, &mut outcome.value_issues);
-        outcome.records_exported += 1;
-        progress.record_done(client.stats());
-        send_full_batches(tables, dt, batches, BATCH_ROWS).await?;
+            let record = match fetched {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    tracing::warn!(
+                        call_id = %id,
+                        "Call record {id} was listed but Graph answered 404 (expired, or not yet available); skipped."
+                    );
+                    outcome.records_not_found.push(id);
+                    continue;
+                }
+                Err((url, message, body)) => {
+                    quarantine.reject(
+                        StreamKind::CallRecords,
+                        &id,
+                        url.as_str(),
+                        &message,
+                        &body,
+                    )?;
+                    continue;
+                }
+            };
+            let dt = match flatten_calls::partition_date(&record) {
+                Ok(dt) => dt,
+                Err(problem) => {
+                    let url = client.api_url(&format!("communications/callRecords/{id}"));
+                    quarantine.reject(
+                        StreamKind::CallRecords,
+                        &id,
+                        url.as_str(),
+                        &problem.0,
+                        &record.to_string(),
+                    )?;
+                    continue;
+                }
+            };
+            let tables = partitions.entry(dt).or_default();
+            flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
+            report_issues(&mut issues, &mut outcome.value_issues);
+            outcome.records_exported += 1;
+            send_full_batches(tables, dt, batches, BATCH_ROWS).await?;
+        }
+        for (dt, tables) in &mut partitions {
+            send_full_batches(tables, *dt, batches, 1).await?;
+        }
+        Ok(outcome)
     }
-    for (dt, tables) in &mut partitions {
-        send_full_batches(tables, *dt, batches, 1).await?;
-    }
-    Ok(outcome)
 }
 
 /// The id to fetch for a listed item, or None for an item already listed in this run
@@ -326,6 +480,73 @@ async fn send_full_batches(
         }
     }
     Ok(())
+}
+
+/// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
+/// object per record with its id, the URL, the error and the body as received.
+struct Quarantine {
+    dir: PathBuf,
+    files: BTreeMap<&'static str, File>,
+    rejected: Vec<RejectedRecord>,
+}
+
+impl Quarantine {
+    fn new(out: &Path, run_id: &str) -> Self {
+        Quarantine {
+            dir: out.join(REJECTED_DIR).join(run_id),
+            files: BTreeMap::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        stream: StreamKind,
+        id: &str,
+        url: &str,
+        error: &str,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        tracing::error!(
+            stream = stream.name(),
+            id,
+            url,
+            "Record {id} could not be read ({error}); quarantined in {} and left out of the tables.",
+            self.dir.display()
+        );
+        let file = match self.files.entry(stream.name()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let path = self.dir.join(format!("{}.jsonl", stream.name()));
+                entry.insert(
+                    sink::create_private_file(&path)
+                        .with_context(|| format!("cannot quarantine record {id}"))?,
+                )
+            }
+        };
+        let line = json!({"id": id, "url": url, "error": error, "body": body});
+        writeln!(file, "{line}")
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("cannot quarantine record {id} in {}", self.dir.display()))?;
+        self.rejected.push(RejectedRecord {
+            stream: stream.name().into(),
+            id: id.into(),
+            url: url.into(),
+            error: error.into(),
+        });
+        Ok(())
+    }
+
+    fn finish(self) -> Vec<RejectedRecord> {
+        self.rejected
+    }
+
+    /// A run that publishes nothing keeps no quarantine either: its rerun fetches again.
+    fn discard(self) {
+        if !self.files.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 /// A run id that sorts by start time and is unique across concurrent runs.

@@ -348,6 +348,17 @@ pub fn write_file_atomically(
     Ok(path)
 }
 
+/// Creates a new file (and its folder) readable by the owner and group only.
+pub fn create_private_file(path: &Path) -> Result<File, SinkError> {
+    create_dirs(path.parent().expect("a file path has a parent"))?;
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_error("create", path))
+}
+
 fn create_dirs(path: &Path) -> Result<(), SinkError> {
     fs::DirBuilder::new()
         .recursive(true)

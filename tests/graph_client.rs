@@ -515,20 +515,38 @@ async fn unreachable_graph_is_retried_then_a_transport_error() {
 }
 
 #[tokio::test]
-async fn a_body_that_is_not_json_is_a_decode_error() {
+async fn a_body_that_is_not_json_is_retried_once_then_a_decode_error_with_the_body() {
     let server = MockServer::start().await;
     mount_token(&server, "tok-1").await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>gateway</html>"))
-        .expect(1)
+        .expect(2)
         .mount(&server)
         .await;
 
-    let error = client(&server)
-        .get_json(&list_url(&server))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, GraphError::Decode { .. }), "{error:?}");
+    let client = client(&server);
+    let error = client.get_json(&list_url(&server)).await.unwrap_err();
+    let GraphError::Decode { body, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(body, "<html>gateway</html>");
+    assert!(!error.to_string().contains("gateway</html>"), "the body stays out of messages");
+    assert_eq!(client.stats().malformed, 2);
+}
+
+#[tokio::test]
+async fn a_truncated_body_followed_by_a_good_one_succeeds() {
+    let server = MockServer::start().await;
+    mount_token(&server, "tok-1").await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"value\": [1, 2"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"value\": [1, 2]}"))
+        .mount(&server)
+        .await;
+    let value = client(&server).get_json(&list_url(&server)).await.unwrap();
+    assert_eq!(value["value"][1], 2);
 }
 
 #[tokio::test]

@@ -65,8 +65,13 @@ pub enum GraphError {
     },
 
     /// The body is not JSON, or not the shape Graph documents (e.g. a page without `value`).
+    /// `body` is what was received (kept for the quarantine file, never in the message).
     #[error("unexpected response from {url}: {message}")]
-    Decode { url: Url, message: String },
+    Decode {
+        url: Url,
+        message: String,
+        body: String,
+    },
 
     /// A URL (typically an `@odata.nextLink`) outside the configured Graph origin; refused
     /// before sending so the bearer token never leaves that origin.

@@ -8,6 +8,7 @@
 
 mod auth;
 mod error;
+mod pacing;
 mod retry;
 
 use std::sync::Arc;
@@ -22,8 +23,10 @@ use url::Url;
 
 pub use auth::Secret;
 pub use error::GraphError;
+pub use pacing::{Limit, RateLimits};
 
 use auth::TokenSource;
+use pacing::Pacer;
 use retry::Verdict;
 
 const USER_AGENT: &str = concat!("callrecords-etl/", env!("CARGO_PKG_VERSION"));
@@ -50,6 +53,8 @@ pub struct ClientSettings {
     pub backoff_base: Duration,
     /// Largest backoff ceiling.
     pub backoff_cap: Duration,
+    /// Graph's throttling limits, which the client paces its requests under.
+    pub limits: RateLimits,
 }
 
 impl ClientSettings {
@@ -72,6 +77,7 @@ impl ClientSettings {
             request_timeout: Duration::from_secs(100),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
+            limits: RateLimits::default(),
         }
     }
 }
@@ -91,6 +97,11 @@ pub struct RequestStats {
     pub not_found: u64,
     /// Token requests sent to the login endpoint.
     pub token_requests: u64,
+    /// Time requests waited to stay under Graph's limits, in milliseconds (summed over
+    /// concurrent requests).
+    pub paced_wait_ms: u64,
+    /// Responses that were not the JSON Graph documents (truncated, broken), retried once.
+    pub malformed: u64,
 }
 
 #[derive(Default)]
@@ -101,6 +112,8 @@ struct Counters {
     throttle_wait_ms: AtomicU64,
     not_found: AtomicU64,
     token_requests: AtomicU64,
+    paced_wait_ms: AtomicU64,
+    malformed: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -117,6 +130,7 @@ struct Inner {
     http: Client,
     settings: ClientSettings,
     tokens: TokenSource,
+    pacer: Pacer,
     counters: Counters,
 }
 
@@ -125,6 +139,11 @@ enum Attempt {
     Done(serde_json::Value),
     /// Graph answered 401 to this token.
     Unauthorized(Arc<Secret>),
+    /// A success status with a body that is not JSON (truncated, cut off by a proxy).
+    Malformed {
+        message: String,
+        body: String,
+    },
     Transient {
         cause: Transient,
         retry_after: Option<Duration>,
@@ -193,6 +212,7 @@ impl GraphClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                pacer: Pacer::new(settings.limits),
                 settings,
                 tokens,
                 counters: Counters::default(),
@@ -228,6 +248,8 @@ impl GraphClient {
             throttle_wait_ms: load(&c.throttle_wait_ms),
             not_found: load(&c.not_found),
             token_requests: load(&c.token_requests),
+            paced_wait_ms: load(&c.paced_wait_ms),
+            malformed: load(&c.malformed),
         }
     }
 
@@ -238,6 +260,7 @@ impl GraphClient {
         let counters = &self.inner.counters;
         let mut waited = Duration::ZERO;
         let mut token_refreshed = false;
+        let mut malformed_retried = false;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -251,6 +274,22 @@ impl GraphClient {
                 }
                 Attempt::Unauthorized(_) => {
                     return Err(GraphError::Unauthorized { url: url.clone() });
+                }
+                // A broken body is retried once, at once: a second broken answer means the
+                // record itself cannot be read, and the caller quarantines it.
+                Attempt::Malformed { message, body } => {
+                    bump(&counters.malformed, 1);
+                    if malformed_retried {
+                        return Err(GraphError::Decode {
+                            url: url.clone(),
+                            message,
+                            body,
+                        });
+                    }
+                    tracing::warn!(%url, "Response is not valid JSON ({message}); requesting it once more.");
+                    malformed_retried = true;
+                    bump(&counters.retries, 1);
+                    continue;
                 }
                 Attempt::Transient { cause, retry_after } => (cause, retry_after),
             };
@@ -290,6 +329,8 @@ impl GraphClient {
             }
             Err(error) => return Err(error),
         };
+        let paced = self.inner.pacer.acquire(url).await;
+        bump(&self.inner.counters.paced_wait_ms, paced.as_millis() as u64);
         let request_id = uuid::Uuid::new_v4();
         let sent = Instant::now();
         bump(&self.inner.counters.requests, 1);
@@ -317,7 +358,13 @@ impl GraphClient {
             client_request_id = %request_id, "graph request");
         match retry::classify(status, response.headers(), chrono::Utc::now()) {
             Verdict::Success => match response.bytes().await {
-                Ok(body) => decode(url, &body).map(Attempt::Done),
+                Ok(body) => Ok(match serde_json::from_slice(&body) {
+                    Ok(value) => Attempt::Done(value),
+                    Err(e) => Attempt::Malformed {
+                        message: format!("body is not JSON: {e}"),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    },
+                }),
                 Err(e) => Ok(Attempt::transport(e)),
             },
             Verdict::RefreshToken => Ok(Attempt::Unauthorized(token)),
@@ -370,13 +417,6 @@ impl GraphClient {
             },
         }
     }
-}
-
-fn decode(url: &Url, body: &[u8]) -> Result<serde_json::Value, GraphError> {
-    serde_json::from_slice(body).map_err(|e| GraphError::Decode {
-        url: url.clone(),
-        message: format!("body is not JSON: {e}"),
-    })
 }
 
 /// Graph's `error.code: error.message`, or the start of the body when it is not Graph's

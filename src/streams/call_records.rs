@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
 use serde_json::{Map, Value};
 
-use super::paging::{NEXT_LINK, Pager, next_link};
+use super::paging::{NEXT_LINK, Pager, get_object, next_link};
 use crate::graph::{GraphClient, GraphError};
 
 const COLLECTION: &str = "communications/callRecords";
@@ -56,12 +56,14 @@ pub async fn fetch_record(client: &GraphClient, id: &str) -> Result<Option<Value
 async fn fetch_complete(client: &GraphClient, id: &str) -> Result<Value, GraphError> {
     let mut url = record_url(client, id, &[]);
     url.set_query(Some("$expand=sessions($expand=segments)"));
-    let Value::Object(mut record) = client.get_json(&url).await? else {
-        return Err(GraphError::Decode {
-            url,
-            message: "expected a callRecord object".into(),
-        });
-    };
+    let mut record = get_object(client, &url, |record| {
+        record
+            .get("id")
+            .and_then(Value::as_str)
+            .map(drop)
+            .ok_or("expected a callRecord object with an id")
+    })
+    .await?;
 
     let more_sessions = take_paging(&mut record, "sessions", &url)?;
     if let Some(next) = more_sessions {
@@ -112,9 +114,10 @@ fn append(
             existing.extend(items);
             Ok(())
         }
-        _ => Err(GraphError::Decode {
+        other => Err(GraphError::Decode {
             url: source.clone(),
             message: format!("{property} is not an array"),
+            body: other.to_string(),
         }),
     }
 }

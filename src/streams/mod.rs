@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// An exportable stream, named as on the command line and in the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StreamKind {
     CallRecords,
     PstnCalls,

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
 use crate::graph::{GraphClient, GraphError};
@@ -41,16 +41,19 @@ impl<'a> Pager<'a> {
                 message: format!(
                     "{NEXT_LINK} points to a page already fetched in this pagination (paging loop)"
                 ),
+                body: String::new(),
             });
         }
-        let page = self.client.get_json(&url).await?;
-        let Value::Object(mut page) = page else {
-            return Err(not_a_collection(url));
-        };
+        let mut page = get_object(self.client, &url, |page| {
+            matches!(page.get("value"), Some(Value::Array(_)))
+                .then_some(())
+                .ok_or("expected a collection page: an object with a \"value\" array")
+        })
+        .await?;
         self.next = next_link(&url, page.remove(NEXT_LINK))?;
         match page.remove("value") {
             Some(Value::Array(items)) => Ok(Some(items)),
-            _ => Err(not_a_collection(url)),
+            _ => unreachable!("checked by get_object"),
         }
     }
 
@@ -72,17 +75,47 @@ pub(crate) fn next_link(source: &Url, link: Option<Value>) -> Result<Option<Url>
         Some(Value::String(link)) => Url::parse(&link).map(Some).map_err(|e| GraphError::Decode {
             url: source.clone(),
             message: format!("{NEXT_LINK} {link:?} is not an absolute URL: {e}"),
+            body: String::new(),
         }),
         Some(other) => Err(GraphError::Decode {
             url: source.clone(),
             message: format!("{NEXT_LINK} is not a string: {other}"),
+            body: String::new(),
         }),
     }
 }
 
-fn not_a_collection(url: Url) -> GraphError {
-    GraphError::Decode {
-        url,
-        message: "expected a collection page: an object with a \"value\" array".into(),
+/// GETs a JSON object that `shape` accepts. A response of the wrong shape (valid JSON, but
+/// not what Graph documents) is requested once more, like a broken body, before it is a
+/// [`GraphError::Decode`] carrying what was received.
+pub(crate) async fn get_object(
+    client: &GraphClient,
+    url: &Url,
+    shape: impl Fn(&Map<String, Value>) -> Result<(), &'static str>,
+) -> Result<Map<String, Value>, GraphError> {
+    let mut problem = "";
+    let mut received = Value::Null;
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tracing::warn!(%url, "Unexpected response shape ({problem}); requesting it once more.");
+        }
+        received = client.get_json(url).await?;
+        match &received {
+            Value::Object(object) => match shape(object) {
+                Ok(()) => {
+                    let Value::Object(object) = received else {
+                        unreachable!()
+                    };
+                    return Ok(object);
+                }
+                Err(why) => problem = why,
+            },
+            _ => problem = "expected a JSON object",
+        }
     }
+    Err(GraphError::Decode {
+        url: url.clone(),
+        message: problem.into(),
+        body: received.to_string(),
+    })
 }

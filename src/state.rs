@@ -1,0 +1,363 @@
+//! What a run keeps in the output folder besides the tables: the lock that keeps two runs
+//! apart (`_lock`), and the state of nightly runs (`_state.json`: per stream, the window
+//! exported without a gap), from which a run without `--from/--to` plans its window.
+//!
+//! May touch: files directly under the output root. Knows nothing of Graph or Parquet.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Days, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::sink;
+use crate::window::{Window, midnight};
+
+pub const LOCK_FILE: &str = "_lock";
+pub const STATE_FILE: &str = "_state.json";
+
+/// How long Graph keeps call records (404 and absent from the list afterwards).
+pub const CALL_RECORD_RETENTION_DAYS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "another run is writing to {out} ({holder}); wait for it to finish. The lock is released when \
+         that process ends, also if it crashed"
+    )]
+    Locked { out: PathBuf, holder: String },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the state file {path} is damaged ({message}); remove it to start over with the default window"
+    )]
+    Damaged { path: PathBuf, message: String },
+}
+
+/// An exclusive lock on an output folder, held for the life of the value. It is an OS file
+/// lock (`flock`): the kernel releases it when the process ends, even when it is killed,
+/// so a crashed run never leaves the folder locked.
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: File,
+}
+
+impl OutputLock {
+    /// Takes the lock of `out` or fails at once, naming the run that holds it.
+    pub fn acquire(out: &Path, run_id: &str) -> Result<Self, StateError> {
+        std::fs::create_dir_all(out).map_err(|source| StateError::Io {
+            action: "create",
+            path: out.into(),
+            source,
+        })?;
+        let path = out.join(LOCK_FILE);
+        let io = |action| {
+            move |source| StateError::Io {
+                action,
+                path: out.join(LOCK_FILE),
+                source,
+            }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&path)
+            .map_err(io("open"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = if holder.trim().is_empty() {
+                    "a run that just started".into()
+                } else {
+                    holder.trim().to_string()
+                };
+                return Err(StateError::Locked {
+                    out: out.into(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    action: "lock",
+                    path,
+                    source,
+                });
+            }
+        }
+        let holder = format!(
+            "run {run_id}, process {}, started {}",
+            std::process::id(),
+            Utc::now().to_rfc3339()
+        );
+        file.set_len(0).map_err(io("truncate"))?;
+        file.rewind().map_err(io("rewind"))?;
+        file.write_all(holder.as_bytes()).map_err(io("write"))?;
+        Ok(OutputLock { _file: file })
+    }
+}
+
+/// The exported history of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Everything in `[complete_from, complete_to)` was exported by runs that finished.
+    pub complete_from: DateTime<Utc>,
+    pub complete_to: DateTime<Utc>,
+}
+
+/// `_state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExportState {
+    pub streams: BTreeMap<String, StreamState>,
+}
+
+impl ExportState {
+    pub fn load(out: &Path) -> Result<Self, StateError> {
+        let path = out.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExportState::default()),
+            Err(source) => Err(StateError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, out: &Path) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("the state serializes");
+        sink::write_file_atomically(out, STATE_FILE, &bytes)
+            .map(drop)
+            .map_err(|e| StateError::Io {
+                action: "write",
+                path: out.join(STATE_FILE),
+                source: std::io::Error::other(e),
+            })
+    }
+
+    /// Records that `window` of `stream` was exported. The complete range grows only when
+    /// the window overlaps or touches it: a window after a gap (a manual run of a later
+    /// day) leaves the range as it is, so the next nightly run still exports the gap.
+    pub fn record(&mut self, stream: &str, window: Window) {
+        let updated = match self.streams.get(stream) {
+            Some(state) if window.from <= state.complete_to && window.to >= state.complete_from => {
+                StreamState {
+                    complete_from: state.complete_from.min(window.from),
+                    complete_to: state.complete_to.max(window.to),
+                }
+            }
+            Some(state) => *state,
+            None => StreamState {
+                complete_from: window.from,
+                complete_to: window.to,
+            },
+        };
+        self.streams.insert(stream.to_string(), updated);
+    }
+}
+
+/// A nightly window and what the operator must know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightlyPlan {
+    pub window: Window,
+    /// Loud warnings: days that can no longer be exported, catch-up after missed nights.
+    pub warnings: Vec<String>,
+}
+
+/// The window of a run without `--from/--to`: the trailing `lookback_days` ending at today
+/// 00:00 UTC (late call-record versions are picked up), extended back to where the
+/// previous complete run ended when nights were missed, so no day is skipped silently.
+pub fn plan_nightly(
+    state: &ExportState,
+    streams: &[&str],
+    now: DateTime<Utc>,
+    lookback_days: u32,
+) -> NightlyPlan {
+    let trailing = Window::trailing_days(now, lookback_days);
+    let mut warnings = Vec::new();
+    let resume_from = streams
+        .iter()
+        .filter_map(|stream| state.streams.get(*stream).map(|s| (stream, s.complete_to)))
+        .filter(|(_, complete_to)| *complete_to < trailing.from)
+        .min_by_key(|(_, complete_to)| *complete_to);
+    let from = match resume_from {
+        Some((stream, complete_to)) => {
+            warnings.push(format!(
+                "{stream} was last exported up to {complete_to}: missed nights are caught up from there"
+            ));
+            complete_to
+        }
+        None => trailing.from,
+    };
+    let window = Window {
+        from,
+        to: trailing.to,
+    };
+    if streams.contains(&"call_records") {
+        let available_from = call_records_available_from(now);
+        if window.from < available_from {
+            warnings.push(format!(
+                "call records started before {available_from} are past Graph's {CALL_RECORD_RETENTION_DAYS}-day \
+                 retention and can no longer be exported: the days from {} to {available_from} are lost for \
+                 call_records (the log streams are still exported for them)",
+                window.from
+            ));
+        }
+    }
+    NightlyPlan { window, warnings }
+}
+
+/// The first midnight from which Graph still holds every call record of the day.
+pub fn call_records_available_from(now: DateTime<Utc>) -> DateTime<Utc> {
+    let oldest = now - chrono::Duration::days(CALL_RECORD_RETENTION_DAYS as i64);
+    let next_midnight = oldest
+        .date_naive()
+        .checked_add_days(Days::new(1))
+        .expect("a representable date");
+    midnight(next_midnight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::parse_bound;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        parse_bound(text).unwrap()
+    }
+
+    fn state(stream: &str, from: &str, to: &str) -> ExportState {
+        let mut state = ExportState::default();
+        state.streams.insert(
+            stream.into(),
+            StreamState {
+                complete_from: at(from),
+                complete_to: at(to),
+            },
+        );
+        state
+    }
+
+    #[test]
+    fn a_first_run_exports_the_trailing_lookback() {
+        let plan = plan_nightly(
+            &ExportState::default(),
+            &["call_records"],
+            at("2026-11-30T02:30:00Z"),
+            3,
+        );
+        assert_eq!(
+            plan.window,
+            Window::new(at("2026-11-27"), at("2026-11-30")).unwrap()
+        );
+        assert!(plan.warnings.is_empty());
+    }
+
+    #[test]
+    fn missed_nights_are_caught_up_from_the_last_complete_window() {
+        let state = state("call_records", "2026-11-01", "2026-11-20");
+        let plan = plan_nightly(&state, &["call_records"], at("2026-11-30T02:30:00Z"), 3);
+        assert_eq!(plan.window.from, at("2026-11-20"));
+        assert_eq!(plan.window.to, at("2026-11-30"));
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(plan.warnings[0].contains("caught up"));
+    }
+
+    #[test]
+    fn a_gap_past_the_retention_is_reported_as_lost() {
+        let state = state("call_records", "2026-09-01", "2026-10-10");
+        let plan = plan_nightly(&state, &["call_records"], at("2026-11-30T02:30:00Z"), 3);
+        assert_eq!(plan.window.from, at("2026-10-10"));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("lost") && w.contains("2026-11-01")),
+            "{:?}",
+            plan.warnings
+        );
+        assert_eq!(
+            call_records_available_from(at("2026-11-30T02:30:00Z")),
+            at("2026-11-01")
+        );
+    }
+
+    #[test]
+    fn recording_windows_grows_the_complete_range_only_without_gaps() {
+        let mut state = ExportState::default();
+        state.record(
+            "s",
+            Window::new(at("2026-11-20"), at("2026-11-23")).unwrap(),
+        );
+        state.record(
+            "s",
+            Window::new(at("2026-11-22"), at("2026-11-25")).unwrap(),
+        );
+        assert_eq!(
+            state.streams["s"],
+            StreamState {
+                complete_from: at("2026-11-20"),
+                complete_to: at("2026-11-25")
+            }
+        );
+        // A backfill of older days does not claim the gap before the range as complete.
+        state.record(
+            "s",
+            Window::new(at("2026-11-01"), at("2026-11-02")).unwrap(),
+        );
+        assert_eq!(state.streams["s"].complete_from, at("2026-11-20"));
+        // A window after a gap leaves the range alone: the gap will be caught up.
+        state.record(
+            "s",
+            Window::new(at("2026-11-27"), at("2026-11-28")).unwrap(),
+        );
+        assert_eq!(
+            state.streams["s"],
+            StreamState {
+                complete_from: at("2026-11-20"),
+                complete_to: at("2026-11-25")
+            }
+        );
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_and_released_with_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OutputLock::acquire(dir.path(), "run-1").unwrap();
+        let error = OutputLock::acquire(dir.path(), "run-2").unwrap_err();
+        assert!(error.to_string().contains("run-1"), "{error}");
+        drop(first);
+        OutputLock::acquire(dir.path(), "run-3").unwrap();
+    }
+
+    #[test]
+    fn state_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ExportState::load(dir.path()).unwrap(),
+            ExportState::default()
+        );
+        let state = state("call_records", "2026-11-01", "2026-11-20");
+        state.save(dir.path()).unwrap();
+        assert_eq!(ExportState::load(dir.path()).unwrap(), state);
+        std::fs::write(dir.path().join(STATE_FILE), "{").unwrap();
+        assert!(matches!(
+            ExportState::load(dir.path()),
+            Err(StateError::Damaged { .. })
+        ));
+    }
+}
