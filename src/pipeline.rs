@@ -91,7 +91,7 @@ pub struct RunSummary {
     pub window_from: DateTime<Utc>,
     pub window_to: DateTime<Utc>,
     /// Per stream, the window actually exported (call records are limited to Graph's retention).
-    pub stream_windows: BTreeMap<String, Option<(DateTime<Utc>, DateTime<Utc>)>>,
+    pub stream_windows: BTreeMap<String, Option<Window>>,
     pub streams: Vec<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -236,7 +236,7 @@ pub async fn export(
         window_to: plan.window.to,
         stream_windows: stream_windows
             .iter()
-            .map(|(stream, window)| (stream.name().to_string(), window.map(|w| (w.from, w.to))))
+            .map(|(stream, window)| (stream.name().to_string(), *window))
             .collect(),
         streams: plan.streams.iter().map(|s| s.name().to_string()).collect(),
         started_at,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 
 /// A half-open UTC interval `[from, to)`; `from < to` always holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Window {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,

@@ -526,9 +526,14 @@ async fn a_body_that_is_not_json_is_retried_once_then_a_decode_error_with_the_bo
 
     let client = client(&server);
     let error = client.get_json(&list_url(&server)).await.unwrap_err();
-    let GraphError::Decode { body, .. } = &error else { panic!("{error:?}") };
-    assert_eq!(body, "<html>gateway</html>");
-    assert!(!error.to_string().contains("gateway</html>"), "the body stays out of messages");
+    let GraphError::Decode { body, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(&**body, "<html>gateway</html>");
+    assert!(
+        !error.to_string().contains("gateway</html>"),
+        "the body stays out of messages"
+    );
     assert_eq!(client.stats().malformed, 2);
 }
 

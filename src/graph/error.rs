@@ -69,8 +69,8 @@ pub enum GraphError {
     #[error("unexpected response from {url}: {message}")]
     Decode {
         url: Url,
-        message: String,
-        body: String,
+        message: Box<str>,
+        body: Box<str>,
     },
 
     /// A URL (typically an `@odata.nextLink`) outside the configured Graph origin; refused

@@ -282,8 +282,8 @@ impl GraphClient {
                     if malformed_retried {
                         return Err(GraphError::Decode {
                             url: url.clone(),
-                            message,
-                            body,
+                            message: message.into(),
+                            body: body.into(),
                         });
                     }
                     tracing::warn!(%url, "Response is not valid JSON ({message}); requesting it once more.");

@@ -116,8 +116,8 @@ fn append(
         }
         other => Err(GraphError::Decode {
             url: source.clone(),
-            message: format!("{property} is not an array"),
-            body: other.to_string(),
+            message: format!("{property} is not an array").into(),
+            body: other.to_string().into(),
         }),
     }
 }

@@ -40,8 +40,9 @@ impl<'a> Pager<'a> {
                 url,
                 message: format!(
                     "{NEXT_LINK} points to a page already fetched in this pagination (paging loop)"
-                ),
-                body: String::new(),
+                )
+                .into(),
+                body: "".into(),
             });
         }
         let mut page = get_object(self.client, &url, |page| {
@@ -74,13 +75,13 @@ pub(crate) fn next_link(source: &Url, link: Option<Value>) -> Result<Option<Url>
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(link)) => Url::parse(&link).map(Some).map_err(|e| GraphError::Decode {
             url: source.clone(),
-            message: format!("{NEXT_LINK} {link:?} is not an absolute URL: {e}"),
-            body: String::new(),
+            message: format!("{NEXT_LINK} {link:?} is not an absolute URL: {e}").into(),
+            body: "".into(),
         }),
         Some(other) => Err(GraphError::Decode {
             url: source.clone(),
-            message: format!("{NEXT_LINK} is not a string: {other}"),
-            body: String::new(),
+            message: format!("{NEXT_LINK} is not a string: {other}").into(),
+            body: "".into(),
         }),
     }
 }
@@ -116,6 +117,6 @@ pub(crate) async fn get_object(
     Err(GraphError::Decode {
         url: url.clone(),
         message: problem.into(),
-        body: received.to_string(),
+        body: received.to_string().into(),
     })
 }
