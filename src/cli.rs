@@ -61,6 +61,22 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ApiVersion {
+    #[value(name = "v1.0")]
+    V1,
+    Beta,
+}
+
+impl ApiVersion {
+    fn name(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Export the call records of a UTC window [from, to) into Parquet tables.
@@ -91,10 +107,15 @@ struct ExportArgs {
     /// Output folder; overrides [output] path.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
-    /// Streams to export, comma-separated: call_records, pstn_calls, direct_routing_calls.
-    /// Default: every implemented stream.
+    /// Streams to export, comma-separated: call_records, pstn_calls, direct_routing_calls, and
+    /// with the beta API sms_logs, pstn_blocked_users, pstn_online_meeting_dialouts.
+    /// Default: every stream the API version offers.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     streams: Option<Vec<String>>,
+    /// Graph API version; overrides [graph] api_version. beta adds the beta-only log streams
+    /// and properties.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    api_version: Option<ApiVersion>,
     /// Export from the embedded Graph emulator (a synthetic tenant on a loopback port):
     /// no configuration or credentials needed.
     #[arg(long)]
@@ -190,19 +211,28 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-/// Resolves the streams to export; the ones not implemented yet are refused, never skipped.
-fn resolve_streams(requested: Option<Vec<String>>) -> Result<Vec<StreamKind>, Failure> {
+/// Resolves the streams to export: by default every stream the API version offers; a
+/// beta-only stream on v1.0 is refused, never skipped.
+fn resolve_streams(
+    requested: Option<Vec<String>>,
+    api_version: &str,
+) -> Result<Vec<StreamKind>, Failure> {
+    let beta = api_version == "beta";
     let Some(names) = requested else {
-        return Ok(vec![StreamKind::CallRecords]);
+        return Ok(StreamKind::ALL
+            .into_iter()
+            .filter(|s| beta || !s.beta_only())
+            .collect());
     };
     let mut streams = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let stream: StreamKind = name
             .parse()
             .map_err(|e: crate::streams::UnknownStream| Failure::usage(e.to_string()))?;
-        if stream != StreamKind::CallRecords {
+        if stream.beta_only() && !beta {
             return Err(Failure::usage(format!(
-                "--streams {name}: this stream is not implemented in this version yet; export call_records only"
+                "--streams {name}: Graph offers this log only on its beta endpoint; set [graph] api_version = \"beta\" \
+                 (or pass --api-version beta) to export it"
             )));
         }
         if !streams.contains(&stream) {
@@ -211,14 +241,13 @@ fn resolve_streams(requested: Option<Vec<String>>) -> Result<Vec<StreamKind>, Fa
     }
     if streams.is_empty() {
         return Err(Failure::usage(
-            "--streams is empty: name at least one stream (call_records)",
+            "--streams is empty: name at least one stream",
         ));
     }
     Ok(streams)
 }
 
 async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
-    let streams = resolve_streams(args.streams)?;
     let requested_window = match (args.from, args.to) {
         (None, None) => None,
         (Some(from), None) => Some(Window::new(
@@ -259,6 +288,11 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         })?;
         config::load(&path, |name| std::env::var(name).ok())?
     };
+    let mut settings = settings;
+    if let Some(version) = args.api_version {
+        settings.graph.api_version = version.name().into();
+    }
+    let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
     let output = args.out.unwrap_or(settings.output);
     let window = match requested_window {
         Some(window) => window,
@@ -282,6 +316,7 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
             .map(usize::from)
             .unwrap_or(settings.concurrency),
         api_version: settings.graph.api_version.clone(),
+        log_chunk_days: settings.log_chunk_days,
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
@@ -353,6 +388,7 @@ fn emulator_settings(
         output: out.unwrap_or_else(|| PathBuf::from(config::DEFAULT_OUTPUT_PATH)),
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
+        log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
     })
 }
 

@@ -21,6 +21,7 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
+pub const DEFAULT_LOG_CHUNK_DAYS: u32 = 30;
 
 /// The file as written by the user.
 #[derive(Debug, Deserialize)]
@@ -47,6 +48,13 @@ pub struct GraphSection {
     pub graph_url: String,
     #[serde(default = "default_login_url")]
     pub login_url: String,
+    /// `v1.0`, or `beta` for the beta-only log streams and properties.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+}
+
+fn default_api_version() -> String {
+    "v1.0".into()
 }
 
 fn default_graph_url() -> String {
@@ -84,6 +92,8 @@ pub struct ExportSection {
     /// Whole days a run without `--from/--to` re-exports, ending at today 00:00 UTC, so that
     /// late call-record versions replace earlier ones.
     pub lookback_days: u32,
+    /// Longest window of one log-function request (Graph refuses more than 90 days).
+    pub log_chunk_days: u32,
 }
 
 impl Default for ExportSection {
@@ -91,6 +101,7 @@ impl Default for ExportSection {
         ExportSection {
             concurrency: DEFAULT_CONCURRENCY,
             lookback_days: DEFAULT_LOOKBACK_DAYS,
+            log_chunk_days: DEFAULT_LOG_CHUNK_DAYS,
         }
     }
 }
@@ -170,6 +181,7 @@ pub struct Settings {
     pub output: PathBuf,
     pub concurrency: usize,
     pub lookback_days: u32,
+    pub log_chunk_days: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +258,18 @@ pub fn validate(
             file.export.lookback_days
         ));
     }
+    if !(1..=crate::streams::logs::MAX_REQUEST_DAYS).contains(&file.export.log_chunk_days) {
+        problems.push(format!(
+            "[export] log_chunk_days = {} must be between 1 and 90 (Graph refuses longer windows)",
+            file.export.log_chunk_days
+        ));
+    }
+    if !matches!(graph.api_version.as_str(), "v1.0" | "beta") {
+        problems.push(format!(
+            "[graph] api_version = {:?} must be \"v1.0\" or \"beta\"",
+            graph.api_version
+        ));
+    }
     let retry = &file.retry;
     if retry.max_attempts == 0 || retry.request_timeout_seconds == 0 {
         problems.push("[retry] max_attempts and request_timeout_seconds must be positive".into());
@@ -267,11 +291,13 @@ pub fn validate(
             client.max_total_wait = std::time::Duration::from_secs(retry.max_total_wait_seconds);
             client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
             client.limits = limits;
+            client.api_version = graph.api_version.clone();
             Ok(Settings {
                 graph: client,
                 output: PathBuf::from(&file.output.path),
                 concurrency: file.export.concurrency,
                 lookback_days: file.export.lookback_days,
+                log_chunk_days: file.export.log_chunk_days,
             })
         }
         _ => Err(problems),

@@ -28,13 +28,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::flatten::FlattenIssue;
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
+use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::progress::Progress;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState, OutputLock};
+use crate::streams::logs::{self, LogStream};
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
 
@@ -56,6 +57,8 @@ pub struct ExportPlan {
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
     pub api_version: String,
+    /// Longest window of one log-function request (at most 90 days).
+    pub log_chunk_days: u32,
 }
 
 /// The run was stopped by a signal; nothing was published.
@@ -160,17 +163,16 @@ pub async fn export(
         .context("cannot start the writer thread")?;
 
     let mut quarantine = Quarantine::new(&plan.output, &run_id);
-    let mut fetched = Ok(FetchOutcome::default());
-    if let Some(Some(window)) = stream_windows.get(&StreamKind::CallRecords) {
-        let run = CallRecordRun {
-            client,
-            window: *window,
-            concurrency: plan.concurrency,
-            progress,
-            cancel,
-        };
-        fetched = run.fetch(&batches, &mut quarantine).await;
-    }
+    let fetched = fetch_streams(
+        client,
+        plan,
+        &stream_windows,
+        &batches,
+        &mut quarantine,
+        progress,
+        cancel,
+    )
+    .await;
     drop(batches);
     let staged = writer
         .join()
@@ -263,6 +265,49 @@ pub async fn export(
     )
     .context("the partitions were published, but the run manifest could not be written")?;
     Ok(summary)
+}
+
+/// Fetches every stream in turn into the writer; the first failure ends the run.
+async fn fetch_streams(
+    client: &GraphClient,
+    plan: &ExportPlan,
+    stream_windows: &BTreeMap<StreamKind, Option<Window>>,
+    batches: &mpsc::Sender<TableBatch>,
+    quarantine: &mut Quarantine,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<FetchOutcome> {
+    let mut outcome = FetchOutcome::default();
+    for (stream, window) in stream_windows {
+        let Some(window) = *window else { continue };
+        match stream.log() {
+            None => {
+                let run = CallRecordRun {
+                    client,
+                    window,
+                    concurrency: plan.concurrency,
+                    progress,
+                    cancel,
+                };
+                let calls = run.fetch(batches, quarantine).await?;
+                outcome.records_exported += calls.records_exported;
+                outcome.records_not_found.extend(calls.records_not_found);
+                outcome.value_issues += calls.value_issues;
+            }
+            Some(log) => {
+                let run = LogRun {
+                    client,
+                    log,
+                    window,
+                    chunk_days: plan.log_chunk_days,
+                    progress,
+                    cancel,
+                };
+                outcome.value_issues += run.fetch(batches, quarantine).await?;
+            }
+        }
+    }
+    Ok(outcome)
 }
 
 /// The part of `window` a stream can be exported for. Graph keeps call records for 30
@@ -417,12 +462,113 @@ impl CallRecordRun<'_> {
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
             report_issues(&mut issues, &mut outcome.value_issues);
             outcome.records_exported += 1;
-            send_full_batches(tables, dt, batches, BATCH_ROWS).await?;
+            send_full_batches(tables.builders_mut(), dt, batches, BATCH_ROWS).await?;
         }
         for (dt, tables) in &mut partitions {
-            send_full_batches(tables, *dt, batches, 1).await?;
+            send_full_batches(tables.builders_mut(), *dt, batches, 1).await?;
         }
         Ok(outcome)
+    }
+}
+
+/// One log stream's fetch.
+struct LogRun<'a> {
+    client: &'a GraphClient,
+    log: &'static LogStream,
+    window: Window,
+    chunk_days: u32,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
+
+impl LogRun<'_> {
+    /// Fetches every chunk of the window; returns the number of values written as null.
+    async fn fetch(
+        &self,
+        batches: &mpsc::Sender<TableBatch>,
+        quarantine: &mut Quarantine,
+    ) -> anyhow::Result<u64> {
+        let stream = self.log.kind;
+        let table = schema::tables_of_stream(stream.name())
+            .next()
+            .unwrap_or_else(|| panic!("schemas/ declares no table of stream {stream}"));
+        let mut partitions: BTreeMap<NaiveDate, TableBuilder> = BTreeMap::new();
+        let mut issues = Vec::new();
+        let mut value_issues = 0;
+        for chunk in self.log.chunks(self.window, self.chunk_days) {
+            // A page that shifts while rows arrive can repeat a row; ids are unique per chunk
+            // because chunks do not overlap.
+            let mut seen = HashSet::new();
+            let context = RowContext {
+                report_from: chunk.from.timestamp_micros(),
+                report_to: chunk.to.timestamp_micros(),
+                ..RowContext::default()
+            };
+            let url = logs::request_url(self.client, self.log, chunk);
+            let mut pages = std::pin::pin!(logs::pages(self.client, url.clone()));
+            loop {
+                let page = tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return Err(Cancelled.into()),
+                    page = pages.try_next() => page.with_context(|| format!("cannot export {stream} for {chunk}"))?,
+                };
+                let Some(rows) = page else { break };
+                self.progress.page_listed(rows.len());
+                for row in rows {
+                    let dt = match self.log.row_time(&row) {
+                        None => chunk.from.date_naive(),
+                        // Inclusive ends and ignored filters bring rows of other chunks.
+                        Some(Ok(time)) if !chunk.contains(time) => continue,
+                        Some(Ok(time)) => time.date_naive(),
+                        Some(Err(problem)) => {
+                            let id = self.log.row_id(&row).unwrap_or("(no id)").to_string();
+                            quarantine.reject(
+                                stream,
+                                &id,
+                                url.as_str(),
+                                &problem,
+                                &row.to_string(),
+                            )?;
+                            continue;
+                        }
+                    };
+                    let id = match (self.log.id_field, self.log.row_id(&row)) {
+                        (Some(field), None) => {
+                            let problem = format!("the row has no {field}");
+                            quarantine.reject(
+                                stream,
+                                "(no id)",
+                                url.as_str(),
+                                &problem,
+                                &row.to_string(),
+                            )?;
+                            continue;
+                        }
+                        (_, Some(id)) if !seen.insert(id.to_string()) => continue,
+                        (_, id) => id.unwrap_or_default().to_string(),
+                    };
+                    let builder = partitions
+                        .entry(dt)
+                        .or_insert_with(|| TableBuilder::new(table));
+                    builder.append(
+                        &row,
+                        &RowContext {
+                            call_id: &id,
+                            ..context
+                        },
+                        &mut issues,
+                    );
+                    report_issues(&mut issues, &mut value_issues);
+                    if builder.len() >= BATCH_ROWS {
+                        send_full_batches([&mut *builder], dt, batches, BATCH_ROWS).await?;
+                    }
+                }
+            }
+        }
+        for (dt, builder) in &mut partitions {
+            send_full_batches([builder], *dt, batches, 1).await?;
+        }
+        Ok(value_issues)
     }
 }
 
@@ -460,12 +606,12 @@ fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
 
 /// Sends every table of `tables` holding at least `min_rows` rows to the writer.
 async fn send_full_batches(
-    tables: &mut CallRecordTables,
+    tables: impl IntoIterator<Item = &mut TableBuilder>,
     dt: NaiveDate,
     batches: &mpsc::Sender<TableBatch>,
     min_rows: usize,
 ) -> anyhow::Result<()> {
-    for builder in tables.builders_mut() {
+    for builder in tables {
         if builder.len() >= min_rows {
             let batch = TableBatch {
                 table: &builder.schema().table,

@@ -40,6 +40,20 @@ const DECLARATIONS: &[(&str, &str)] = &[
         "call_trace_route_hops",
         include_str!("../schemas/call_trace_route_hops.json"),
     ),
+    ("pstn_calls", include_str!("../schemas/pstn_calls.json")),
+    (
+        "direct_routing_calls",
+        include_str!("../schemas/direct_routing_calls.json"),
+    ),
+    ("sms_logs", include_str!("../schemas/sms_logs.json")),
+    (
+        "pstn_blocked_users",
+        include_str!("../schemas/pstn_blocked_users.json"),
+    ),
+    (
+        "pstn_online_meeting_dialouts",
+        include_str!("../schemas/pstn_online_meeting_dialouts.json"),
+    ),
 ];
 
 /// Timezone of every timestamp column: instants in UTC, which Parquet records as

@@ -43,17 +43,29 @@ fn at(text: &str) -> DateTime<Utc> {
     callrecords_etl::window::parse_bound(text).unwrap()
 }
 
+/// The UTC date `n` days before today: windows stay inside Graph's 30-day retention.
+fn days_ago(n: u64) -> String {
+    let today = Utc::now().date_naive();
+    today
+        .checked_sub_days(chrono::Days::new(n))
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().to_str().unwrap();
+    let (from, to) = (days_ago(10), days_ago(8));
     let output = run(&[
         "export",
         "--emulator",
+        "--streams",
+        "call_records",
         "--from",
-        "2026-11-20",
+        &from,
         "--to",
-        "2026-11-22",
+        &to,
         "--out",
         out,
     ]);
@@ -64,7 +76,7 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
         42,
         callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
     );
-    let listed = tenant.list(at("2026-11-20"), at("2026-11-22"));
+    let listed = tenant.list(at(&from), at(&to));
     let records: Vec<Value> = listed
         .iter()
         .map(|item| tenant.record(item["id"].as_str().unwrap()).unwrap())
@@ -160,7 +172,7 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     // Exactly the calls that started in [from, to), each in its start date's partition.
     for call in &calls {
         let start = at(call["start_date_time"].as_str().unwrap());
-        assert!(at("2026-11-20") <= start && start < at("2026-11-22"));
+        assert!(at(&from) <= start && start < at(&to));
         assert_eq!(call["dt"], start.format("%Y-%m-%d").to_string());
     }
     // The files carry the declared schema.
@@ -217,6 +229,8 @@ fn a_rerun_of_the_same_window_replaces_its_partitions_and_leaves_others_alone() 
         let output = run(&[
             "export",
             "--emulator",
+            "--streams",
+            "call_records",
             "--from",
             from,
             "--to",
@@ -226,10 +240,11 @@ fn a_rerun_of_the_same_window_replaces_its_partitions_and_leaves_others_alone() 
         ]);
         assert!(output.status.success(), "{}", stderr(&output));
     };
-    export("2026-11-20", "2026-11-21");
-    export("2026-11-21", "2026-11-22");
+    let (day1, day2, day3) = (days_ago(10), days_ago(9), days_ago(8));
+    export(&day1, &day2);
+    export(&day2, &day3);
     let first: Vec<_> = support::read_table(lake.path(), "call_media_streams");
-    export("2026-11-20", "2026-11-21");
+    export(&day1, &day2);
     let second = support::read_table(lake.path(), "call_media_streams");
     assert_eq!(
         first.len(),
@@ -255,23 +270,24 @@ fn a_rerun_of_the_same_window_replaces_its_partitions_and_leaves_others_alone() 
         .iter()
         .map(|r| r["dt"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        days.into_iter().collect::<Vec<_>>(),
-        vec!["2026-11-20", "2026-11-21"]
-    );
+    assert_eq!(days.into_iter().collect::<Vec<_>>(), vec![day1, day2]);
 }
 
 #[test]
 fn a_partial_day_window_exports_exactly_its_calls() {
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().to_str().unwrap();
+    let from = format!("{}T09:00:00Z", days_ago(5));
+    let to = format!("{}T12:30:00Z", days_ago(5));
     let output = run(&[
         "export",
         "--emulator",
+        "--streams",
+        "call_records",
         "--from",
-        "2026-11-20T09:00:00Z",
+        &from,
         "--to",
-        "2026-11-20T12:30:00Z",
+        &to,
         "--out",
         out,
     ]);
@@ -284,7 +300,7 @@ fn a_partial_day_window_exports_exactly_its_calls() {
         42,
         callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
     );
-    let expected = tenant.list(at("2026-11-20T09:00:00Z"), at("2026-11-20T12:30:00Z"));
+    let expected = tenant.list(at(&from), at(&to));
     let calls = support::read_table(lake.path(), "call_records");
     let mut got: Vec<&str> = calls
         .iter()
@@ -315,10 +331,7 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
             "neither a UTC date",
         ),
         (&["export", "--emulator", "--streams", "calls"], "calls"),
-        (
-            &["export", "--emulator", "--streams", "pstn_calls"],
-            "not implemented",
-        ),
+        (&["export", "--emulator", "--streams", "sms_logs"], "beta"),
         (&["export"], "--config"),
         (
             &["export", "--config", "/nonexistent/etl.toml"],

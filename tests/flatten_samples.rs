@@ -295,3 +295,78 @@ fn subtypes_without_odata_type_are_inferred_and_bad_values_are_reported_not_lost
     // The call started a tenth of a microsecond before midnight: it belongs to the 20th.
     assert_eq!(partition_date(&record).unwrap().to_string(), "2026-11-20");
 }
+
+/// The rows of a log sample flattened into its table.
+fn log_rows(table: &str, sample_name: &str) -> Vec<Map<String, Value>> {
+    let schema = callrecords_etl::schema::table(table).unwrap();
+    let mut builder = callrecords_etl::flatten::TableBuilder::new(schema);
+    let mut issues = Vec::new();
+    for row in sample(sample_name)["value"].as_array().unwrap() {
+        builder.append(row, &Default::default(), &mut issues);
+    }
+    assert!(issues.is_empty(), "{issues:?}");
+    rows(&builder.finish())
+}
+
+#[test]
+fn pstn_rows_keep_exact_decimals_and_every_property() {
+    let row = &log_rows("pstn_calls", "v1.0-getpstncalls.json")[0];
+    assert_eq!(row["id"], "9c4984c7-6c3c-427d-a30c-bd0b2eacee90");
+    assert_eq!(row["call_id"], "1835317186_112562680@61.221.3.176");
+    assert_eq!(row["start_date_time"], "2019-11-01T00:00:08.258993Z");
+    assert_eq!(row["duration"], 219);
+    assert_eq!(row["charge"], "0.0000000000");
+    assert_eq!(row["connection_charge"], "0.0000000000");
+    assert_eq!(row["currency"], "USD");
+    assert_eq!(row["call_type"], "user_in");
+    assert_eq!(row["callee_number"], "+1234567890");
+    assert_eq!(row["destination_context"], Value::Null);
+    assert_eq!(row["call_duration_source"], "microsoft");
+    assert_eq!(
+        row["other_party_country_code"],
+        Value::Null,
+        "beta-only column, null on v1.0"
+    );
+    let beta = &log_rows("pstn_calls", "beta-getpstncalls.json")[0];
+    assert_eq!(beta["other_party_country_code"], "US");
+}
+
+#[test]
+fn direct_routing_rows_null_the_year_one_sentinel_and_keep_masked_numbers() {
+    let row = &log_rows("direct_routing_calls", "v1.0-getdirectroutingcalls.json")[0];
+    assert_eq!(row["failure_date_time"], Value::Null);
+    assert_eq!(row["invite_date_time"], "2019-11-01T00:00:21.949000Z");
+    assert_eq!(row["caller_number"], "+12345678***");
+    assert_eq!(row["final_sip_code"], 0);
+    assert_eq!(row["call_end_sub_reason"], 540000);
+    assert_eq!(row["successful_call"], true);
+    assert_eq!(
+        row["correlation_id"],
+        "c98e1515-a937-4b81-b8a8-3992afde64e0"
+    );
+    let beta = &log_rows("direct_routing_calls", "beta-getdirectroutingcalls.json")[0];
+    assert_eq!(beta["user_country_code"], "US");
+}
+
+#[test]
+fn beta_log_streams_flatten_their_samples() {
+    let sms = &log_rows("sms_logs", "beta-getsmslog.json")[0];
+    assert_eq!(sms["sms_id"], "ef36b3e8-9922-4763-90e2-f4345c04a5d6");
+    assert_eq!(sms["sms_units"], 1);
+    assert_eq!(sms["call_charge"], "0.0000000000");
+    assert_eq!(sms["source_number"], "+12818602122");
+    let blocked = log_rows("pstn_blocked_users", "beta-getpstnblockeduserslog.json");
+    assert_eq!(blocked.len(), 2);
+    assert_eq!(
+        blocked[0]["user_block_mode"], "Blocked",
+        "enums are kept as sent, even capitalised"
+    );
+    assert_eq!(blocked[1]["block_reason"], "Tenant Requested");
+    let dialout = &log_rows(
+        "pstn_online_meeting_dialouts",
+        "beta-getpstnonlinemeetingdialoutreport.json",
+    )[0];
+    assert_eq!(dialout["total_call_charge"], "12.8300000000");
+    assert_eq!(dialout["total_calls"], 12);
+    assert_eq!(dialout["total_call_seconds"], 723);
+}

@@ -147,10 +147,58 @@ fn every_reachable_graph_property_is_a_column_source_or_left_out_with_a_reason()
 }
 
 #[test]
+fn every_log_row_property_of_v1_and_beta_is_a_column_of_its_table() {
+    let model = model();
+    let tables = [
+        ("pstn_calls", "pstnCallLogRow"),
+        ("direct_routing_calls", "directRoutingLogRow"),
+        ("sms_logs", "smsLogRow"),
+        ("pstn_blocked_users", "pstnBlockedUsersLogRow"),
+        (
+            "pstn_online_meeting_dialouts",
+            "pstnOnlineMeetingDialoutReport",
+        ),
+    ];
+    for (table, row_type) in tables {
+        let declared = schema::table(table).unwrap();
+        let properties: HashSet<&str> = declared
+            .columns
+            .iter()
+            .filter_map(|c| c.source.as_deref())
+            .filter_map(|s| s.split_once('.').map(|(_, p)| p))
+            .collect();
+        let mut expected = Vec::new();
+        for section in ["types", "beta_types"] {
+            let Some(definition) = model[section].get(row_type) else {
+                continue;
+            };
+            let mut types = vec![definition];
+            if let Some(base) = definition["base"].as_str() {
+                types.push(&model[section][base]);
+            }
+            for t in types {
+                expected.extend(t["properties"].as_object().unwrap().keys().cloned());
+            }
+        }
+        for property in expected {
+            let name = if property == "administrativeUnitInfos" {
+                "id"
+            } else {
+                property.as_str()
+            };
+            assert!(
+                properties.contains(name),
+                "{table}: {row_type}.{property} has no column"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_column_source_names_a_real_model_property() {
     let model = model();
     let mut known: HashSet<String> = HashSet::new();
-    for section in ["types", "graph_types"] {
+    for section in ["types", "beta_types", "graph_types"] {
         for (type_name, definition) in model[section].as_object().unwrap() {
             for property in definition["properties"].as_object().unwrap().keys() {
                 known.insert(format!("{type_name}.{property}"));

@@ -37,6 +37,9 @@ pub struct RowContext<'a> {
     pub side: &'static str,
     /// `participant` / `organizer` (participants).
     pub role: &'static str,
+    /// The range a report row aggregates (microseconds since the epoch, UTC).
+    pub report_from: i64,
+    pub report_to: i64,
 }
 
 /// The names a declaration may use as `$name` paths.
@@ -51,6 +54,8 @@ enum ContextKey {
     ParticipantIndex,
     Side,
     Role,
+    ReportFrom,
+    ReportTo,
 }
 
 impl ContextKey {
@@ -65,6 +70,8 @@ impl ContextKey {
             "participant_index" => ContextKey::ParticipantIndex,
             "side" => ContextKey::Side,
             "role" => ContextKey::Role,
+            "report_from" => ContextKey::ReportFrom,
+            "report_to" => ContextKey::ReportTo,
             _ => return None,
         })
     }
@@ -301,6 +308,15 @@ impl ColumnBuilder {
         }
     }
 
+    fn append_timestamp(&mut self, micros: i64) {
+        match self {
+            ColumnBuilder::Timestamp(b) => b.append_value(micros),
+            _ => unreachable!(
+                "report bounds are declared as timestamps (checked by TableBuilder::new)"
+            ),
+        }
+    }
+
     fn append_i32(&mut self, value: i32) {
         match self {
             ColumnBuilder::Int32(b) => b.append_value(value),
@@ -342,6 +358,8 @@ fn float(value: &Value) -> Result<f64, String> {
 pub struct TableBuilder {
     schema: &'static TableSchema,
     columns: Vec<(CompiledColumn, ColumnBuilder)>,
+    /// Positions of the not-null columns read from the row (keys such as a log row's `id`).
+    required: Vec<usize>,
     rows: usize,
 }
 
@@ -355,10 +373,18 @@ impl TableBuilder {
                 check_convert_fits_type(&schema.table, column);
                 (compiled, ColumnBuilder::new(column.column_type))
             })
+            .collect::<Vec<_>>();
+        let required = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| !column.nullable && !column.path.starts_with('$'))
+            .map(|(index, _)| index)
             .collect();
         TableBuilder {
             schema,
             columns,
+            required,
             rows: 0,
         }
     }
@@ -376,8 +402,21 @@ impl TableBuilder {
     }
 
     /// Appends one row read from `row` (a JSON object, or a plain value for `""` paths).
+    /// A row without a value for a not-null column is not appended; it is reported.
     pub fn append(&mut self, row: &Value, context: &RowContext, issues: &mut Vec<FlattenIssue>) {
         let table: &'static str = &self.schema.table;
+        for &index in &self.required {
+            let column = &self.columns[index].0;
+            if column.lookup(row).is_none_or(Value::is_null) {
+                issues.push(FlattenIssue {
+                    table,
+                    column: column.name,
+                    record_id: context.call_id.to_string(),
+                    message: "a required value is missing: the row was left out".into(),
+                });
+                return;
+            }
+        }
         for (column, builder) in &mut self.columns {
             let outcome = match column.source {
                 Source::Context(key) => {
@@ -426,6 +465,8 @@ fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowCon
         ContextKey::StreamIndex => builder.append_i32(context.stream_index),
         ContextKey::HopIndex => builder.append_i32(context.hop_index),
         ContextKey::ParticipantIndex => builder.append_i32(context.participant_index),
+        ContextKey::ReportFrom => builder.append_timestamp(context.report_from),
+        ContextKey::ReportTo => builder.append_timestamp(context.report_to),
     }
 }
 
@@ -493,6 +534,7 @@ fn append_converted(
 fn check_convert_fits_type(table: &str, column: &ColumnSchema) {
     let expected = match column.path.strip_prefix('$') {
         Some("call_id" | "side" | "role") => ColumnType::String,
+        Some("report_from" | "report_to") => ColumnType::Timestamp,
         Some(_) => ColumnType::Int32,
         None => match column.convert {
             Convert::Plain => return,

@@ -2,10 +2,10 @@
 //! complete record from several Graph pages.
 //!
 //! Touches Graph only through [`crate::graph::GraphClient`]; returns JSON exactly as Graph
-//! sent it (plus merged pages), leaving its meaning to the flattener. Only
-//! [`StreamKind::CallRecords`] is implemented so far.
+//! sent it (plus merged pages), leaving its meaning to the flattener.
 
 pub mod call_records;
+pub mod logs;
 mod paging;
 
 use std::fmt;
@@ -17,13 +17,19 @@ pub enum StreamKind {
     CallRecords,
     PstnCalls,
     DirectRoutingCalls,
+    SmsLogs,
+    PstnBlockedUsers,
+    PstnOnlineMeetingDialouts,
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 3] = [
+    pub const ALL: [StreamKind; 6] = [
         StreamKind::CallRecords,
         StreamKind::PstnCalls,
         StreamKind::DirectRoutingCalls,
+        StreamKind::SmsLogs,
+        StreamKind::PstnBlockedUsers,
+        StreamKind::PstnOnlineMeetingDialouts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,7 +37,20 @@ impl StreamKind {
             StreamKind::CallRecords => "call_records",
             StreamKind::PstnCalls => "pstn_calls",
             StreamKind::DirectRoutingCalls => "direct_routing_calls",
+            StreamKind::SmsLogs => "sms_logs",
+            StreamKind::PstnBlockedUsers => "pstn_blocked_users",
+            StreamKind::PstnOnlineMeetingDialouts => "pstn_online_meeting_dialouts",
         }
+    }
+
+    /// The log function behind a log stream; None for call records.
+    pub fn log(self) -> Option<&'static logs::LogStream> {
+        logs::LOG_STREAMS.iter().find(|stream| stream.kind == self)
+    }
+
+    /// Whether Graph offers the stream only on its beta endpoint.
+    pub fn beta_only(self) -> bool {
+        self.log().is_some_and(|log| log.beta_only)
     }
 }
 
@@ -43,7 +62,10 @@ impl fmt::Display for StreamKind {
 
 /// A stream name that is not one of [`StreamKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stream {0:?}; expected one of call_records, pstn_calls, direct_routing_calls")]
+#[error(
+    "unknown stream {0:?}; expected one of call_records, pstn_calls, direct_routing_calls, \
+     sms_logs, pstn_blocked_users, pstn_online_meeting_dialouts"
+)]
 pub struct UnknownStream(pub String);
 
 impl FromStr for StreamKind {
