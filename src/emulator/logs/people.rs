@@ -84,6 +84,9 @@ pub const COUNTRIES: [Country; 6] = [
 /// numbers that have no user).
 pub const TENANT_COUNTRY: &Country = &COUNTRIES[0];
 
+/// How many users organise the meetings that dial out.
+const DIAL_OUT_ORGANIZERS: u32 = 16;
+
 /// International minutes cost this many times a domestic one.
 const INTERNATIONAL_FACTOR: f64 = 6.0;
 
@@ -113,10 +116,12 @@ impl LogUser {
         Self::new(directory, seed, rng.random_range(0..DIRECTORY_SIZE))
     }
 
-    /// One of the few users who organise meetings with dial-out (every eighth), so the
-    /// dial-out report aggregates several calls per organizer.
+    /// One of the few users who organise meetings with dial-out, so the dial-out report
+    /// aggregates several calls per organizer. (A stride of 37 spreads them over the
+    /// directory's first names, which repeat every 40 users.)
     pub fn random_organizer(directory: &Directory, seed: u64, rng: &mut TenantRng) -> Self {
-        Self::new(directory, seed, rng.random_range(0..DIRECTORY_SIZE / 8) * 8)
+        let organizer = rng.random_range(0..DIAL_OUT_ORGANIZERS);
+        Self::new(directory, seed, organizer * 37 % DIRECTORY_SIZE)
     }
 
     /// `[{"id": …}]` or `[]`, as the beta `callLogRow.administrativeUnitInfos`.
