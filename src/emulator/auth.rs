@@ -1,7 +1,8 @@
 //! Authentication as the emulator plays it: the Entra ID v2.0 client-credentials token
 //! endpoint (with Entra's error codes for wrong tenant, client or secret) and the bearer
 //! check in front of every Graph route. Tokens are random, opaque and kept in memory until
-//! they expire. Touches nothing outside the emulator's state.
+//! they expire; every token ever issued is also listed, so leak tests can search output for
+//! them. Touches nothing outside the emulator's state.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,6 +26,8 @@ use super::routes::EmulatorState;
 #[derive(Debug, Default)]
 pub struct TokenStore {
     expiries: Mutex<HashMap<String, Instant>>,
+    /// Every token handed out, in order, expired or not.
+    issued: Mutex<Vec<String>>,
 }
 
 impl TokenStore {
@@ -43,7 +46,19 @@ impl TokenStore {
         // Forget expired tokens so a long-running emulator does not grow without bound.
         expiries.retain(|_, expiry| *expiry > now);
         expiries.insert(token.clone(), now + lifetime);
+        self.issued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(token.clone());
         token
+    }
+
+    /// Every access token issued so far.
+    pub fn issued(&self) -> Vec<String> {
+        self.issued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn is_valid(&self, token: &str) -> bool {
@@ -58,7 +73,7 @@ impl TokenStore {
 }
 
 /// An Entra ID (AADSTS) error response.
-struct EntraError {
+pub struct EntraError {
     status: StatusCode,
     error: &'static str,
     code: u32,
@@ -73,6 +88,18 @@ impl EntraError {
             code,
             description,
         }
+    }
+}
+
+impl EntraError {
+    /// Entra's answer when it cannot serve a token right now (a transient outage).
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.".to_owned(),
+        )
     }
 }
 

@@ -1,30 +1,44 @@
 //! An embedded Microsoft Graph look-alike: an HTTP server on a loopback address that speaks
 //! the Entra ID client-credentials token protocol and the Graph `communications/callRecords`
-//! protocol (list, get with `$expand`, sessions and participants_v2 paging) over the
-//! deterministic synthetic [`tenant::Tenant`].
+//! protocol (list, get with `$expand`, sessions and participants_v2 paging, and the PSTN
+//! log functions) over the deterministic synthetic [`tenant::Tenant`] and [`logs::LogTenant`],
+//! optionally with Graph's throttling limits enforced and with injected faults.
 //!
 //! Used by `callrecords-etl export --emulator`, `callrecords-etl emulator` and the
 //! end-to-end tests. It touches nothing but its own listening socket and memory.
 //!
-//! - [`tenant`]: the synthetic data, usable without HTTP.
-//! - `routes`: the router and Graph handlers; `odata`: query options, paging tokens and the
-//!   Graph error body; `auth`: tokens and their checking.
+//! - [`tenant`], [`logs`]: the synthetic data, usable without HTTP.
+//! - `routes`: the router and callRecords handlers; `log_routes`: the log functions;
+//!   `odata`: query options, paging tokens and the Graph error body; `auth`: tokens and
+//!   their checking; `memo`: the cache of generated windows.
+//! - [`faults`], [`limits`]: what can go wrong and Graph's limits; `gate`: the middleware
+//!   that applies both.
 
 mod auth;
+pub mod faults;
+mod gate;
+pub mod limits;
+mod log_routes;
+pub mod logs;
+mod memo;
 mod odata;
 mod routes;
 pub mod tenant;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use faults::{FaultCounts, FaultKind, Faults};
+pub use limits::{Limits, Rate};
+pub use logs::{LogFunction, LogTenant};
 pub use tenant::Tenant;
+
+use routes::EmulatorState;
 
 /// The synthetic organisation's tenant id (also the emulator's default login tenant).
 pub const DEFAULT_TENANT_ID: &str = "00000000-0000-4000-8000-0000000e1a70";
@@ -32,6 +46,11 @@ pub const DEFAULT_TENANT_ID: &str = "00000000-0000-4000-8000-0000000e1a70";
 pub const DEFAULT_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000c11e";
 /// The default (published, fake) client secret.
 pub const DEFAULT_CLIENT_SECRET: &str = "emulator-secret";
+
+/// Calls per UTC day of the default synthetic tenant.
+pub const DEFAULT_CALLS_PER_DAY: u32 = 200;
+/// PSTN and Direct Routing log rows per UTC day by default: a 7-day window pages past 1000.
+pub const DEFAULT_LOG_ROWS_PER_DAY: u32 = 300;
 
 /// How long a graceful shutdown may wait for open connections before the server is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -43,22 +62,54 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Calls per UTC day (at most [`tenant::MAX_CALLS_PER_DAY`]).
     pub calls_per_day: u32,
+    /// PSTN and Direct Routing log rows per UTC day (SMS: a quarter; blocked users: one
+    /// per 50); see [`logs`].
+    pub log_rows_per_day: u32,
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: String,
     /// Lifetime of issued access tokens.
     pub token_lifetime: Duration,
+    /// Injected failures (default: none).
+    pub faults: Faults,
+    /// Whether Graph's throttling limits ([`EmulatorConfig::limits`]) are enforced
+    /// (default: no).
+    pub enforce_limits: bool,
+    /// The limits enforced when `enforce_limits` is set (default: Graph's documented ones).
+    pub limits: Limits,
 }
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             seed: 42,
-            calls_per_day: 200,
+            calls_per_day: DEFAULT_CALLS_PER_DAY,
+            log_rows_per_day: DEFAULT_LOG_ROWS_PER_DAY,
             tenant_id: DEFAULT_TENANT_ID.to_owned(),
             client_id: DEFAULT_CLIENT_ID.to_owned(),
             client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
             token_lifetime: Duration::from_secs(3600),
+            faults: Faults::default(),
+            enforce_limits: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The Graph version segment a request came in under (`/v1.0` or `/beta`); links stay in
+/// it, and beta serves more log functions and properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiVersion {
+    V1,
+    Beta,
+}
+
+impl ApiVersion {
+    /// `v1.0` or `beta`, as in the URL.
+    pub fn segment(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
         }
     }
 }
@@ -69,18 +120,17 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
+    /// The status sent; 0 when the connection was dropped without a response.
     pub status: u16,
+    /// The injected fault or enforced limit that shaped the answer, if any.
+    pub fault: Option<FaultKind>,
 }
-
-/// Requests served so far, shared between the server and its [`RunningEmulator`] handle.
-type RequestLog = Arc<Mutex<Vec<RecordedRequest>>>;
 
 /// A running emulator. Dropping it aborts the server; [`RunningEmulator::shutdown`] stops
 /// it gracefully.
 pub struct RunningEmulator {
     addr: SocketAddr,
-    config: EmulatorConfig,
-    requests: RequestLog,
+    state: EmulatorState,
     shutdown_signal: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -101,14 +151,15 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> anyhow::Result
             tenant::MAX_CALLS_PER_DAY
         );
     }
+    config.faults.validate()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the emulator to {listen}"))?;
     let addr = listener
         .local_addr()
         .context("reading the emulator's bound address")?;
-    let requests = RequestLog::default();
-    let router = routes::router(config.clone(), base_url(addr), requests.clone());
+    let state = EmulatorState::new(config, base_url(addr));
+    let router = routes::router(state.clone());
     let (shutdown_signal, shutdown_received) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -120,8 +171,7 @@ pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> anyhow::Result
     });
     Ok(RunningEmulator {
         addr,
-        config,
-        requests,
+        state,
         shutdown_signal: Some(shutdown_signal),
         server: Some(server),
     })
@@ -142,15 +192,23 @@ impl RunningEmulator {
     }
 
     pub fn config(&self) -> &EmulatorConfig {
-        &self.config
+        &self.state.config
     }
 
     /// Every request served so far, in the order the responses were produced.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.state.recorded_requests()
+    }
+
+    /// Every access token handed out so far (expired ones too), so a test can check that
+    /// none leaks into logs or output.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.tokens.issued()
+    }
+
+    /// How many requests each injected fault, and the enforced limits, hit so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.state.ledger.counts()
     }
 
     /// Stops accepting connections, lets open ones finish (for a few seconds at most) and
@@ -201,6 +259,9 @@ pub async fn serve_until_shutdown(
         client_secret = %config.client_secret,
         seed = config.seed,
         calls_per_day = config.calls_per_day,
+        log_rows_per_day = config.log_rows_per_day,
+        faults = %config.faults,
+        enforce_limits = config.enforce_limits,
         "Microsoft Graph emulator listening; use base_url as both graph_url and login_url (the secret is fake)"
     );
     shutdown.await;

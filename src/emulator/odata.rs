@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
+use super::tenant::values::fnv1a;
+
 /// A Graph error: `{"error":{"code":..,"message":..,"innerError":{..}}}` with a status.
 #[derive(Debug)]
 pub struct GraphError {
@@ -39,6 +41,35 @@ impl GraphError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "BadRequest",
             message: message.into(),
+        }
+    }
+
+    /// Throttled: Graph's 429 body (the caller adds `Retry-After`).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "TooManyRequests",
+            message: message.into(),
+        }
+    }
+
+    /// A transient failure of the service (500, 502, 503 or 504) with Graph's code for it.
+    pub fn server_error(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                ("generalException", "An unspecified error has occurred.")
+            }
+            StatusCode::BAD_GATEWAY => ("BadGateway", "The gateway received an invalid response."),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "serviceNotAvailable",
+                "The service is temporarily unavailable. Retry the request after a delay.",
+            ),
+            _ => ("GatewayTimeout", "The service did not answer in time."),
+        };
+        Self {
+            status,
+            code,
+            message: message.to_owned(),
         }
     }
 
@@ -222,13 +253,7 @@ impl SkipToken {
 /// FNV-1a over scope and text: detects corruption and cross-collection reuse (not a
 /// security boundary; the emulator has no secrets worth forging tokens for).
 fn checksum(scope: &str, text: &str) -> u64 {
-    scope
-        .bytes()
-        .chain([0])
-        .chain(text.bytes())
-        .fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
-        })
+    fnv1a(scope.bytes().chain([0]).chain(text.bytes()))
 }
 
 /// The items of one page and the offset of the next page, if any.

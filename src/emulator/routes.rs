@@ -1,7 +1,8 @@
 //! The emulator's router and Graph handlers: list callRecords (with `$filter` windows and
 //! `$skiptoken` paging), get one callRecord (with one `$expand` relationship and in-entity
-//! nextLinks), and the sessions and participants_v2 collections. Every link is absolute,
-//! built from the server's own base URL. Also records every request for tests.
+//! nextLinks), and the sessions and participants_v2 collections; log function calls share
+//! the `{id}` route and go to `log_routes`. Every link is absolute, built from the server's
+//! own base URL. Also records every request for tests, with any fault injected.
 //! Touches only the emulator's shared state.
 
 use std::ops::Deref;
@@ -17,11 +18,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value, json};
 
 use super::auth::{self, TokenStore};
+use super::faults::FaultLedger;
+use super::gate::{self, Dropped, Injected};
+use super::limits::Limiter;
+use super::log_routes;
+use super::memo::Memo;
 use super::odata::{
     GraphError, QueryOptions, SkipToken, encode_query_value, page, parse_start_time_filter,
     preferred_page_size,
 };
-use super::{EmulatorConfig, RecordedRequest, RequestLog, Tenant};
+use super::{ApiVersion, EmulatorConfig, LogFunction, LogTenant, RecordedRequest, Tenant};
 
 /// Graph's maximum (and default) page size of the callRecords list.
 const LIST_PAGE_SIZE: usize = 60;
@@ -32,45 +38,86 @@ const PARTICIPANTS_PAGE_SIZE: usize = 130;
 /// Graph keeps call records for 30 days; an unfiltered list covers that much.
 const RETENTION: TimeDelta = TimeDelta::days(30);
 
-/// State shared by all handlers.
+/// State shared by all handlers and the [`super::RunningEmulator`] handle.
 #[derive(Clone)]
 pub struct EmulatorState(Arc<Shared>);
 
 pub struct Shared {
     pub config: EmulatorConfig,
     pub tenant: Tenant,
+    pub logs: LogTenant,
     /// `http://127.0.0.1:PORT`, the prefix of every link the emulator hands out.
     pub base_url: String,
     pub tokens: TokenStore,
-    /// The last window listed and its items: paging through a long window then costs one
-    /// generation, not one per page.
-    last_list: Mutex<Option<ListedWindow>>,
+    /// Every request answered, in the order the answers were produced.
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// Per-URL attempt numbers and fault counters.
+    pub ledger: FaultLedger,
+    /// Graph's limits, when enforced.
+    pub limiter: Option<Limiter>,
+    /// Recently listed windows: paging through one costs one generation, not one per page.
+    lists: Memo<(DateTime<Utc>, DateTime<Utc>), Vec<Value>>,
+    /// Recently called log functions, for the same reason.
+    log_rows: Memo<LogQuery, Vec<Value>>,
 }
 
-struct ListedWindow {
+/// One log function call, as the rows it selects.
+#[derive(PartialEq)]
+struct LogQuery {
+    function: LogFunction,
+    version: ApiVersion,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    items: Arc<Vec<Value>>,
+}
+
+impl EmulatorState {
+    pub fn new(config: EmulatorConfig, base_url: String) -> Self {
+        Self(Arc::new(Shared {
+            tenant: Tenant::new(config.seed, config.calls_per_day),
+            logs: LogTenant::for_config(&config),
+            limiter: config
+                .enforce_limits
+                .then(|| Limiter::new(config.limits.clone())),
+            config,
+            base_url,
+            tokens: TokenStore::default(),
+            requests: Mutex::default(),
+            ledger: FaultLedger::default(),
+            lists: Memo::new(2),
+            log_rows: Memo::new(2),
+        }))
+    }
 }
 
 impl Shared {
     fn list(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Arc<Vec<Value>> {
-        let mut last = self
-            .last_list
+        self.lists
+            .get_or_make((from, to), || self.tenant.list(from, to))
+    }
+
+    /// The rows of `function` in `version` for `[from, to)`.
+    pub fn log_rows(
+        &self,
+        function: LogFunction,
+        version: ApiVersion,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Arc<Vec<Value>> {
+        let query = LogQuery {
+            function,
+            version,
+            from,
+            to,
+        };
+        self.log_rows
+            .get_or_make(query, || self.logs.rows(function, version, from, to))
+    }
+
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        self.requests
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match last.as_ref() {
-            Some(listed) if listed.from == from && listed.to == to => listed.items.clone(),
-            _ => {
-                let items = Arc::new(self.tenant.list(from, to));
-                *last = Some(ListedWindow {
-                    from,
-                    to,
-                    items: items.clone(),
-                });
-                items
-            }
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -82,18 +129,7 @@ impl Deref for EmulatorState {
     }
 }
 
-/// The Graph version segment (`v1.0` or `beta`) a request came in under; links stay in it.
-#[derive(Clone, Copy)]
-struct ApiVersion(&'static str);
-
-pub fn router(config: EmulatorConfig, base_url: String, requests: RequestLog) -> Router {
-    let state = EmulatorState(Arc::new(Shared {
-        tenant: Tenant::new(config.seed, config.calls_per_day),
-        config,
-        base_url,
-        tokens: TokenStore::default(),
-        last_list: Mutex::default(),
-    }));
+pub fn router(state: EmulatorState) -> Router {
     let graph = Router::new()
         .route("/communications/callRecords", get(list_call_records))
         .route("/communications/callRecords/{id}", get(get_call_record))
@@ -108,16 +144,18 @@ pub fn router(config: EmulatorConfig, base_url: String, requests: RequestLog) ->
         .route_layer(from_fn_with_state(state.clone(), auth::require_bearer));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
-        .nest("/v1.0", graph.clone().layer(Extension(ApiVersion("v1.0"))))
-        .nest("/beta", graph.layer(Extension(ApiVersion("beta"))))
+        .nest("/v1.0", graph.clone().layer(Extension(ApiVersion::V1)))
+        .nest("/beta", graph.layer(Extension(ApiVersion::Beta)))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(requests, record_request))
+        // Limits and faults act before routing and authentication, as Graph's front door does.
+        .layer(from_fn_with_state(state.clone(), gate::gate))
+        .layer(from_fn_with_state(state.clone(), record_request))
         .with_state(state)
 }
 
 async fn record_request(
-    State(requests): State<RequestLog>,
+    State(state): State<EmulatorState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -125,13 +163,24 @@ async fn record_request(
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
     let response = next.run(request).await;
+    let fault = response
+        .extensions()
+        .get::<Injected>()
+        .map(|injected| injected.0);
+    let status = if response.extensions().get::<Dropped>().is_some() {
+        0
+    } else {
+        response.status().as_u16()
+    };
     let recorded = RecordedRequest {
         method,
         path,
         query,
-        status: response.status().as_u16(),
+        status,
+        fault,
     };
-    requests
+    state
+        .requests
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .push(recorded);
@@ -182,7 +231,7 @@ async fn list_call_records(
     let preferred = preferred_page_size(&headers, LIST_PAGE_SIZE);
     let items = state.list(from, to);
     let (items, next_offset) = page(&items, offset, preferred.unwrap_or(LIST_PAGE_SIZE));
-    let base = format!("{}/{}", state.base_url, version.0);
+    let base = format!("{}/{}", state.base_url, version.segment());
     let value: Vec<Value> = items
         .iter()
         .map(|item| with_organizer_context(&base, item.clone()))
@@ -290,7 +339,7 @@ fn relationship_page(
         format!(
             "{}/{}/communications/callRecords/{id}/{}?{}$skiptoken={}",
             state.base_url,
-            version.0,
+            version.segment(),
             relationship.property(),
             relationship.link_query_prefix(),
             encode_query_value(&token)
@@ -371,17 +420,21 @@ fn parse_record_expand(expand: Option<&str>) -> Result<Option<Relationship>, Gra
     }
 }
 
-/// `GET /communications/callRecords/{id}[?$expand=sessions($expand=segments)|participants_v2]`.
+/// `GET /communications/callRecords/{id}[?$expand=sessions($expand=segments)|participants_v2]`,
+/// or a log function call, which has the same shape (`…/callRecords/getPstnCalls(…)`).
 async fn get_call_record(
     State(state): State<EmulatorState>,
     Extension(version): Extension<ApiVersion>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, GraphError> {
+    if let Some(call) = log_routes::FunctionCall::parse(&id, version)? {
+        return log_routes::respond(&state, version, &call, query.as_deref());
+    }
     let options = QueryOptions::parse(query.as_deref(), &["$expand"])?;
     let expand = parse_record_expand(options.get("$expand"))?;
     let record = load_record(&state, &id)?;
-    let base = format!("{}/{}", state.base_url, version.0);
+    let base = format!("{}/{}", state.base_url, version.segment());
     let entity_shape = match expand {
         None => "",
         Some(Relationship::Sessions {
@@ -498,7 +551,7 @@ fn relationship_response(
         "@odata.context": format!(
             "{}/{}/$metadata#communications/callRecords('{id}')/{}",
             state.base_url,
-            version.0,
+            version.segment(),
             relationship.property()
         ),
         "value": page.items,

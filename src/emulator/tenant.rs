@@ -18,10 +18,10 @@
 //!
 //! Pure data generation, usable without HTTP; touches nothing else.
 
-mod directory;
+pub(super) mod directory;
 mod endpoints;
 mod media;
-mod values;
+pub(super) mod values;
 
 use chrono::{DateTime, Duration, TimeDelta, Utc};
 use rand::{Rng, SeedableRng};
@@ -36,7 +36,8 @@ use values::{TenantRng, graph_timestamp, guid, mix, pick, pick_weighted, time_af
 pub const MAX_CALLS_PER_DAY: u32 = 0x1_0000;
 
 /// Relative call volume per UTC hour: quiet nights, a working-day hump with a lunch dip.
-const HOURLY_WEIGHTS: [(u32, u32); 24] = [
+/// The PSTN logs share it, so their rows cluster where the calls do.
+pub(super) const HOURLY_WEIGHTS: [(u32, u32); 24] = [
     (0, 1),
     (1, 1),
     (2, 1),
@@ -89,17 +90,39 @@ struct CallKey {
     index: u32,
 }
 
-/// The list-level part of a call, drawn first from the call's stream.
+/// What a call is and when, drawn first from the call's stream; cheap (no JSON), so the
+/// PSTN logs can find the day's Direct Routing calls without building records.
+struct CallCore {
+    kind: CallKind,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    version: u32,
+    last_modified: DateTime<Utc>,
+    call_type: &'static str,
+    modalities: Vec<&'static str>,
+    /// For PSTN calls: Calling Plan (`mediationServer`) or Direct Routing (`gateway`).
+    pstn_role: &'static str,
+}
+
+/// The list-level part of a call: its core, then the organizer and the list item.
 struct CallHeader {
     kind: CallKind,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     modalities: Vec<&'static str>,
     organizer: Party,
-    /// For PSTN calls: Calling Plan (`mediationServer`) or Direct Routing (`gateway`).
     pstn_role: &'static str,
     /// The list item: callRecord properties with `organizer_v2` inline.
     item: Value,
+}
+
+/// A Direct Routing (`gateway`) PSTN call of the tenant: the call a Direct Routing log
+/// row's `correlationId` names in real Graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct DirectRoutingCall {
+    pub id: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
 }
 
 impl Tenant {
@@ -166,7 +189,25 @@ impl Tenant {
         TenantRng::seed_from_u64(mix(&[self.seed, u64::from(key.day), u64::from(key.index)]))
     }
 
-    fn header(&self, key: CallKey, rng: &mut TenantRng) -> CallHeader {
+    /// The PSTN calls of UTC day `day` (days since 1970) that went through a Direct Routing
+    /// gateway, in index order.
+    pub(super) fn direct_routing_calls(&self, day: u32) -> Vec<DirectRoutingCall> {
+        (0..self.calls_per_day)
+            .filter_map(|index| {
+                let key = CallKey { day, index };
+                let core = self.core(key, &mut self.rng(key));
+                (core.kind == CallKind::Pstn && core.pstn_role == "gateway").then(|| {
+                    DirectRoutingCall {
+                        id: key.id(self.seed),
+                        start: core.start,
+                        end: core.end,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn core(&self, key: CallKey, rng: &mut TenantRng) -> CallCore {
         let kind = if key.index == 0 {
             CallKind::LargeMeeting
         } else {
@@ -210,6 +251,29 @@ impl Tenant {
         );
         let modalities = self.modalities(kind, rng);
         let pstn_role = pick_weighted(rng, &[("mediationServer", 60), ("gateway", 40)]);
+        CallCore {
+            kind,
+            start,
+            end,
+            version,
+            last_modified,
+            call_type,
+            modalities,
+            pstn_role,
+        }
+    }
+
+    fn header(&self, key: CallKey, rng: &mut TenantRng) -> CallHeader {
+        let CallCore {
+            kind,
+            start,
+            end,
+            version,
+            last_modified,
+            call_type,
+            modalities,
+            pstn_role,
+        } = self.core(key, rng);
         // Inbound PSTN calls are organised by the calling number, as in Microsoft's sample.
         let organizer = if kind == CallKind::Pstn && rng.random_bool(0.5) {
             outside_party(rng, PartyKind::Phone)

@@ -147,12 +147,13 @@ impl Directory {
         let first = FIRST_NAMES[index as usize % FIRST_NAMES.len()];
         let last = LAST_NAMES[index as usize / FIRST_NAMES.len() % LAST_NAMES.len()];
         let hash = mix(&[self.seed, 0x05E7, u64::from(index)]);
-        // Every fourth user is in an administrative unit, so exports see both shapes.
+        // Every fourth user is in one of the administrative units, so exports see both
+        // shapes and several units.
         let administrative_unit = index.is_multiple_of(4).then(|| {
             guid_from_hash(mix(&[
                 self.seed,
                 0xAD,
-                u64::from(index) % ADMINISTRATIVE_UNIT_COUNT,
+                u64::from(index / 4) % ADMINISTRATIVE_UNIT_COUNT,
             ]))
         });
         Party {

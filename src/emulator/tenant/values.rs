@@ -27,6 +27,18 @@ pub fn mix(words: &[u64]) -> u64 {
         .fold(0x6A09_E667_F3BC_C908, |acc, word| splitmix64(acc ^ word))
 }
 
+/// FNV-1a over bytes: a fixed hash of text (URLs, ids) to feed into [`mix`].
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// A hash mapped to a uniform fraction in `[0, 1)`, for decisions made without an RNG.
+pub fn unit_fraction(hash: u64) -> f64 {
+    (hash >> 11) as f64 / (1_u64 << 53) as f64
+}
+
 /// A random RFC 4122 version-4 GUID in lowercase hyphenated form.
 pub fn guid(rng: &mut TenantRng) -> String {
     uuid::Builder::from_random_bytes(rng.random())
