@@ -292,6 +292,14 @@ pub fn table(name: &str) -> Option<&'static TableSchema> {
     tables().iter().find(|t| t.table == name)
 }
 
+/// The text of `schemas/<name>.json`, as declared (what `schema --format json` prints).
+pub fn declaration(name: &str) -> Option<&'static str> {
+    DECLARATIONS
+        .iter()
+        .find(|(table, _)| *table == name)
+        .map(|(_, text)| *text)
+}
+
 /// The tables a stream produces, in declaration order.
 pub fn tables_of_stream(stream: &str) -> impl Iterator<Item = &'static TableSchema> + '_ {
     tables().iter().filter(move |t| t.stream == stream)
