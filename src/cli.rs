@@ -1,4 +1,4 @@
-//! The command line: `export` and `emulator`, their options and help text.
+//! The command line: `export`, `emulator` and `schema`, their options and help text.
 //!
 //! Parses arguments (clap), sets up logging, builds the runtime, resolves the arguments
 //! into the settings the other modules take, and maps every outcome to a documented
@@ -13,11 +13,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Settings};
+use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::schema::{self, TableSchema};
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 const EXPORT_EXAMPLES: &str = "\
 Examples:
-  # Try it without a tenant: export yesterday from the embedded Graph emulator
+  # Try it without a tenant: export the last days from the embedded Graph emulator
   callrecords-etl export --emulator --out ./lake
 
   # Nightly run against a real tenant (the secret comes from the environment)
@@ -33,6 +35,25 @@ Examples:
 
   # Re-export a date range by hand (from inclusive, to exclusive)
   callrecords-etl export --config etl.toml --from 2026-11-20 --to 2026-11-23";
+
+const SCHEMA_EXAMPLES: &str = "\
+Examples:
+  # The declared tables and columns, for people; or the declarations as JSON
+  callrecords-etl schema
+  callrecords-etl schema --table call_media_streams --format json
+
+  # Register the lake in Databricks (Unity Catalog external location) or Spark
+  callrecords-etl schema --ddl spark --location abfss://lake@acct.dfs.core.windows.net/teams > teams.sql
+
+  # Trino, Athena, Synapse serverless SQL
+  callrecords-etl schema --ddl trino --location s3://bucket/teams
+  callrecords-etl schema --ddl athena --location s3://bucket/teams
+  callrecords-etl schema --ddl synapse --location https://acct.dfs.core.windows.net/lake/teams
+
+  # Query a local export with DuckDB
+  callrecords-etl schema --ddl duckdb --location \"$PWD/lake\" | duckdb lake.duckdb
+
+Without --location the SQL holds the placeholder <lake-root>, to replace with the lake root.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,6 +110,9 @@ enum Command {
         client id and secret it prints."
     )]
     Emulator(EmulatorArgs),
+    /// Print the declared tables, or the SQL that registers the lake in a query engine.
+    #[command(after_help = format!("{SCHEMA_EXAMPLES}\n\n{}", crate::exit::HELP))]
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +162,40 @@ struct EmulatorArgs {
     calls_per_day: u32,
 }
 
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// Only this table (default: every table).
+    #[arg(long, value_name = "TABLE")]
+    table: Option<String>,
+    /// Print the CREATE statements for this engine instead of the listing:
+    /// spark (also Databricks, Fabric Spark), athena, trino (Hive connector), duckdb,
+    /// synapse (serverless SQL pool).
+    #[arg(
+        long,
+        value_name = "DIALECT",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(Dialect::ALL.map(Dialect::name)),
+            |name| name.parse::<Dialect>().expect("a listed dialect")
+        )
+    )]
+    ddl: Option<Dialect>,
+    /// Lake root in the SQL: the folder that holds <table>/dt=.../, as a path or URL
+    /// (s3://bucket/teams, abfss://lake@acct.dfs.core.windows.net/teams).
+    /// Default: the placeholder <lake-root>.
+    #[arg(long, value_name = "PATH|URL", requires = "ddl")]
+    location: Option<String>,
+    /// Listing format: text for people, or json: the declarations as in schemas/*.json
+    /// (one object with --table, else an array).
+    #[arg(long, value_enum, default_value_t = ListFormat::Text, conflicts_with = "ddl")]
+    format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
+}
+
 fn parse_bound(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     window::parse_bound(text).map_err(|e| e.to_string())
 }
@@ -161,6 +219,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Export(args) => run_export(args, quiet).await,
             Command::Emulator(args) => run_emulator(args).await,
+            Command::Schema(args) => run_schema(args),
         }
     });
     match outcome {
@@ -411,6 +470,54 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
             }
         })?;
     Ok(Exit::Success)
+}
+
+fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
+    let tables: Vec<&TableSchema> = match &args.table {
+        None => schema::tables().iter().collect(),
+        Some(name) => vec![schema::table(name).ok_or_else(|| {
+            let names: Vec<&str> = schema::tables().iter().map(|t| t.table.as_str()).collect();
+            Failure::usage(format!(
+                "--table {name}: no such table; the tables are: {}",
+                names.join(", ")
+            ))
+        })?],
+    };
+    let text = match (args.ddl, args.format) {
+        (Some(dialect), _) => {
+            let location = args
+                .location
+                .as_deref()
+                .unwrap_or(ddl::LOCATION_PLACEHOLDER);
+            if location == ddl::LOCATION_PLACEHOLDER {
+                tracing::warn!(
+                    "The SQL locates the lake at the placeholder {location}: replace it, or pass --location."
+                );
+            }
+            ddl::script(dialect, &tables, location)
+        }
+        (None, ListFormat::Text) => ddl::listing(&tables),
+        (None, ListFormat::Json) => {
+            let texts: Vec<&str> = tables
+                .iter()
+                .map(|t| schema::declaration(&t.table).expect("every table is declared"))
+                .map(str::trim_end)
+                .collect();
+            if args.table.is_some() {
+                format!("{}\n", texts[0])
+            } else {
+                format!("[\n{}\n]\n", texts.join(",\n"))
+            }
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut stdout, text.as_bytes()) {
+        // A reader that stopped early (`| head`) is not a failure of ours.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("cannot write to stdout"))
+        }
+        _ => Ok(Exit::Success),
+    }
 }
 
 /// The closing summary on stderr (the same figures are in the run manifest).

@@ -14,6 +14,8 @@
 //!   and how to assemble a complete record from several Graph pages.
 //! - [`schema`]: the declared output tables, read from `schemas/*.json` (embedded at
 //!   build time); the Arrow schemas of the writer come from here.
+//! - [`ddl`]: what `schema` prints: the declared tables as text, or the SQL that registers
+//!   the lake in Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
 //!   by the column paths declared in the schemas.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
@@ -41,6 +43,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod ddl;
 pub mod emulator;
 pub mod exit;
 pub mod flatten;

@@ -4,7 +4,7 @@
 //! descriptions, the Graph property each column comes from, and the JSON path
 //! the flattener reads it from). The Arrow schemas of the writer are derived
 //! from these declarations, so code and documentation cannot drift apart.
-//! This module may touch only arrow-schema and serde; it does no I/O.
+//! This module may touch only arrow-schema and serde (serde_json); it does no I/O.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -247,8 +247,20 @@ impl TableSchema {
                             )]))
                     })
                     .collect();
+                // Readers that do not decode the embedded Arrow schema (DuckDB, Spark, Trino,
+                // parquet-cli) can still read the footer's key-value pairs, where the sink
+                // copies this metadata: the descriptions are repeated here for them.
+                let descriptions: serde_json::Map<String, serde_json::Value> = self
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.description.clone().into()))
+                    .collect();
                 let metadata = HashMap::from([
                     ("callrecords_etl.table".to_string(), self.table.clone()),
+                    (
+                        "callrecords_etl.column_descriptions".to_string(),
+                        serde_json::Value::Object(descriptions).to_string(),
+                    ),
                     ("callrecords_etl.grain".to_string(), self.grain.clone()),
                     (
                         "callrecords_etl.primary_key".to_string(),
@@ -292,6 +304,14 @@ pub fn tables() -> &'static [TableSchema] {
 /// The declared table named `name`.
 pub fn table(name: &str) -> Option<&'static TableSchema> {
     tables().iter().find(|t| t.table == name)
+}
+
+/// The text of `schemas/<name>.json`, as declared (what `schema --format json` prints).
+pub fn declaration(name: &str) -> Option<&'static str> {
+    DECLARATIONS
+        .iter()
+        .find(|(table, _)| *table == name)
+        .map(|(_, text)| *text)
 }
 
 /// The tables a stream produces, in declaration order.

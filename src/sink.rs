@@ -19,6 +19,7 @@ use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
@@ -177,11 +178,19 @@ impl ParquetSink {
             .mode(FILE_MODE)
             .open(&staged_path)
             .map_err(io_error("create", &staged_path))?;
-        let writer = ArrowWriter::try_new(file, batch.schema(), Some(self.properties.clone()))
+        let schema = batch.schema();
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(self.properties.clone()))
             .map_err(|source| SinkError::Parquet {
                 path: staged_path.clone(),
                 source,
             })?;
+        // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
+        // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
+        let mut metadata: Vec<_> = schema.metadata().iter().collect();
+        metadata.sort();
+        for (key, value) in metadata {
+            writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
         Ok(PartitionWriter {
             writer,
             staged_path,
