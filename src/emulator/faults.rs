@@ -316,9 +316,10 @@ pub struct FaultCounts {
     pub limited: u64,
 }
 
-/// The fault bookkeeping of a running emulator: per-URL attempt numbers and counters.
+/// The fault bookkeeping of a running emulator: per-URL attempt numbers (one entry per
+/// distinct URL, kept only while faults are active) and counters.
 #[derive(Default)]
-pub struct FaultLedger {
+pub(super) struct FaultLedger {
     attempts: Mutex<HashMap<(String, String), u64>>,
     counts: [AtomicU64; 8],
 }

@@ -126,6 +126,8 @@ pub async fn gate(State(state): State<EmulatorState>, request: Request, next: Ne
     if !faults.is_active() {
         return next.run(request).await;
     }
+    // Only admitted requests take an attempt number: refusals depend on timing, fates
+    // must not.
     let fate = faults.fate(&method, &url, state.ledger.attempt(&method, &url));
     let retry_after = faults.retry_after_secs;
     let response = match fate {

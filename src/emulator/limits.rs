@@ -60,7 +60,7 @@ impl Default for Limits {
 
 /// What a Graph request is about, as far as the limits care.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Subject {
+pub(super) enum Subject {
     /// `GET /communications/callRecords`.
     List,
     /// A call record or one of its collections, by lowercase id.
@@ -80,7 +80,7 @@ enum Bucket {
 }
 
 /// Admitted requests per bucket within their window.
-pub struct Limiter {
+pub(super) struct Limiter {
     limits: Limits,
     windows: Mutex<Windows>,
 }
@@ -94,7 +94,7 @@ struct Windows {
 
 /// A refusal: which limit, and how long until the request would be admitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(super) struct Refusal {
     pub limit: &'static str,
     pub rate: Rate,
     pub retry_after: Duration,
