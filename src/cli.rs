@@ -243,6 +243,9 @@ fn exit_code_of(error: &anyhow::Error) -> Exit {
         {
             return Exit::Usage;
         }
+        if let Some(state::StateError::Locked { .. }) = cause.downcast_ref::<state::StateError>() {
+            return Exit::Locked;
+        }
     }
     Exit::Failure
 }

@@ -17,6 +17,15 @@ use std::process::{Command, Output};
 use callrecords_etl::schema;
 use serde_json::{Value, json};
 
+/// The UTC date `n` days before today: windows stay inside Graph's 30-day retention.
+fn days_ago(n: u64) -> String {
+    let today = chrono::Utc::now().date_naive();
+    today
+        .checked_sub_days(chrono::Days::new(n))
+        .unwrap()
+        .to_string()
+}
+
 fn binary(args: &[&str]) -> Output {
     let output = assert_cmd::Command::cargo_bin("callrecords-etl")
         .unwrap()
@@ -104,10 +113,12 @@ fn duckdb_and_pyarrow_read_every_table_as_declared() {
     binary(&[
         "export",
         "--emulator",
+        "--api-version",
+        "beta",
         "--from",
-        "2026-11-20",
+        &days_ago(3),
         "--to",
-        "2026-11-22",
+        &days_ago(1),
         "--out",
         lake_path,
     ]);

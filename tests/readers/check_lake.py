@@ -111,11 +111,17 @@ class Table:
         self.expected_rows = len(entry["rows"])
 
     def keyed(self, rows):
-        """Rows normalized and keyed by primary key and day."""
+        """Rows normalized and keyed by primary key and day; a table without a primary key
+        (an aggregate report, a block log) is keyed by the whole row and its occurrence."""
         out = {}
         for row in rows:
             values = {c: normalize(row.get(c), t) for c, t in self.types.items()}
-            out[tuple(values[c] for c in self.key) + (values["dt"],)] = values
+            if self.key:
+                key = tuple(values[c] for c in self.key) + (values["dt"],)
+            else:
+                whole = tuple(sorted((c, repr(v)) for c, v in values.items()))
+                key = whole + (sum(1 for k in out if k[: len(whole)] == whole),)
+            out[key] = values
         return out
 
     def compare_rows(self, reader, rows, problems):
