@@ -144,6 +144,10 @@ struct ExportArgs {
     /// no configuration or credentials needed.
     #[arg(long)]
     emulator: bool,
+    /// With --emulator: inject faults and enforce Graph's limits in the emulator (see
+    /// `callrecords-etl emulator --help`).
+    #[command(flatten, next_help_heading = "Emulator faults (with --emulator)")]
+    emulator_faults: FaultArgs,
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: Option<u16>,
@@ -158,8 +162,43 @@ struct EmulatorArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Calls per UTC day in the synthetic tenant.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = emulator::DEFAULT_CALLS_PER_DAY)]
     calls_per_day: u32,
+    /// PSTN and Direct Routing log rows per UTC day (SMS and blocked users follow from it).
+    #[arg(long, default_value_t = emulator::DEFAULT_LOG_ROWS_PER_DAY)]
+    log_rows_per_day: u32,
+    /// Lifetime of the access tokens it issues, in seconds (short ones test token refresh).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    token_lifetime: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Fault injection of the embedded emulator (for testing pipelines against a hostile Graph).
+#[derive(Debug, Args)]
+struct FaultArgs {
+    /// Inject faults, seeded and reproducible: a comma list such as
+    /// "seed=7,throttle=0.2,5xx=0.1,drop=0.05,slow=0.1,slow_delay=250ms,truncate=0.05,corrupt=0.01,token=0.1,retry_after=1"
+    /// (rates are fractions of requests; corrupt is a fraction of call records whose
+    /// responses are always broken).
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    faults: Option<emulator::Faults>,
+    /// Enforce Graph's documented throttling limits (429 with Retry-After when exceeded).
+    #[arg(long)]
+    enforce_limits: bool,
+}
+
+impl FaultArgs {
+    fn apply(&self, config: &mut EmulatorConfig) {
+        if let Some(faults) = &self.faults {
+            config.faults = faults.clone();
+        }
+        config.enforce_limits = self.enforce_limits;
+    }
+}
+
+fn parse_faults(spec: &str) -> Result<emulator::Faults, String> {
+    emulator::Faults::parse(spec).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +273,10 @@ pub fn main() -> ExitCode {
 
 /// The exit code an error stands for: usage and config errors are 2, the rest 1.
 fn exit_code_of(error: &anyhow::Error) -> Exit {
+    // A `Failure` attached as context is only found by downcasting the error itself.
+    if let Some(failure) = error.downcast_ref::<Failure>() {
+        return failure.exit;
+    }
     for cause in error.chain() {
         if let Some(failure) = cause.downcast_ref::<Failure>() {
             return failure.exit;
@@ -331,17 +374,22 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
             )
             .into());
         }
-        let running = emulator::start(
-            EmulatorConfig::default(),
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-        )
-        .await
-        .context("cannot start the embedded Graph emulator")?;
+        let mut config = EmulatorConfig::default();
+        args.emulator_faults.apply(&mut config);
+        let running = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("cannot start the embedded Graph emulator")?;
         tracing::info!(url = %running.base_url(), "Embedded Graph emulator started.");
         let settings = emulator_settings(&running, args.out.clone())?;
         running_emulator = Some(running);
         settings
     } else {
+        if args.emulator_faults.faults.is_some() || args.emulator_faults.enforce_limits {
+            return Err(Failure::usage(
+                "--faults and --enforce-limits apply to the embedded emulator: add --emulator",
+            )
+            .into());
+        }
         let path = args.config.ok_or_else(|| {
             Failure::usage(
                 "no configuration: pass --config FILE (see config.example.toml), set CALLRECORDS_CONFIG, \
@@ -455,11 +503,14 @@ fn emulator_settings(
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
-    let config = EmulatorConfig {
+    let mut config = EmulatorConfig {
         seed: args.seed,
         calls_per_day: args.calls_per_day,
+        log_rows_per_day: args.log_rows_per_day,
+        token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
         ..EmulatorConfig::default()
     };
+    args.faults.apply(&mut config);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -184,3 +184,253 @@ fn a_gap_past_the_retention_is_reported_and_old_partitions_are_left_alone() {
         available
     );
 }
+
+/// Every row of every table in `tables`, as sorted JSON text (order-independent comparison).
+fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
+    let mut rows: Vec<String> = tables
+        .iter()
+        .flat_map(|table| {
+            support::read_table(lake, table)
+                .into_iter()
+                .map(move |row| format!("{table} {}", Value::Object(row)))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+const CALL_TABLES: [&str; 8] = [
+    "call_records",
+    "call_participants",
+    "call_modalities",
+    "call_sessions",
+    "call_segments",
+    "call_media",
+    "call_media_streams",
+    "call_trace_route_hops",
+];
+
+fn export(lake: &Path, extra: &[&str]) -> Output {
+    let (from, to) = (days_ago(4).to_string(), days_ago(2).to_string());
+    binary()
+        .args([
+            "export",
+            "--emulator",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+        ])
+        .arg(lake)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn faults_at_a_high_rate_still_give_the_complete_exact_output() {
+    let clean = tempfile::tempdir().unwrap();
+    let output = export(
+        clean.path(),
+        &["--streams", "call_records,pstn_calls,direct_routing_calls"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let faulty = tempfile::tempdir().unwrap();
+    let faults = "seed=11,throttle=0.1,5xx=0.05,drop=0.03,slow=0.02,slow_delay=50ms,truncate=0.01,retry_after=0";
+    let output = export(
+        faulty.path(),
+        &[
+            "--streams",
+            "call_records,pstn_calls,direct_routing_calls",
+            "--faults",
+            faults,
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = &manifests(faulty.path())[0];
+    assert!(
+        manifest["requests"]["retries"].as_u64().unwrap() > 20,
+        "faults were injected: {manifest}"
+    );
+    let mut tables = CALL_TABLES.to_vec();
+    tables.extend(["pstn_calls", "direct_routing_calls"]);
+    let expected = lake_rows(clean.path(), &tables);
+    assert!(expected.len() > 10_000);
+    assert!(
+        expected == lake_rows(faulty.path(), &tables),
+        "the faulty run wrote other rows"
+    );
+}
+
+#[test]
+fn unreadable_records_are_quarantined_and_the_run_exits_3() {
+    let lake = tempfile::tempdir().unwrap();
+    let faults = callrecords_etl::emulator::Faults::parse("seed=5,corrupt=0.03").unwrap();
+    let output = export(
+        lake.path(),
+        &[
+            "--streams",
+            "call_records",
+            "--faults",
+            "seed=5,corrupt=0.03",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let tenant = callrecords_etl::emulator::Tenant::new(
+        42,
+        callrecords_etl::emulator::DEFAULT_CALLS_PER_DAY,
+    );
+    let listed = tenant.list(midnight(days_ago(4)), midnight(days_ago(2)));
+    let (corrupt, healthy): (Vec<String>, Vec<String>) = listed
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .partition(|id| faults.is_corrupt(id));
+    assert!(!corrupt.is_empty());
+    let manifest = &manifests(lake.path())[0];
+    let run_id = manifest["run_id"].as_str().unwrap();
+    let quarantined: Vec<Value> = std::fs::read_to_string(
+        lake.path()
+            .join(format!("_rejected/{run_id}/call_records.jsonl")),
+    )
+    .unwrap()
+    .lines()
+    .map(|line| serde_json::from_str(line).unwrap())
+    .collect();
+    let mut quarantined_ids: Vec<String> = quarantined
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    quarantined_ids.sort();
+    let mut expected = corrupt.clone();
+    expected.sort();
+    assert_eq!(quarantined_ids, expected);
+    assert!(quarantined.iter().all(|r| {
+        r["url"]
+            .as_str()
+            .unwrap()
+            .contains(r["id"].as_str().unwrap())
+    }));
+    assert!(
+        quarantined
+            .iter()
+            .all(|r| !r["error"].as_str().unwrap().is_empty() && r["body"].is_string())
+    );
+    let mut exported: Vec<String> = support::read_table(lake.path(), "call_records")
+        .iter()
+        .map(|row| row["call_id"].as_str().unwrap().to_string())
+        .collect();
+    exported.sort();
+    let mut healthy = healthy;
+    healthy.sort();
+    assert_eq!(exported, healthy, "every other record is exported");
+    let rejected = manifest["records_rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), corrupt.len());
+    assert!(
+        stderr(&output).contains(&corrupt[0]),
+        "the summary names the ids"
+    );
+}
+
+fn send_signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child this test owns.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+fn spawn_slow_export(lake: &Path) -> std::process::Child {
+    let (from, to) = (days_ago(4).to_string(), days_ago(2).to_string());
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"))
+        .args([
+            "export",
+            "--emulator",
+            "--streams",
+            "call_records,pstn_calls",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ])
+        .args([
+            "--faults",
+            "seed=1,slow=0.5,slow_delay=60ms",
+            "--concurrency",
+            "2",
+            "--out",
+        ])
+        .arg(lake)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// No file under `<table>/dt=…/` is partial: every one is a whole, readable Parquet file.
+fn assert_no_torn_file(lake: &Path) {
+    for table in callrecords_etl::schema::tables() {
+        for (_, file) in support::parquet_files(lake, &table.table) {
+            let reader = std::fs::File::open(&file).unwrap();
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(reader)
+                    .unwrap_or_else(|e| panic!("{} is torn: {e}", file.display()));
+            for batch in builder.build().unwrap() {
+                batch.unwrap_or_else(|e| panic!("{} is torn: {e}", file.display()));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_run_killed_at_any_moment_leaves_no_torn_file_and_the_rerun_completes() {
+    let reference = tempfile::tempdir().unwrap();
+    let output = export(reference.path(), &["--streams", "call_records,pstn_calls"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tables: Vec<&str> = CALL_TABLES.iter().copied().chain(["pstn_calls"]).collect();
+    let expected = lake_rows(reference.path(), &tables);
+
+    let lake = tempfile::tempdir().unwrap();
+    // Kill points spread over the run (fixed, so the test is reproducible).
+    for delay_ms in [150, 700, 1500, 2600, 4000] {
+        let mut child = spawn_slow_export(lake.path());
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert_no_torn_file(lake.path());
+    }
+    let output = export(lake.path(), &["--streams", "call_records,pstn_calls"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_no_torn_file(lake.path());
+    assert_eq!(lake_rows(lake.path(), &tables), expected);
+    let staging = lake.path().join("_staging");
+    assert!(
+        !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+        "stale staging is cleaned"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_stop_without_publishing_anything() {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let lake = tempfile::tempdir().unwrap();
+        let mut child = spawn_slow_export(lake.path());
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        send_signal(&child, signal);
+        let status = child.wait().unwrap();
+        let mut log = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+        assert_eq!(status.code(), Some(code), "{log}");
+        for table in callrecords_etl::schema::tables() {
+            assert!(
+                partitions(lake.path(), &table.table).is_empty(),
+                "{} was published: {log}",
+                table.table
+            );
+        }
+        let staging = lake.path().join("_staging");
+        assert!(
+            !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+            "staging removed: {log}"
+        );
+        assert!(!lake.path().join("_state.json").exists());
+    }
+}
