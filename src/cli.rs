@@ -17,6 +17,7 @@ use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
+use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
@@ -261,6 +262,7 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
             .concurrency
             .map(usize::from)
             .unwrap_or(settings.concurrency),
+        privacy: settings.privacy,
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
@@ -294,6 +296,7 @@ fn emulator_settings(
         ),
         output: out.unwrap_or_else(|| PathBuf::from(config::DEFAULT_OUTPUT_PATH)),
         concurrency: config::DEFAULT_CONCURRENCY,
+        privacy: Privacy::default(),
     })
 }
 

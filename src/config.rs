@@ -4,7 +4,8 @@
 //! and missing values are refused with the key's name, every problem at once. Secrets never
 //! come from this file: the client secret is read from `CALLRECORDS_CLIENT_SECRET` or
 //! `client_secret_file`, the certificate from `client_certificate_file`, the workload
-//! identity token from the file named by `AZURE_FEDERATED_TOKEN_FILE`. Files that hold a
+//! identity token from the file named by `AZURE_FEDERATED_TOKEN_FILE`, the hashing key of
+//! the privacy modes from the variable named by `[privacy] salt_env`. Files that hold a
 //! secret or a private key must not be readable by other users.
 //! May touch: the file system (to read the config and those files), the environment.
 
@@ -17,6 +18,7 @@ use url::{Host, Url};
 
 use crate::graph::credential::read_federated_token;
 use crate::graph::{ClientCertificate, ClientSettings, Credential, Secret};
+use crate::privacy::{HashKey, Mode, PiiClass, Privacy};
 
 /// The environment variable holding the client secret.
 pub const SECRET_ENV: &str = "CALLRECORDS_CLIENT_SECRET";
@@ -31,6 +33,10 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Shortest accepted hashing key: phone numbers are few enough to be enumerated, so the
+/// key is all that keeps their hashes from being reversed.
+pub const MIN_HASH_KEY_LEN: usize = 16;
+
 /// The file as written by the user.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +48,8 @@ pub struct FileConfig {
     pub output: OutputSection,
     #[serde(default)]
     pub export: ExportSection,
+    #[serde(default)]
+    pub privacy: PrivacySection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,12 +165,41 @@ fn default_concurrency() -> usize {
     DEFAULT_CONCURRENCY
 }
 
+/// `[privacy]`: a mode for all personal data, and one per class that overrides it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    #[serde(default)]
+    pub mode: Mode,
+    /// The environment variable holding the key of the hash mode.
+    pub salt_env: Option<String>,
+    pub phone_numbers: Option<Mode>,
+    pub user_principal_names: Option<Mode>,
+    pub display_names: Option<Mode>,
+    pub ip_addresses: Option<Mode>,
+    pub feedback_text: Option<Mode>,
+}
+
+impl PrivacySection {
+    pub fn mode_of(&self, class: PiiClass) -> Mode {
+        match class {
+            PiiClass::PhoneNumber => self.phone_numbers,
+            PiiClass::UserPrincipalName => self.user_principal_names,
+            PiiClass::DisplayName => self.display_names,
+            PiiClass::IpAddress => self.ip_addresses,
+            PiiClass::FeedbackText => self.feedback_text,
+        }
+        .unwrap_or(self.mode)
+    }
+}
+
 /// Validated settings, ready to use.
 #[derive(Debug)]
 pub struct Settings {
     pub graph: ClientSettings,
     pub output: PathBuf,
     pub concurrency: usize,
+    pub privacy: Privacy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +282,7 @@ pub fn validate(
         &mut problems,
     );
     let credential = credential(graph, base, &env, &mut problems);
+    let privacy = privacy(&file.privacy, &env, &mut problems);
     if file.export.concurrency == 0 || file.export.concurrency > 64 {
         problems.push(format!(
             "[export] concurrency = {} must be between 1 and 64",
@@ -254,17 +292,21 @@ pub fn validate(
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
     }
-    match (tenant_id, client_id, graph_url, login_url, credential) {
+    match (
+        tenant_id, client_id, graph_url, login_url, credential, privacy,
+    ) {
         (
             Some((_, tenant_id)),
             Some((_, client_id)),
             Some(graph_url),
             Some(login_url),
             Some(credential),
+            Some(privacy),
         ) if problems.is_empty() => Ok(Settings {
             graph: ClientSettings::new(graph_url, login_url, tenant_id, client_id, credential),
             output: PathBuf::from(&file.output.path),
             concurrency: file.export.concurrency,
+            privacy,
         }),
         _ => Err(problems),
     }
@@ -463,6 +505,46 @@ fn read_private_file(key: &str, path: &Path, problems: &mut Vec<String>) -> Opti
     }
 }
 
+/// The privacy settings; the hash mode's key comes from the variable named by `salt_env`.
+fn privacy(
+    section: &PrivacySection,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<Privacy> {
+    let hashes = PiiClass::ALL
+        .iter()
+        .any(|class| section.mode_of(*class) == Mode::Hash);
+    let key = if hashes {
+        let Some(name) = &section.salt_env else {
+            problems.push(
+                "[privacy] salt_env is missing: the hash mode needs a key; name the environment variable \
+                 that holds it (e.g. salt_env = \"CALLRECORDS_HASH_KEY\")"
+                    .into(),
+            );
+            return None;
+        };
+        let value = env(name)
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_default();
+        if value.len() < MIN_HASH_KEY_LEN {
+            let what = if value.is_empty() {
+                "is not set (or empty)".to_owned()
+            } else {
+                format!("holds fewer than {MIN_HASH_KEY_LEN} characters")
+            };
+            problems.push(format!(
+                "[privacy] salt_env = {name:?}: the environment variable {name} {what}; it must hold the \
+                 hashing key, a long random value such as the output of `openssl rand -hex 32`"
+            ));
+            return None;
+        }
+        Some(HashKey::new(&Secret::new(value)))
+    } else {
+        None
+    };
+    Privacy::new(|class| section.mode_of(class), key).ok()
+}
+
 /// An `https` URL, or `http` to a loopback address (an emulator or a test server).
 fn check_url(key: &str, text: &str, problems: &mut Vec<String>) -> Option<Url> {
     let url = match Url::parse(text) {
@@ -555,6 +637,7 @@ mod tests {
         assert!(
             matches!(&s.graph.credential, Credential::ClientSecret(secret) if secret.expose() == "s3cret")
         );
+        assert!(s.privacy.keeps_everything());
     }
 
     #[test]
@@ -671,6 +754,67 @@ mod tests {
         assert!(
             text.contains("auth") && text.contains("workload_identity"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn hash_mode_needs_a_key_from_salt_env() {
+        let hashed = format!("{GOOD}\n[privacy]\nmode = \"hash\"");
+        let problems = settings(&hashed, Some("x")).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("[privacy] salt_env is missing"),
+            "{problems:?}"
+        );
+
+        let with_env = format!("{hashed}\nsalt_env = \"ETL_KEY\"");
+        let unset = settings_env(&with_env, &[(SECRET_ENV, "x")])
+            .unwrap_err()
+            .join(" ");
+        assert!(
+            unset.contains("salt_env = \"ETL_KEY\"") && unset.contains("is not set"),
+            "{unset}"
+        );
+        let short =
+            settings_env(&with_env, &[(SECRET_ENV, "x"), ("ETL_KEY", "short")]).unwrap_err();
+        assert!(short[0].contains("fewer than 16 characters"), "{short:?}");
+        assert!(
+            !short[0].contains("short\""),
+            "the key is not repeated: {short:?}"
+        );
+
+        let key = "k".repeat(32);
+        let s = settings_env(&with_env, &[(SECRET_ENV, "x"), ("ETL_KEY", &key)]).unwrap();
+        assert!(
+            PiiClass::ALL
+                .iter()
+                .all(|c| s.privacy.mode(*c) == Mode::Hash)
+        );
+        assert!(!format!("{s:?}").contains(&key));
+    }
+
+    #[test]
+    fn privacy_classes_override_the_mode() {
+        let text = format!(
+            "{GOOD}\n[privacy]\nmode = \"drop\"\nphone_numbers = \"keep\"\nip_addresses = \"hash\"\nsalt_env = \"K\""
+        );
+        let key = "0123456789abcdef";
+        let s = settings_env(&text, &[(SECRET_ENV, "x"), ("K", key)]).unwrap();
+        let modes: Vec<Mode> = PiiClass::ALL.iter().map(|c| s.privacy.mode(*c)).collect();
+        assert_eq!(
+            modes,
+            [Mode::Keep, Mode::Drop, Mode::Drop, Mode::Hash, Mode::Drop]
+        );
+        // Dropping needs no key.
+        let drop_only = format!("{GOOD}\n[privacy]\nmode = \"drop\"");
+        assert!(settings(&drop_only, Some("x")).is_ok());
+        let unknown =
+            settings(&format!("{GOOD}\n[privacy]\nemails = \"drop\""), Some("x")).unwrap_err();
+        assert!(unknown[0].contains("emails"), "{unknown:?}");
+        let bad = settings(&format!("{GOOD}\n[privacy]\nmode = \"mask\""), Some("x")).unwrap_err();
+        assert!(
+            bad[0].contains("mask") && bad[0].contains("hash"),
+            "{bad:?}"
         );
     }
 }

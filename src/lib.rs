@@ -16,6 +16,8 @@
 //!   build time); the Arrow schemas of the writer come from here.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
 //!   by the column paths declared in the schemas.
+//! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
+//!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and then published. Knows nothing of Graph.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
@@ -44,6 +46,7 @@ pub mod exit;
 pub mod flatten;
 pub mod graph;
 pub mod pipeline;
+pub mod privacy;
 pub mod progress;
 pub mod schema;
 pub mod sink;

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::flatten::FlattenIssue;
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
 use crate::graph::{GraphClient, GraphError, RequestStats};
+use crate::privacy::Privacy;
 use crate::progress::Progress;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
@@ -44,6 +45,8 @@ pub struct ExportPlan {
     pub streams: Vec<StreamKind>,
     pub output: PathBuf,
     pub concurrency: usize,
+    /// What to write for personal data.
+    pub privacy: Privacy,
 }
 
 /// Totals of one table.
@@ -258,7 +261,9 @@ async fn fetch_call_records(
         };
         let dt = flatten_calls::partition_date(&record)
             .with_context(|| format!("call record {id} cannot be placed in a partition"))?;
-        let tables = partitions.entry(dt).or_default();
+        let tables = partitions
+            .entry(dt)
+            .or_insert_with(|| CallRecordTables::new(&plan.privacy));
         flatten_calls::flatten(&record, tables, &mut issues)
             .with_context(|| format!("call record {id} cannot be flattened"))?;
         report_issues(&mut issues, &mut outcome.value_issues);
