@@ -18,6 +18,7 @@ use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
+use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::schema::{self, TableSchema};
 use crate::state::{self, ExportState};
@@ -427,6 +428,7 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
             .unwrap_or(settings.concurrency),
         api_version: settings.graph.api_version.clone(),
         log_chunk_days: settings.log_chunk_days,
+        privacy: settings.privacy,
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
@@ -499,6 +501,7 @@ fn emulator_settings(
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
+        privacy: Privacy::default(),
     })
 }
 

@@ -1,20 +1,33 @@
 //! The configuration file (TOML), validated into [`Settings`] before any request is made.
 //!
 //! `config.example.toml` documents every key; a test parses it. Unknown keys, wrong types
-//! and missing values are refused with the key's name. The client secret never comes from
-//! this file: it is read from `CALLRECORDS_CLIENT_SECRET` or from `client_secret_file`.
-//! May touch: the file system (to read the config and the secret file), the environment.
+//! and missing values are refused with the key's name, every problem at once. Secrets never
+//! come from this file: the client secret is read from `CALLRECORDS_CLIENT_SECRET` or
+//! `client_secret_file`, the certificate from `client_certificate_file`, the workload
+//! identity token from the file named by `AZURE_FEDERATED_TOKEN_FILE`, the hashing key of
+//! the privacy modes from the variable named by `[privacy] salt_env`. Files that hold a
+//! secret or a private key must not be readable by other users.
+//! May touch: the file system (to read the config and those files), the environment.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use url::{Host, Url};
 
-use crate::graph::{ClientSettings, Limit, RateLimits, Secret};
+use crate::graph::credential::read_federated_token;
+use crate::graph::{ClientCertificate, ClientSettings, Credential, Limit, RateLimits, Secret};
+use crate::privacy::{HashKey, Mode, PiiClass, Privacy};
 
 /// The environment variable holding the client secret.
 pub const SECRET_ENV: &str = "CALLRECORDS_CLIENT_SECRET";
+/// Set by the AKS workload identity webhook: the file holding the federated token.
+pub const FEDERATED_TOKEN_FILE_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";
+/// Set by the AKS workload identity webhook; the default of `[graph] client_id`.
+pub const CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
+/// Set by the AKS workload identity webhook; the default of `[graph] tenant_id`.
+pub const TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
 
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
@@ -22,11 +35,16 @@ pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 pub const DEFAULT_LOG_CHUNK_DAYS: u32 = 30;
+/// Shortest accepted hashing key: phone numbers are few enough to be enumerated, so the
+/// key is all that keeps their hashes from being reversed.
+pub const MIN_HASH_KEY_LEN: usize = 16;
 
 /// The file as written by the user.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// May be left out when `AZURE_TENANT_ID` and `AZURE_CLIENT_ID` say everything.
+    #[serde(default)]
     pub graph: GraphSection,
     #[serde(default)]
     pub output: OutputSection,
@@ -36,18 +54,27 @@ pub struct FileConfig {
     pub retry: RetrySection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub privacy: PrivacySection,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSection {
-    pub tenant_id: String,
-    pub client_id: String,
+    /// Default: the environment variable `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// Default: the environment variable `AZURE_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// Default: inferred from the keys and environment variables that are set.
+    pub auth: Option<AuthMethod>,
     pub client_secret_file: Option<PathBuf>,
-    #[serde(default = "default_graph_url")]
-    pub graph_url: String,
-    #[serde(default = "default_login_url")]
-    pub login_url: String,
+    pub client_certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Default: the cloud's Graph URL.
+    pub graph_url: Option<String>,
+    /// Default: the cloud's login URL.
+    pub login_url: Option<String>,
     /// `v1.0`, or `beta` for the beta-only log streams and properties.
     #[serde(default = "default_api_version")]
     pub api_version: String,
@@ -57,12 +84,59 @@ fn default_api_version() -> String {
     "v1.0".into()
 }
 
-fn default_graph_url() -> String {
-    DEFAULT_GRAPH_URL.into()
+/// How the application authenticates to Entra ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// `CALLRECORDS_CLIENT_SECRET` or `client_secret_file`.
+    ClientSecret,
+    /// `client_certificate_file`: a client assertion signed with the certificate's key.
+    Certificate,
+    /// The federated token in `AZURE_FEDERATED_TOKEN_FILE` (AKS workload identity).
+    WorkloadIdentity,
 }
 
-fn default_login_url() -> String {
-    DEFAULT_LOGIN_URL.into()
+impl AuthMethod {
+    fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecret => "client_secret",
+            AuthMethod::Certificate => "certificate",
+            AuthMethod::WorkloadIdentity => "workload_identity",
+        }
+    }
+}
+
+/// The Microsoft cloud the tenant lives in; sets `graph_url` and `login_url` together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Cloud {
+    #[default]
+    #[serde(rename = "global")]
+    Global,
+    #[serde(rename = "usgov")]
+    UsGov,
+    #[serde(rename = "usgov-dod")]
+    UsGovDod,
+    #[serde(rename = "china")]
+    China,
+}
+
+impl Cloud {
+    pub fn graph_url(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_GRAPH_URL,
+            Cloud::UsGov => "https://graph.microsoft.us",
+            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
+            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    pub fn login_url(self) -> &'static str {
+        match self {
+            Cloud::Global => DEFAULT_LOGIN_URL,
+            Cloud::UsGov | Cloud::UsGovDod => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +248,34 @@ impl LimitsSection {
     }
 }
 
+/// `[privacy]`: a mode for all personal data, and one per class that overrides it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    #[serde(default)]
+    pub mode: Mode,
+    /// The environment variable holding the key of the hash mode.
+    pub salt_env: Option<String>,
+    pub phone_numbers: Option<Mode>,
+    pub user_principal_names: Option<Mode>,
+    pub display_names: Option<Mode>,
+    pub ip_addresses: Option<Mode>,
+    pub feedback_text: Option<Mode>,
+}
+
+impl PrivacySection {
+    pub fn mode_of(&self, class: PiiClass) -> Mode {
+        match class {
+            PiiClass::PhoneNumber => self.phone_numbers,
+            PiiClass::UserPrincipalName => self.user_principal_names,
+            PiiClass::DisplayName => self.display_names,
+            PiiClass::IpAddress => self.ip_addresses,
+            PiiClass::FeedbackText => self.feedback_text,
+        }
+        .unwrap_or(self.mode)
+    }
+}
+
 /// Validated settings, ready to use.
 #[derive(Debug)]
 pub struct Settings {
@@ -182,6 +284,7 @@ pub struct Settings {
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
+    pub privacy: Privacy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +321,7 @@ pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Setting
 }
 
 /// Checks every value and collects all problems, so one run shows everything to fix.
+/// Relative file names are relative to `base` (the config file's folder).
 pub fn validate(
     file: FileConfig,
     base: &Path,
@@ -225,27 +329,45 @@ pub fn validate(
 ) -> Result<Settings, Vec<String>> {
     let mut problems = Vec::new();
     let graph = &file.graph;
-    if !is_guid(&graph.tenant_id) && !is_domain(&graph.tenant_id) {
-        problems.push(format!(
-            "[graph] tenant_id = {:?} is neither a GUID nor a domain such as contoso.onmicrosoft.com \
-             (Entra admin center > Overview > Tenant ID)",
-            graph.tenant_id
-        ));
-    }
-    if !is_guid(&graph.client_id) {
-        problems.push(format!(
-            "[graph] client_id = {:?} is not a GUID (the app registration's Application (client) ID)",
-            graph.client_id
-        ));
-    }
-    let graph_url = check_url("[graph] graph_url", &graph.graph_url, &mut problems);
-    let login_url = check_url("[graph] login_url", &graph.login_url, &mut problems);
-    let secret = read_secret(
-        graph.client_secret_file.as_deref(),
-        base,
-        &env,
+    let tenant_id = graph_value(&graph.tenant_id, "tenant_id", TENANT_ID_ENV, &env, &mut problems)
+        .filter(|(source, value)| {
+            let valid = is_guid(value) || is_domain(value);
+            if !valid {
+                problems.push(format!(
+                    "{source} = {value:?} is neither a GUID nor a domain such as contoso.onmicrosoft.com \
+                     (Entra admin center > Overview > Tenant ID)"
+                ));
+            }
+            valid
+        });
+    let client_id = graph_value(&graph.client_id, "client_id", CLIENT_ID_ENV, &env, &mut problems)
+        .filter(|(source, value)| {
+            let valid = is_guid(value);
+            if !valid {
+                problems.push(format!(
+                    "{source} = {value:?} is not a GUID (the app registration's Application (client) ID)"
+                ));
+            }
+            valid
+        });
+    let graph_url = check_url(
+        "[graph] graph_url",
+        graph
+            .graph_url
+            .as_deref()
+            .unwrap_or(graph.cloud.graph_url()),
         &mut problems,
     );
+    let login_url = check_url(
+        "[graph] login_url",
+        graph
+            .login_url
+            .as_deref()
+            .unwrap_or(graph.cloud.login_url()),
+        &mut problems,
+    );
+    let credential = credential(graph, base, &env, &mut problems);
+    let privacy = privacy(&file.privacy, &env, &mut problems);
     if file.export.concurrency == 0 || file.export.concurrency > 64 {
         problems.push(format!(
             "[export] concurrency = {} must be between 1 and 64",
@@ -278,15 +400,19 @@ pub fn validate(
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
     }
-    match (graph_url, login_url, secret) {
-        (Some(graph_url), Some(login_url), Some(secret)) if problems.is_empty() => {
-            let mut client = ClientSettings::new(
-                graph_url,
-                login_url,
-                graph.tenant_id.clone(),
-                graph.client_id.clone(),
-                secret,
-            );
+    match (
+        tenant_id, client_id, graph_url, login_url, credential, privacy,
+    ) {
+        (
+            Some((_, tenant_id)),
+            Some((_, client_id)),
+            Some(graph_url),
+            Some(login_url),
+            Some(credential),
+            Some(privacy),
+        ) if problems.is_empty() => {
+            let mut client =
+                ClientSettings::new(graph_url, login_url, tenant_id, client_id, credential);
             client.max_attempts = retry.max_attempts;
             client.max_total_wait = std::time::Duration::from_secs(retry.max_total_wait_seconds);
             client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
@@ -298,9 +424,136 @@ pub fn validate(
                 concurrency: file.export.concurrency,
                 lookback_days: file.export.lookback_days,
                 log_chunk_days: file.export.log_chunk_days,
+                privacy,
             })
         }
         _ => Err(problems),
+    }
+}
+
+/// A `[graph]` value from the file, else from the environment variable `env_name`, with
+/// where it came from (for messages).
+fn graph_value(
+    configured: &Option<String>,
+    key: &str,
+    env_name: &str,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<(String, String)> {
+    let found = match configured {
+        Some(value) => Some((format!("[graph] {key}"), value.clone())),
+        None => env(env_name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+            .map(|value| (env_name.to_owned(), value)),
+    };
+    if found.is_none() {
+        problems.push(format!(
+            "[graph] {key} is missing: set it in the config file (or the environment variable {env_name})"
+        ));
+    }
+    found
+}
+
+/// The credential of the configured (or inferred) [`AuthMethod`].
+fn credential(
+    graph: &GraphSection,
+    base: &Path,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<Credential> {
+    let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let federated_token_file = set(FEDERATED_TOKEN_FILE_ENV);
+    let method = match graph.auth {
+        Some(method) => method,
+        None => match (&graph.client_certificate_file, &graph.client_secret_file) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    "[graph] client_certificate_file and client_secret_file are both set: keep the one \
+                     to use, or choose with [graph] auth"
+                        .into(),
+                );
+                return None;
+            }
+            (Some(_), None) => AuthMethod::Certificate,
+            (None, Some(_)) => AuthMethod::ClientSecret,
+            (None, None) if federated_token_file.is_some() && set(SECRET_ENV).is_some() => {
+                problems.push(format!(
+                    "both {FEDERATED_TOKEN_FILE_ENV} (workload identity) and {SECRET_ENV} are set: choose \
+                     with [graph] auth = \"workload_identity\" or auth = \"client_secret\""
+                ));
+                return None;
+            }
+            (None, None) if federated_token_file.is_some() => AuthMethod::WorkloadIdentity,
+            (None, None) => AuthMethod::ClientSecret,
+        },
+    };
+    // A key of another method is a mistake to point out, not something to ignore.
+    for (key, is_set, owner) in [
+        (
+            "client_secret_file",
+            graph.client_secret_file.is_some(),
+            AuthMethod::ClientSecret,
+        ),
+        (
+            "client_certificate_file",
+            graph.client_certificate_file.is_some(),
+            AuthMethod::Certificate,
+        ),
+    ] {
+        if is_set && method != owner {
+            problems.push(format!(
+                "[graph] {key} is set, but auth = \"{}\" does not use it: remove it or change auth",
+                method.name()
+            ));
+        }
+    }
+    match method {
+        AuthMethod::ClientSecret => {
+            read_secret(graph.client_secret_file.as_deref(), base, env, problems)
+                .map(Credential::ClientSecret)
+        }
+        AuthMethod::Certificate => {
+            let Some(file) = &graph.client_certificate_file else {
+                problems.push(
+                    "[graph] auth = \"certificate\" needs client_certificate_file: a PEM file with the \
+                     certificate registered on the app and its private key"
+                        .into(),
+                );
+                return None;
+            };
+            let path = base.join(file);
+            let pem = read_private_file("[graph] client_certificate_file", &path, problems)?;
+            match ClientCertificate::from_pem(&pem) {
+                Ok(certificate) => Some(Credential::Certificate(Arc::new(certificate))),
+                Err(error) => {
+                    problems.push(format!(
+                        "[graph] client_certificate_file {} {error}",
+                        path.display()
+                    ));
+                    None
+                }
+            }
+        }
+        AuthMethod::WorkloadIdentity => {
+            let Some(path) = federated_token_file else {
+                problems.push(format!(
+                    "[graph] auth = \"workload_identity\" needs the environment variable \
+                     {FEDERATED_TOKEN_FILE_ENV} (set by the AKS workload identity webhook on pods whose \
+                     service account is labelled azure.workload.identity/use: \"true\")"
+                ));
+                return None;
+            };
+            let path = PathBuf::from(path);
+            // Read now to fail before any request; it is read again for every token.
+            match read_federated_token(&path) {
+                Ok(_) => Some(Credential::FederatedTokenFile(path)),
+                Err(message) => {
+                    problems.push(format!("{FEDERATED_TOKEN_FILE_ENV}: {message}"));
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -312,34 +565,103 @@ fn read_secret(
 ) -> Option<Secret> {
     if let Some(file) = file {
         let path = base.join(file);
-        return match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim().to_string())),
-            Ok(_) => {
-                problems.push(format!(
-                    "[graph] client_secret_file {} is empty",
-                    path.display()
-                ));
-                None
-            }
-            Err(e) => {
-                problems.push(format!(
-                    "[graph] client_secret_file {} cannot be read: {e}",
-                    path.display()
-                ));
-                None
-            }
-        };
+        let bytes = read_private_file("[graph] client_secret_file", &path, problems)?;
+        let text = String::from_utf8_lossy(&bytes);
+        if text.trim().is_empty() {
+            problems.push(format!(
+                "[graph] client_secret_file {} is empty",
+                path.display()
+            ));
+            return None;
+        }
+        return Some(Secret::new(text.trim().to_string()));
     }
     match env(SECRET_ENV).filter(|s| !s.trim().is_empty()) {
         Some(secret) => Some(Secret::new(secret.trim().to_string())),
         None => {
             problems.push(format!(
                 "no client secret: set the environment variable {SECRET_ENV}, or point [graph] client_secret_file \
-                 at a file that holds it (the secret is never read from the config file itself)"
+                 at a file that holds it (the secret is never read from the config file itself), or use \
+                 client_certificate_file or workload identity"
             ));
             None
         }
     }
+}
+
+/// The content of a file holding a secret or a private key, refused when other users may
+/// read or write it: a secret others can read is no longer a secret.
+fn read_private_file(key: &str, path: &Path, problems: &mut Vec<String>) -> Option<Vec<u8>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Follows symlinks, as Kubernetes secret volumes use them: the target's mode counts.
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o006 != 0 {
+                let access = if mode & 0o004 != 0 {
+                    "readable"
+                } else {
+                    "writable"
+                };
+                problems.push(format!(
+                    "{key} {} is {access} by other users (mode {mode:04o}): restrict it with \
+                     `chmod 600 {}` (or 640 for a group the exporter runs in; on Kubernetes, \
+                     defaultMode: 0400 on the secret volume)",
+                    path.display(),
+                    path.display()
+                ));
+                return None;
+            }
+        }
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            problems.push(format!("{key} {} cannot be read: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// The privacy settings; the hash mode's key comes from the variable named by `salt_env`.
+fn privacy(
+    section: &PrivacySection,
+    env: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<Privacy> {
+    let hashes = PiiClass::ALL
+        .iter()
+        .any(|class| section.mode_of(*class) == Mode::Hash);
+    let key = if hashes {
+        let Some(name) = &section.salt_env else {
+            problems.push(
+                "[privacy] salt_env is missing: the hash mode needs a key; name the environment variable \
+                 that holds it (e.g. salt_env = \"CALLRECORDS_HASH_KEY\")"
+                    .into(),
+            );
+            return None;
+        };
+        let value = env(name)
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_default();
+        if value.len() < MIN_HASH_KEY_LEN {
+            let what = if value.is_empty() {
+                "is not set (or empty)".to_owned()
+            } else {
+                format!("holds fewer than {MIN_HASH_KEY_LEN} characters")
+            };
+            problems.push(format!(
+                "[privacy] salt_env = {name:?}: the environment variable {name} {what}; it must hold the \
+                 hashing key, a long random value such as the output of `openssl rand -hex 32`"
+            ));
+            return None;
+        }
+        Some(HashKey::new(&Secret::new(value)))
+    } else {
+        None
+    };
+    Privacy::new(|class| section.mode_of(class), key).ok()
 }
 
 /// An `https` URL, or `http` to a loopback address (an emulator or a test server).
@@ -406,6 +728,15 @@ mod tests {
         })
     }
 
+    fn settings_env(toml_text: &str, env: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
+        let file: FileConfig = toml::from_str(toml_text).map_err(|e| vec![e.to_string()])?;
+        validate(file, Path::new("."), |name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
     const GOOD: &str = r#"
         [graph]
         tenant_id = "contoso.onmicrosoft.com"
@@ -422,7 +753,10 @@ mod tests {
         );
         assert_eq!(s.output, PathBuf::from("./lake"));
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
-        assert_eq!(s.graph.client_secret.expose(), "s3cret");
+        assert!(
+            matches!(&s.graph.credential, Credential::ClientSecret(secret) if secret.expose() == "s3cret")
+        );
+        assert!(s.privacy.keeps_everything());
     }
 
     #[test]
@@ -471,5 +805,135 @@ mod tests {
         }
         let text = format!("{GOOD}\nlogin_url = \"http://10.0.0.1\"");
         assert!(settings(&text, Some("x")).is_err());
+    }
+
+    #[test]
+    fn tenant_and_client_default_to_the_azure_environment_variables() {
+        let env = [
+            (TENANT_ID_ENV, "00000000-0000-4000-8000-0000000000aa"),
+            (CLIENT_ID_ENV, "00000000-0000-4000-8000-0000000000bb"),
+            (SECRET_ENV, "x"),
+        ];
+        let s = settings_env("", &env).unwrap();
+        assert_eq!(s.graph.tenant_id, env[0].1);
+        assert_eq!(s.graph.client_id, env[1].1);
+        // The file wins over the environment.
+        let s = settings_env(GOOD, &env).unwrap();
+        assert_eq!(s.graph.tenant_id, "contoso.onmicrosoft.com");
+        let problems = settings_env("", &[(SECRET_ENV, "x"), (CLIENT_ID_ENV, "nope")]).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("[graph] tenant_id is missing")
+                && problems[0].contains(TENANT_ID_ENV)
+        );
+        assert!(
+            problems[1].contains("AZURE_CLIENT_ID = \"nope\" is not a GUID"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_auth_method_is_inferred_and_conflicts_are_refused() {
+        let federated = (FEDERATED_TOKEN_FILE_ENV, "/nonexistent/token");
+        let problems =
+            |text: &str, env: &[(&str, &str)]| settings_env(text, env).unwrap_err().join("\n");
+        // Both environment credentials: ambiguous.
+        let text = problems(GOOD, &[federated, (SECRET_ENV, "x")]);
+        assert!(text.contains("choose with [graph] auth"), "{text}");
+        // The explicit method decides; the secret is used, the token file is ignored.
+        let explicit = format!("{GOOD}\nauth = \"client_secret\"");
+        assert!(settings_env(&explicit, &[federated, (SECRET_ENV, "x")]).is_ok());
+        // Only the token file: workload identity, whose file must be readable.
+        let text = problems(GOOD, &[federated]);
+        assert!(
+            text.contains(FEDERATED_TOKEN_FILE_ENV) && text.contains("/nonexistent/token"),
+            "{text}"
+        );
+        let text = problems(&format!("{GOOD}\nauth = \"workload_identity\""), &[]);
+        assert!(
+            text.contains("needs the environment variable AZURE_FEDERATED_TOKEN_FILE"),
+            "{text}"
+        );
+        let text = problems(&format!("{GOOD}\nauth = \"certificate\""), &[]);
+        assert!(text.contains("needs client_certificate_file"), "{text}");
+        let text = problems(
+            &format!("{GOOD}\nclient_certificate_file = \"a.pem\"\nclient_secret_file = \"s\""),
+            &[],
+        );
+        assert!(text.contains("both set"), "{text}");
+        let text = problems(
+            &format!("{GOOD}\nauth = \"client_secret\"\nclient_certificate_file = \"a.pem\""),
+            &[(SECRET_ENV, "x")],
+        );
+        assert!(
+            text.contains("client_certificate_file is set, but auth = \"client_secret\""),
+            "{text}"
+        );
+        let text = problems(&format!("{GOOD}\nauth = \"password\""), &[]);
+        assert!(
+            text.contains("auth") && text.contains("workload_identity"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hash_mode_needs_a_key_from_salt_env() {
+        let hashed = format!("{GOOD}\n[privacy]\nmode = \"hash\"");
+        let problems = settings(&hashed, Some("x")).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("[privacy] salt_env is missing"),
+            "{problems:?}"
+        );
+
+        let with_env = format!("{hashed}\nsalt_env = \"ETL_KEY\"");
+        let unset = settings_env(&with_env, &[(SECRET_ENV, "x")])
+            .unwrap_err()
+            .join(" ");
+        assert!(
+            unset.contains("salt_env = \"ETL_KEY\"") && unset.contains("is not set"),
+            "{unset}"
+        );
+        let short =
+            settings_env(&with_env, &[(SECRET_ENV, "x"), ("ETL_KEY", "short")]).unwrap_err();
+        assert!(short[0].contains("fewer than 16 characters"), "{short:?}");
+        assert!(
+            !short[0].contains("short\""),
+            "the key is not repeated: {short:?}"
+        );
+
+        let key = "k".repeat(32);
+        let s = settings_env(&with_env, &[(SECRET_ENV, "x"), ("ETL_KEY", &key)]).unwrap();
+        assert!(
+            PiiClass::ALL
+                .iter()
+                .all(|c| s.privacy.mode(*c) == Mode::Hash)
+        );
+        assert!(!format!("{s:?}").contains(&key));
+    }
+
+    #[test]
+    fn privacy_classes_override_the_mode() {
+        let text = format!(
+            "{GOOD}\n[privacy]\nmode = \"drop\"\nphone_numbers = \"keep\"\nip_addresses = \"hash\"\nsalt_env = \"K\""
+        );
+        let key = "0123456789abcdef";
+        let s = settings_env(&text, &[(SECRET_ENV, "x"), ("K", key)]).unwrap();
+        let modes: Vec<Mode> = PiiClass::ALL.iter().map(|c| s.privacy.mode(*c)).collect();
+        assert_eq!(
+            modes,
+            [Mode::Keep, Mode::Drop, Mode::Drop, Mode::Hash, Mode::Drop]
+        );
+        // Dropping needs no key.
+        let drop_only = format!("{GOOD}\n[privacy]\nmode = \"drop\"");
+        assert!(settings(&drop_only, Some("x")).is_ok());
+        let unknown =
+            settings(&format!("{GOOD}\n[privacy]\nemails = \"drop\""), Some("x")).unwrap_err();
+        assert!(unknown[0].contains("emails"), "{unknown:?}");
+        let bad = settings(&format!("{GOOD}\n[privacy]\nmode = \"mask\""), Some("x")).unwrap_err();
+        assert!(
+            bad[0].contains("mask") && bad[0].contains("hash"),
+            "{bad:?}"
+        );
     }
 }

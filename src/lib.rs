@@ -18,6 +18,8 @@
 //!   the lake in Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
 //!   by the column paths declared in the schemas.
+//! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
+//!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and then published. Knows nothing of Graph.
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
@@ -49,6 +51,7 @@ pub mod exit;
 pub mod flatten;
 pub mod graph;
 pub mod pipeline;
+pub mod privacy;
 pub mod progress;
 pub mod schema;
 pub mod sink;

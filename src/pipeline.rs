@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
+use crate::privacy::Privacy;
 use crate::progress::Progress;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
@@ -59,6 +60,8 @@ pub struct ExportPlan {
     pub api_version: String,
     /// Longest window of one log-function request (at most 90 days).
     pub log_chunk_days: u32,
+    /// What to write for personal data.
+    pub privacy: Privacy,
 }
 
 /// The run was stopped by a signal; nothing was published.
@@ -284,6 +287,7 @@ async fn fetch_streams(
             None => {
                 let run = CallRecordRun {
                     client,
+                    privacy: &plan.privacy,
                     window,
                     concurrency: plan.concurrency,
                     progress,
@@ -297,6 +301,7 @@ async fn fetch_streams(
             Some(log) => {
                 let run = LogRun {
                     client,
+                    privacy: &plan.privacy,
                     log,
                     window,
                     chunk_days: plan.log_chunk_days,
@@ -373,6 +378,7 @@ fn write_batches(
 /// One stream's fetch: what it needs from the run.
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
+    privacy: &'a Privacy,
     window: Window,
     concurrency: usize,
     progress: &'a Progress,
@@ -458,7 +464,9 @@ impl CallRecordRun<'_> {
                     continue;
                 }
             };
-            let tables = partitions.entry(dt).or_default();
+            let tables = partitions
+                .entry(dt)
+                .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
             report_issues(&mut issues, &mut outcome.value_issues);
             outcome.records_exported += 1;
@@ -474,6 +482,7 @@ impl CallRecordRun<'_> {
 /// One log stream's fetch.
 struct LogRun<'a> {
     client: &'a GraphClient,
+    privacy: &'a Privacy,
     log: &'static LogStream,
     window: Window,
     chunk_days: u32,
@@ -549,7 +558,7 @@ impl LogRun<'_> {
                     };
                     let builder = partitions
                         .entry(dt)
-                        .or_insert_with(|| TableBuilder::new(table));
+                        .or_insert_with(|| TableBuilder::with_privacy(table, self.privacy));
                     builder.append(
                         &row,
                         &RowContext {

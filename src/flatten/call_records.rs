@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::{FlattenIssue, RowContext, TableBuilder, child_array};
+use crate::privacy::Privacy;
 use crate::schema;
 
 /// Builders of every table of the `call_records` stream, for one partition.
@@ -24,11 +25,20 @@ pub struct CallRecordTables {
 }
 
 impl Default for CallRecordTables {
+    /// Builders that write every value as read (privacy mode `keep`).
     fn default() -> Self {
+        Self::new(&Privacy::default())
+    }
+}
+
+impl CallRecordTables {
+    /// Builders that write personal data as `privacy` says.
+    pub fn new(privacy: &Privacy) -> Self {
         let builder = |name: &str| {
-            TableBuilder::new(
+            TableBuilder::with_privacy(
                 schema::table(name)
                     .unwrap_or_else(|| panic!("schemas/{name}.json is not declared")),
+                privacy,
             )
         };
         CallRecordTables {
@@ -42,9 +52,7 @@ impl Default for CallRecordTables {
             hops: builder("call_trace_route_hops"),
         }
     }
-}
 
-impl CallRecordTables {
     pub fn builders_mut(&mut self) -> [&mut TableBuilder; 8] {
         [
             &mut self.records,

@@ -6,11 +6,17 @@
 //! walkers ([`call_records`]) decide which object is a row of which table and supply the
 //! values only they know (the call id, position keys) through a [`RowContext`].
 //!
-//! May touch: arrow, serde_json, [`crate::schema`]. Knows nothing of HTTP or files.
+//! Personal data is written as the run's [`Privacy`] says: each column's `pii` class is
+//! turned into a [`Protection`] once, when the builder is made, so the hot path only
+//! matches on it (no lookups per cell).
+//!
+//! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`]. Knows nothing of
+//! HTTP or files.
 
 pub mod call_records;
 pub mod values;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -21,6 +27,7 @@ use arrow_array::types::Decimal128Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::Value;
 
+use crate::privacy::{ColumnClass, PiiClass, Privacy, Treatment, is_phone_number};
 use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema, UTC};
 
 /// Values of a row that do not come from its JSON object: whose call it is and where it sits.
@@ -105,15 +112,63 @@ enum Source {
     Path(Vec<String>),
 }
 
+/// What the privacy settings do to one column's values.
+#[derive(Debug)]
+enum Protection {
+    /// Written as read: no personal data, or its class is kept.
+    None,
+    /// Every value hashed or dropped.
+    Value(Treatment),
+    /// Identity ids that are phone numbers hashed or dropped; other ids written as read.
+    PhoneIds(Treatment),
+    /// Identity JSON with its personal members rewritten by class.
+    IdentityJson(Privacy),
+}
+
+impl Protection {
+    /// The protection of a column of `class` under `privacy`.
+    fn of(class: Option<ColumnClass>, privacy: &Privacy) -> Self {
+        let treatment = |class| privacy.treatment(class).clone();
+        let protection = match class {
+            None => Protection::None,
+            Some(ColumnClass::Value(class)) => Protection::Value(treatment(class)),
+            Some(ColumnClass::IdentityId) => Protection::PhoneIds(treatment(PiiClass::PhoneNumber)),
+            Some(ColumnClass::IdentityJson) if privacy.keeps_everything() => Protection::None,
+            Some(ColumnClass::IdentityJson) => Protection::IdentityJson(privacy.clone()),
+        };
+        match protection {
+            Protection::Value(Treatment::Keep) | Protection::PhoneIds(Treatment::Keep) => {
+                Protection::None
+            }
+            other => other,
+        }
+    }
+
+    /// The text to write for `text`; `phone_identity` says the value is the id of a
+    /// `phone` identity.
+    fn apply<'a>(&self, text: Option<Cow<'a, str>>, phone_identity: bool) -> Option<Cow<'a, str>> {
+        let text = text?;
+        match self {
+            Protection::None | Protection::IdentityJson(_) => Some(text),
+            Protection::Value(treatment) => treatment.apply(text),
+            Protection::PhoneIds(treatment) if phone_identity || is_phone_number(&text) => {
+                treatment.apply(text)
+            }
+            Protection::PhoneIds(_) => Some(text),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct CompiledColumn {
     name: &'static str,
     convert: Convert,
     source: Source,
+    protection: Protection,
 }
 
 impl CompiledColumn {
-    fn compile(table: &'static str, column: &'static ColumnSchema) -> Self {
+    fn compile(table: &'static str, column: &'static ColumnSchema, privacy: &Privacy) -> Self {
         let source = if let Some(key) = column.path.strip_prefix('$') {
             Source::Context(ContextKey::parse(key).unwrap_or_else(|| {
                 panic!(
@@ -130,6 +185,7 @@ impl CompiledColumn {
             name: &column.name,
             convert: column.convert,
             source,
+            protection: Protection::of(declared_class(table, column), privacy),
         }
     }
 
@@ -364,12 +420,18 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
+    /// A builder that writes every value as read (privacy mode `keep`).
     pub fn new(schema: &'static TableSchema) -> Self {
+        Self::with_privacy(schema, &Privacy::default())
+    }
+
+    /// A builder that writes personal data as `privacy` says, by each column's `pii` class.
+    pub fn with_privacy(schema: &'static TableSchema, privacy: &Privacy) -> Self {
         let columns = schema
             .columns
             .iter()
             .map(|column| {
-                let compiled = CompiledColumn::compile(&schema.table, column);
+                let compiled = CompiledColumn::compile(&schema.table, column, privacy);
                 check_convert_fits_type(&schema.table, column);
                 (compiled, ColumnBuilder::new(column.column_type))
             })
@@ -423,7 +485,12 @@ impl TableBuilder {
                     append_context(builder, key, context);
                     Ok(())
                 }
-                _ => append_converted(builder, column.convert, column.lookup(row)),
+                _ => append_converted(
+                    builder,
+                    column.convert,
+                    column.lookup(row),
+                    &column.protection,
+                ),
             };
             if let Err(message) = outcome {
                 issues.push(FlattenIssue {
@@ -474,49 +541,49 @@ fn append_converted(
     builder: &mut ColumnBuilder,
     convert: Convert,
     value: Option<&Value>,
+    protection: &Protection,
 ) -> Result<(), String> {
     let value = value.filter(|v| !v.is_null());
     let object = value.and_then(Value::as_object);
+    let identity = || object.and_then(values::chosen_identity);
     let identity_field = |field: &str| {
-        object
-            .and_then(values::chosen_identity)
+        identity()
             .and_then(|(_, identity)| identity.get(field))
             .and_then(Value::as_str)
+            .map(Cow::Borrowed)
     };
-    match convert {
-        Convert::Plain => return builder.append_json(value),
-        Convert::DurationMs => match value {
-            None => builder.append_null(),
-            Some(Value::String(text)) => match values::parse_iso8601_duration_ms(text) {
-                Ok(ms) => builder.append_f64(ms),
-                Err(e) => {
-                    builder.append_null();
-                    return Err(e);
-                }
-            },
-            Some(other) => {
-                builder.append_null();
-                return Err(format!("{other} is not an ISO-8601 duration string"));
+    let mut phone_identity = false;
+    let text = match convert {
+        Convert::Plain if matches!(protection, Protection::None) => {
+            return builder.append_json(value);
+        }
+        // Personal-data columns are strings (checked by `declared_class`).
+        Convert::Plain => value.map(|value| match value {
+            Value::String(text) => Cow::Borrowed(text.as_str()),
+            other => Cow::Owned(other.to_string()),
+        }),
+        Convert::DurationMs => return append_duration_ms(builder, value),
+        Convert::Json => value.map(|value| match protection {
+            Protection::IdentityJson(privacy) => {
+                let mut value = value.clone();
+                privacy.protect_identity_json(&mut value);
+                Cow::Owned(value.to_string())
             }
-        },
-        Convert::Json => builder.append_str(value.map(Value::to_string).as_deref()),
-        Convert::IdentityKind => builder.append_str(
-            object
-                .and_then(values::chosen_identity)
-                .map(|(kind, _)| kind),
-        ),
-        Convert::IdentityId => builder.append_str(identity_field("id")),
-        Convert::IdentityDisplayName => builder.append_str(identity_field("displayName")),
-        Convert::IdentityTenantId => builder.append_str(identity_field("tenantId")),
-        Convert::IdentityUserPrincipalName => {
-            builder.append_str(identity_field("userPrincipalName"))
-        }
-        Convert::EndpointType => {
-            builder.append_str(object.and_then(values::endpoint_type).as_deref())
-        }
-        Convert::UserAgentType => {
-            builder.append_str(object.and_then(values::user_agent_type).as_deref())
-        }
+            _ => Cow::Owned(value.to_string()),
+        }),
+        Convert::IdentityKind => identity().map(|(kind, _)| Cow::Borrowed(kind)),
+        Convert::IdentityId => identity().and_then(|(kind, identity)| {
+            phone_identity = kind == "phone";
+            identity
+                .get("id")
+                .and_then(Value::as_str)
+                .map(Cow::Borrowed)
+        }),
+        Convert::IdentityDisplayName => identity_field("displayName"),
+        Convert::IdentityTenantId => identity_field("tenantId"),
+        Convert::IdentityUserPrincipalName => identity_field("userPrincipalName"),
+        Convert::EndpointType => object.and_then(values::endpoint_type).map(Cow::Owned),
+        Convert::UserAgentType => object.and_then(values::user_agent_type).map(Cow::Owned),
         Convert::IdList => {
             let ids = value.and_then(Value::as_array).map(|items| {
                 items
@@ -526,8 +593,46 @@ fn append_converted(
             });
             return builder.append_json(ids.map(Value::Array).as_ref());
         }
-    }
+    };
+    builder.append_str(protection.apply(text, phone_identity).as_deref());
     Ok(())
+}
+
+fn append_duration_ms(builder: &mut ColumnBuilder, value: Option<&Value>) -> Result<(), String> {
+    let ms = match value {
+        None => {
+            builder.append_null();
+            return Ok(());
+        }
+        Some(Value::String(text)) => values::parse_iso8601_duration_ms(text),
+        Some(other) => Err(format!("{other} is not an ISO-8601 duration string")),
+    };
+    match &ms {
+        Ok(ms) => builder.append_f64(*ms),
+        Err(_) => builder.append_null(),
+    }
+    ms.map(drop)
+}
+
+/// The `pii` class a column declares. A class the code does not know, or one on a column
+/// that is not a string (or, for identity JSON, not JSON), is a build defect.
+fn declared_class(table: &str, column: &ColumnSchema) -> Option<ColumnClass> {
+    let class: ColumnClass = column
+        .pii
+        .as_deref()?
+        .parse()
+        .unwrap_or_else(|e| panic!("schemas/{table}.json: column {}: {e}", column.name));
+    assert!(
+        column.column_type == ColumnType::String,
+        "schemas/{table}.json: column {} holds personal data, so it must be declared string",
+        column.name
+    );
+    assert!(
+        class != ColumnClass::IdentityJson || column.convert == Convert::Json,
+        "schemas/{table}.json: column {}: pii identity_json needs convert json",
+        column.name
+    );
+    Some(class)
 }
 
 /// A declaration whose path or conversion cannot produce its column type is a build defect.

@@ -1,13 +1,13 @@
 //! OAuth2 client-credentials tokens from Microsoft Entra ID, cached until shortly before
-//! expiry, plus [`Secret`], the redacting wrapper for the client secret and the tokens.
+//! expiry, plus [`Secret`], the redacting wrapper for secrets, assertions and tokens.
 //!
-//! Touches only the token endpoint `{login_url}/{tenant_id}/oauth2/v2.0/token`. Never logs
-//! or formats a secret or a token; Entra ID's error descriptions are turned into messages
-//! that say what to fix.
+//! Touches only the token endpoint `{login_url}/{tenant_id}/oauth2/v2.0/token` (and, through
+//! [`Credential`], the federated token file). Never logs or formats a secret, an assertion
+//! or a token; Entra ID's error descriptions are turned into messages that say what to fix.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::Client;
 use serde::Deserialize;
@@ -16,9 +16,11 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::GraphError;
+use super::credential::{ASSERTION_TYPE, Credential, Proof};
 
-/// A credential that must not leak into logs or error messages: `Debug` and `Display`
-/// print `[redacted]`; only [`Secret::expose`] gives the value.
+/// A value that must not leak into logs, errors or files (a client secret, a client
+/// assertion, an access token, a hashing key): `Debug` and `Display` print `[redacted]`;
+/// only [`Secret::expose`] gives the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -58,7 +60,7 @@ struct CachedToken {
 pub(crate) struct TokenSource {
     endpoint: Url,
     client_id: String,
-    client_secret: Secret,
+    credential: Credential,
     scope: String,
     cached: Mutex<Option<CachedToken>>,
 }
@@ -83,7 +85,7 @@ impl TokenSource {
         login_url: &Url,
         tenant_id: &str,
         client_id: &str,
-        client_secret: Secret,
+        credential: Credential,
         graph_url: &Url,
     ) -> Self {
         let mut endpoint = login_url.clone();
@@ -96,7 +98,7 @@ impl TokenSource {
         Self {
             endpoint,
             client_id: client_id.to_owned(),
-            client_secret,
+            credential,
             scope: format!("{}/.default", graph_url.origin().ascii_serialization()),
             cached: Mutex::new(None),
         }
@@ -133,12 +135,23 @@ impl TokenSource {
     }
 
     async fn request(&self, http: &Client) -> Result<CachedToken, GraphError> {
-        let form = [
+        // A fresh proof per request: assertions are single-use and short-lived, and the
+        // federated token file is rotated by the kubelet.
+        let proof =
+            self.credential
+                .proof(self.endpoint.as_str(), &self.client_id, SystemTime::now())?;
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
             ("scope", self.scope.as_str()),
         ];
+        match &proof {
+            Proof::Secret(secret) => form.push(("client_secret", secret.expose())),
+            Proof::Assertion(assertion) => form.extend([
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion.expose()),
+            ]),
+        }
         let sent = Instant::now();
         let response = http
             .post(self.endpoint.clone())
@@ -152,7 +165,7 @@ impl TokenSource {
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if !status.is_success() {
             let aad: AadError = serde_json::from_slice(&body).unwrap_or_default();
-            return Err(self.refused(status.as_u16(), aad));
+            return Err(self.refused(status.as_u16(), aad, proof.value()));
         }
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| GraphError::Token {
             status: Some(status.as_u16()),
@@ -183,7 +196,7 @@ impl TokenSource {
         }
     }
 
-    fn refused(&self, status: u16, aad: AadError) -> GraphError {
+    fn refused(&self, status: u16, aad: AadError, sent: &Secret) -> GraphError {
         let aadsts = aadsts_code(&aad.error_description);
         let advice = match aadsts {
             Some("7000215") => {
@@ -201,12 +214,30 @@ impl TokenSource {
                 "the tenant was not found: check tenant_id (the directory ID GUID or a verified domain)"
             }
             Some("7000218") => "no client secret was sent: set client_secret",
+            Some("700027") => {
+                "the client assertion's certificate is not accepted: upload the certificate (its \
+                 public part, same thumbprint) to the app registration's Certificates & secrets, and \
+                 check that it has not expired"
+            }
+            Some("700024") => {
+                "the client assertion is outside its validity period: check this machine's clock (NTP)"
+            }
+            Some("70021") | Some("700211") | Some("700212") | Some("700213") => {
+                "no federated credential of the app matches the workload identity token: add one whose \
+                 issuer is the cluster's OIDC issuer URL, subject is \
+                 system:serviceaccount:<namespace>:<service account> and audience is api://AzureADTokenExchange"
+            }
+            Some("700022") | Some("50027") => {
+                "the client assertion is not a valid token: check client_certificate_file or the \
+                 federated token file"
+            }
             Some("1002012") | Some("70011") => "the requested scope was refused: check graph_url",
             _ => "the login endpoint refused the credentials",
         };
         let first_line = aad.error_description.lines().next().unwrap_or_default();
-        // Entra ID never echoes the secret, but a proxy or emulator might; redact defensively.
-        let detail = first_line.replace(self.client_secret.expose(), "[redacted]");
+        // Entra ID never echoes the secret or the assertion, but a proxy or emulator might;
+        // redact defensively.
+        let detail = first_line.replace(sent.expose(), "[redacted]");
         let code = match (aadsts, aad.error.is_empty()) {
             (Some(n), _) => format!("AADSTS{n}"),
             (None, false) => aad.error,

@@ -23,6 +23,11 @@ pub enum GraphError {
         message: String,
     },
 
+    /// The configured credential could not be used locally (the federated token file is
+    /// unreadable, an assertion could not be signed). Retrying does not help.
+    #[error("cannot use the configured credential: {message}")]
+    Credential { message: String },
+
     /// Graph answered 401 again after the token was refreshed once.
     #[error(
         "Microsoft Graph rejected a freshly issued access token (HTTP 401) for {url}; \

@@ -5,8 +5,12 @@
 //! Arrow, Parquet or what the JSON means; paging is done by [`crate::streams`] on top of
 //! [`GraphClient::get_json`]. The bearer token is only ever sent to the origin of
 //! `graph_url`: other URLs are refused before sending and redirects are not followed.
+//!
+//! - `auth`: the token cache and [`Secret`]; [`credential`]: client secret, certificate
+//!   (signed client assertion) or workload identity (federated token file).
 
 mod auth;
+pub mod credential;
 mod error;
 mod pacing;
 mod retry;
@@ -22,6 +26,7 @@ use tokio::time::Instant;
 use url::Url;
 
 pub use auth::Secret;
+pub use credential::{ClientCertificate, Credential};
 pub use error::GraphError;
 pub use pacing::{Limit, RateLimits};
 
@@ -40,7 +45,8 @@ pub struct ClientSettings {
     pub login_url: Url,
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// How the application proves its identity (secret, certificate or workload identity).
+    pub credential: Credential,
     /// `v1.0` or `beta`.
     pub api_version: String,
     /// Attempts per request, all retryable causes together.
@@ -63,14 +69,14 @@ impl ClientSettings {
         login_url: Url,
         tenant_id: String,
         client_id: String,
-        client_secret: Secret,
+        credential: impl Into<Credential>,
     ) -> Self {
         Self {
             graph_url,
             login_url,
             tenant_id,
             client_id,
-            client_secret,
+            credential: credential.into(),
             api_version: "v1.0".into(),
             max_attempts: 8,
             max_total_wait: Duration::from_secs(15 * 60),
@@ -206,7 +212,7 @@ impl GraphClient {
             &settings.login_url,
             &settings.tenant_id,
             &settings.client_id,
-            settings.client_secret.clone(),
+            settings.credential.clone(),
             &settings.graph_url,
         );
         Ok(Self {
