@@ -75,13 +75,8 @@ pub struct GraphSection {
     pub graph_url: Option<String>,
     /// Default: the cloud's login URL.
     pub login_url: Option<String>,
-    /// `v1.0`, or `beta` for the beta-only log streams and properties.
-    #[serde(default = "default_api_version")]
-    pub api_version: String,
-}
-
-fn default_api_version() -> String {
-    "v1.0".into()
+    /// `v1.0` (default), or `beta` for the beta-only log streams and properties.
+    pub api_version: Option<String>,
 }
 
 /// How the application authenticates to Entra ID.
@@ -386,10 +381,10 @@ pub fn validate(
             file.export.log_chunk_days
         ));
     }
-    if !matches!(graph.api_version.as_str(), "v1.0" | "beta") {
+    let api_version = graph.api_version.as_deref().unwrap_or("v1.0");
+    if !matches!(api_version, "v1.0" | "beta") {
         problems.push(format!(
-            "[graph] api_version = {:?} must be \"v1.0\" or \"beta\"",
-            graph.api_version
+            "[graph] api_version = {api_version:?} must be \"v1.0\" or \"beta\""
         ));
     }
     let retry = &file.retry;
@@ -417,7 +412,7 @@ pub fn validate(
             client.max_total_wait = std::time::Duration::from_secs(retry.max_total_wait_seconds);
             client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
             client.limits = limits;
-            client.api_version = graph.api_version.clone();
+            client.api_version = api_version.to_string();
             Ok(Settings {
                 graph: client,
                 output: PathBuf::from(&file.output.path),

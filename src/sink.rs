@@ -368,6 +368,11 @@ pub fn create_private_file(path: &Path) -> Result<File, SinkError> {
         .map_err(io_error("create", path))
 }
 
+/// Creates `path` and its missing parents, readable by the owner and group only.
+pub fn create_private_dirs(path: &Path) -> Result<(), SinkError> {
+    create_dirs(path)
+}
+
 fn create_dirs(path: &Path) -> Result<(), SinkError> {
     fs::DirBuilder::new()
         .recursive(true)

@@ -52,10 +52,10 @@ pub struct OutputLock {
 impl OutputLock {
     /// Takes the lock of `out` or fails at once, naming the run that holds it.
     pub fn acquire(out: &Path, run_id: &str) -> Result<Self, StateError> {
-        std::fs::create_dir_all(out).map_err(|source| StateError::Io {
+        sink::create_private_dirs(out).map_err(|source| StateError::Io {
             action: "create",
             path: out.into(),
-            source,
+            source: std::io::Error::other(source),
         })?;
         let path = out.join(LOCK_FILE);
         let io = |action| {

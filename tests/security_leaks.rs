@@ -99,15 +99,24 @@ async fn export_at_trace(config: &Path, out: &Path, env: &[(&str, &str)]) -> Out
             "--config",
             config.to_str().unwrap(),
             "--from",
-            "2026-11-20",
+            &days_ago(3),
             "--to",
-            "2026-11-21",
+            &days_ago(2),
             "--out",
             out.to_str().unwrap(),
         ]);
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
+}
+
+/// The UTC date `n` days before today: inside Graph's 30-day retention of call records.
+fn days_ago(n: u64) -> String {
+    let today = chrono::Utc::now().date_naive();
+    today
+        .checked_sub_days(chrono::Days::new(n))
+        .unwrap()
+        .to_string()
 }
 
 /// Everything a run left behind as text: its output, then every file under `out` (raw,
@@ -209,7 +218,8 @@ async fn a_trace_level_export_with_a_client_secret_prints_and_writes_no_secret_o
     emulator_token(&emulator).await;
     let dir = tempfile::tempdir().unwrap();
     let base = emulator.base_url();
-    let config = write_config(dir.path(), &base, &base, "");
+    // The beta API adds the beta-only log tables, so every table is searched.
+    let config = write_config(dir.path(), &base, &base, "api_version = \"beta\"");
     let out = dir.path().join("lake");
 
     let output = export_at_trace(&config, &out, &[("CALLRECORDS_CLIENT_SECRET", &secret)]).await;
@@ -260,7 +270,7 @@ async fn a_trace_level_export_with_a_certificate_prints_and_writes_no_assertion_
         dir.path(),
         &base,
         &login.uri(),
-        "client_certificate_file = \"app.pem\"",
+        "client_certificate_file = \"app.pem\"\napi_version = \"beta\"",
     );
     let out = dir.path().join("lake");
 
