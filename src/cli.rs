@@ -111,6 +111,13 @@ enum Command {
         client id and secret it prints."
     )]
     Emulator(EmulatorArgs),
+    /// Check a configuration before the first export: validate it, sign in, and make one
+    /// cheap request per stream, saying in plain words what is wrong and how to fix it.
+    #[command(after_help = "Examples:\n  \
+        CALLRECORDS_CLIENT_SECRET=... callrecords-etl check --config /etc/callrecords/etl.toml\n  \
+        callrecords-etl check --emulator\n\n\
+        Exit codes: 0 every check passed; 1 a check failed (see the ✗ lines); 2 the configuration is invalid.")]
+    Check(CheckArgs),
     /// Print the declared tables, or the SQL that registers the lake in a query engine.
     #[command(after_help = format!("{SCHEMA_EXAMPLES}\n\n{}", crate::exit::HELP))]
     Schema(SchemaArgs),
@@ -118,9 +125,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// Configuration file (TOML; see config.example.toml).
-    #[arg(long, env = "CALLRECORDS_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Start of the window, inclusive: a UTC date (2026-11-20 = midnight) or an RFC 3339 time.
     /// Default: the nightly window, the last [export] lookback_days (3) days ending today
     /// 00:00 UTC, reaching back to the last complete run after missed nights.
@@ -141,17 +147,25 @@ struct ExportArgs {
     /// and properties.
     #[arg(long, value_enum, value_name = "VERSION")]
     api_version: Option<ApiVersion>,
-    /// Export from the embedded Graph emulator (a synthetic tenant on a loopback port):
-    /// no configuration or credentials needed.
-    #[arg(long)]
-    emulator: bool,
-    /// With --emulator: inject faults and enforce Graph's limits in the emulator (see
-    /// `callrecords-etl emulator --help`).
-    #[command(flatten, next_help_heading = "Emulator faults (with --emulator)")]
-    emulator_faults: FaultArgs,
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: Option<u16>,
+    /// Print the plan (window, chunks, partitions that would be replaced, estimated
+    /// requests) and exit, without fetching or writing anything.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Streams to check (default: every stream the API version offers).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    streams: Option<Vec<String>>,
+    /// Graph API version; overrides [graph] api_version.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    api_version: Option<ApiVersion>,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +273,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Export(args) => run_export(args, quiet).await,
             Command::Emulator(args) => run_emulator(args).await,
+            Command::Check(args) => run_check(args).await,
             Command::Schema(args) => run_schema(args),
         }
     });
@@ -366,40 +381,8 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         )?),
         (Some(from), Some(to)) => Some(Window::new(from, to)?),
     };
-    // The emulator must outlive the export; it stops when this guard drops.
-    let mut running_emulator = None;
-    let settings = if args.emulator {
-        if args.config.is_some() {
-            return Err(Failure::usage(
-                "--emulator and --config exclude each other: the emulator needs no configuration",
-            )
-            .into());
-        }
-        let mut config = EmulatorConfig::default();
-        args.emulator_faults.apply(&mut config);
-        let running = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .context("cannot start the embedded Graph emulator")?;
-        tracing::info!(url = %running.base_url(), "Embedded Graph emulator started.");
-        let settings = emulator_settings(&running, args.out.clone())?;
-        running_emulator = Some(running);
-        settings
-    } else {
-        if args.emulator_faults.faults.is_some() || args.emulator_faults.enforce_limits {
-            return Err(Failure::usage(
-                "--faults and --enforce-limits apply to the embedded emulator: add --emulator",
-            )
-            .into());
-        }
-        let path = args.config.ok_or_else(|| {
-            Failure::usage(
-                "no configuration: pass --config FILE (see config.example.toml), set CALLRECORDS_CONFIG, \
-                 or try --emulator to export from the embedded Graph emulator",
-            )
-        })?;
-        config::load(&path, |name| std::env::var(name).ok())?
-    };
-    let mut settings = settings;
+    // A dry run reads the settings only: no emulator, no token, no request.
+    let (mut settings, running_emulator) = args.source.connect(!args.dry_run).await?;
     if let Some(version) = args.api_version {
         settings.graph.api_version = version.name().into();
     }
@@ -430,6 +413,10 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
     };
+    if args.dry_run {
+        print!("{}", describe_plan(&plan));
+        return Ok(Exit::Success);
+    }
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
         ProgressMode::Hidden
@@ -439,7 +426,6 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     let cancel = CancellationToken::new();
     let signal = tokio::spawn(stop_on_signal(cancel.clone()));
     let summary = pipeline::export(&client, &plan, &progress, &cancel).await;
-    progress.finish();
     if let Some(running) = running_emulator {
         running.shutdown().await;
     }
@@ -455,12 +441,171 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         Err(error) => return Err(error),
     };
     signal.abort();
-    print_summary(&summary, &plan);
+    eprint!("{}", describe_summary(&summary, &plan));
     Ok(if summary.records_rejected.is_empty() {
         Exit::Success
     } else {
         Exit::Rejected
     })
+}
+
+/// Where the data comes from: a configured tenant, or the embedded emulator.
+#[derive(Debug, Args)]
+struct SourceArgs {
+    /// Configuration file (TOML; see config.example.toml).
+    #[arg(long, env = "CALLRECORDS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use the embedded Graph emulator (a synthetic tenant on a loopback port): no
+    /// configuration or credentials needed.
+    #[arg(long, conflicts_with = "config")]
+    emulator: bool,
+    #[command(flatten, next_help_heading = "Emulator faults (with --emulator)")]
+    emulator_faults: FaultArgs,
+}
+
+impl SourceArgs {
+    /// The settings, and the running emulator when it is the source (it stops when dropped).
+    /// `start_emulator = false` gives the emulator's settings without starting it.
+    async fn connect(
+        &self,
+        start_emulator: bool,
+    ) -> anyhow::Result<(Settings, Option<emulator::RunningEmulator>)> {
+        if !self.emulator {
+            if self.emulator_faults.faults.is_some() || self.emulator_faults.enforce_limits {
+                return Err(Failure::usage(
+                    "--faults and --enforce-limits apply to the embedded emulator: add --emulator",
+                )
+                .into());
+            }
+            let path = self.config.as_ref().ok_or_else(|| {
+                Failure::usage(
+                    "no configuration: pass --config FILE (see config.example.toml), set CALLRECORDS_CONFIG, \
+                     or try --emulator to use the embedded Graph emulator",
+                )
+            })?;
+            return Ok((config::load(path, |name| std::env::var(name).ok())?, None));
+        }
+        let mut config = EmulatorConfig::default();
+        self.emulator_faults.apply(&mut config);
+        if !start_emulator {
+            let url = url::Url::parse("http://127.0.0.1:0").expect("a valid URL");
+            return Ok((emulator_settings(&config, url), None));
+        }
+        let running = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("cannot start the embedded Graph emulator")?;
+        tracing::info!(url = %running.base_url(), "Embedded Graph emulator started.");
+        let url = url::Url::parse(&running.base_url()).context("the emulator's URL")?;
+        Ok((emulator_settings(running.config(), url), Some(running)))
+    }
+}
+
+/// `check`: configuration, sign-in, then one cheap request per stream; each step prints a
+/// ✓ or ✗ line on stdout, the ✗ lines saying what to do.
+async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
+    let (mut settings, _emulator) = match args.source.connect(true).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            println!("✗ configuration: {error:#}");
+            return Err(error);
+        }
+    };
+    if let Some(version) = args.api_version {
+        settings.graph.api_version = version.name().into();
+    }
+    let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
+    let graph = &settings.graph;
+    println!(
+        "✓ configuration: tenant {}, application {}, Graph {} ({}), sign-in at {}",
+        graph.tenant_id, graph.client_id, graph.graph_url, graph.api_version, graph.login_url
+    );
+    let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
+    if let Err(error) = client.authenticate().await {
+        println!("✗ sign-in: {error}");
+        println!("  {}", check_advice(&error));
+        return Ok(Exit::Failure);
+    }
+    println!("✓ sign-in: Entra ID issued an access token for the application");
+    let now = chrono::Utc::now();
+    let mut failed = false;
+    for stream in streams {
+        let outcome = match stream.log() {
+            None => {
+                let hour = Window {
+                    from: now - chrono::Duration::hours(1),
+                    to: now,
+                };
+                let mut pages = std::pin::pin!(crate::streams::call_records::list(
+                    &client, hour.from, hour.to
+                ));
+                futures::StreamExt::next(&mut pages)
+                    .await
+                    .transpose()
+                    .map(|page| {
+                        format!(
+                            "listed {} call records of the last hour",
+                            page.map_or(0, |p| p.len())
+                        )
+                    })
+            }
+            Some(log) => {
+                let day = Window::yesterday(now);
+                let url = crate::streams::logs::request_url(&client, log, day);
+                let mut pages = std::pin::pin!(crate::streams::logs::pages(&client, url));
+                futures::StreamExt::next(&mut pages)
+                    .await
+                    .transpose()
+                    .map(|page| {
+                        format!(
+                            "{} answered with {} rows of yesterday",
+                            log.function,
+                            page.map_or(0, |p| p.len())
+                        )
+                    })
+            }
+        };
+        match outcome {
+            Ok(what) => println!("✓ {stream}: {what}"),
+            Err(error) => {
+                failed = true;
+                println!("✗ {stream}: {error}");
+                println!("  {}", check_advice(&error));
+            }
+        }
+    }
+    Ok(if failed { Exit::Failure } else { Exit::Success })
+}
+
+/// What to do about a failed check, in plain words.
+fn check_advice(error: &crate::graph::GraphError) -> String {
+    use crate::graph::GraphError;
+    match error {
+        GraphError::Token { .. } => {
+            "Fix the credentials or the tenant named above: in the Entra admin center, App registrations > \
+             your app > Overview shows the Directory (tenant) ID and Application (client) ID; a new secret is \
+             made under Certificates & secrets."
+                .into()
+        }
+        GraphError::Forbidden { .. } => {
+            "In the Entra admin center: App registrations > your app > API permissions > Add a permission > \
+             Microsoft Graph > Application permissions > CallRecords.Read.All, then \"Grant admin consent\" \
+             (a Global or Privileged Role Administrator must do this). Consent can take a few minutes to apply."
+                .into()
+        }
+        GraphError::Unauthorized { .. } => {
+            "The token was refused: check that tenant_id is the tenant where the app is registered and consented.".into()
+        }
+        GraphError::Transport { url, .. } => format!(
+            "{} cannot be reached from here: check the network, DNS, a proxy (HTTPS_PROXY) or firewall, and \
+             [graph] graph_url / login_url (or cloud).",
+            url.host_str().unwrap_or("the host")
+        ),
+        GraphError::Throttled { .. } => "Graph is throttling this application; try again in a few minutes.".into(),
+        GraphError::BadRequest { .. } => {
+            "Graph refused the request: check [graph] api_version (the beta-only logs need \"beta\").".into()
+        }
+        _ => "See the message above; run with -vv for the requests made.".into(),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM, asks the run to stop, and tells which one came.
@@ -483,13 +628,9 @@ async fn stop_on_signal(cancel: CancellationToken) -> Exit {
     exit
 }
 
-fn emulator_settings(
-    running: &emulator::RunningEmulator,
-    out: Option<PathBuf>,
-) -> anyhow::Result<Settings> {
-    let url = url::Url::parse(&running.base_url()).context("the emulator's URL")?;
-    let config = running.config();
-    Ok(Settings {
+/// Settings that point at the embedded emulator at `url`, with its credentials.
+fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
+    Settings {
         graph: ClientSettings::new(
             url.clone(),
             url,
@@ -497,12 +638,12 @@ fn emulator_settings(
             config.client_id.clone(),
             Secret::new(config.client_secret.clone()),
         ),
-        output: out.unwrap_or_else(|| PathBuf::from(config::DEFAULT_OUTPUT_PATH)),
+        output: PathBuf::from(config::DEFAULT_OUTPUT_PATH),
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
         privacy: Privacy::default(),
-    })
+    }
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
@@ -577,10 +718,72 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// The closing summary on stderr (the same figures are in the run manifest).
-fn print_summary(summary: &RunSummary, plan: &ExportPlan) {
+/// What a dry run prints: the plan, without fetching or writing anything.
+fn describe_plan(plan: &ExportPlan) -> String {
+    let stream_windows = pipeline::stream_windows(plan, chrono::Utc::now());
+    let partitions = pipeline::partitions_to_replace(&stream_windows);
     let mut text = format!(
-        "Exported {} call records of {} into {} in {:.1} s (run {}).\n",
+        "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
+        plan.window,
+        plan.output.display(),
+        plan.api_version
+    );
+    for (stream, window) in &stream_windows {
+        let Some(window) = window else {
+            text.push_str(&format!(
+                "    {:<30} nothing: older than Graph keeps call records\n",
+                stream.name()
+            ));
+            continue;
+        };
+        match stream.log() {
+            None => text.push_str(&format!(
+                "    {:<30} {window}: 1 list request per 60 call records, then 2 per record \
+                 (details, participants) plus 1 per further 60 sessions or 130 participants\n",
+                stream.name()
+            )),
+            Some(log) => {
+                let chunks = log.chunks(*window, plan.log_chunk_days);
+                text.push_str(&format!(
+                    "    {:<30} {window}: {} request(s) of {}, 1 more per 1,000 rows\n",
+                    stream.name(),
+                    chunks.len(),
+                    log.function
+                ));
+                for chunk in chunks.iter().take(5) {
+                    text.push_str(&format!("      chunk {chunk}\n"));
+                }
+                if chunks.len() > 5 {
+                    text.push_str(&format!("      … {} more chunks\n", chunks.len() - 5));
+                }
+            }
+        }
+    }
+    text.push_str(&format!(
+        "  partitions that would be replaced ({}):\n",
+        partitions.len()
+    ));
+    for (table, dt) in &partitions {
+        text.push_str(&format!(
+            "    {table}/{}\n",
+            crate::sink::partition_dir_name(*dt)
+        ));
+    }
+    text
+}
+
+/// The closing summary, printed on stderr (the same figures are in the run manifest).
+fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
+    let list = |ids: &mut dyn Iterator<Item = &str>| {
+        let ids: Vec<&str> = ids.collect();
+        if ids.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ids.join(", "))
+        }
+    };
+    let mut text = format!(
+        "Exported {} call records and the log rows below of {} into {} in {:.1} s (run {}).\n",
         summary.records_exported,
         plan.window,
         plan.output.display(),
@@ -588,34 +791,47 @@ fn print_summary(summary: &RunSummary, plan: &ExportPlan) {
         summary.run_id
     );
     text.push_str(&format!(
-        "  {:<24} {:>10} {:>6} {:>12}\n",
+        "  {:<30} {:>10} {:>6} {:>12}\n",
         "table", "rows", "files", "bytes"
     ));
     for (table, totals) in &summary.tables {
         text.push_str(&format!(
-            "  {:<24} {:>10} {:>6} {:>12}\n",
+            "  {:<30} {:>10} {:>6} {:>12}\n",
             table, totals.rows, totals.files, totals.bytes
         ));
     }
     let requests = &summary.requests;
     text.push_str(&format!(
-        "  partitions replaced: {}\n  requests: {} ({} retries, {} throttled with 429, {:.1} s waited)\n",
+        "  partitions replaced: {}\n  requests: {} ({} retries, {} throttled with 429, {:.1} s waited on retries, \
+         {:.1} s paced under Graph's limits)\n",
         summary.partitions_replaced.len(),
         requests.requests,
         requests.retries,
         requests.throttled,
-        requests.throttle_wait_ms as f64 / 1000.0
+        requests.throttle_wait_ms as f64 / 1000.0,
+        requests.paced_wait_ms as f64 / 1000.0
     ));
     text.push_str(&format!(
-        "  records skipped (404): {}{}\n  values written as null (unreadable): {}\n  manifest: {}\n",
+        "  records skipped (404): {}{}\n",
         summary.records_not_found.len(),
-        if summary.records_not_found.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", summary.records_not_found.join(", "))
-        },
-        summary.value_issues,
-        plan.output.join("_manifests").join(format!("{}.json", summary.run_id)).display()
+        list(&mut summary.records_not_found.iter().map(String::as_str))
     ));
-    eprint!("{text}");
+    text.push_str(&format!(
+        "  records rejected (quarantined in {}): {}{}\n",
+        plan.output
+            .join(pipeline::REJECTED_DIR)
+            .join(&summary.run_id)
+            .display(),
+        summary.records_rejected.len(),
+        list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
+    ));
+    text.push_str(&format!(
+        "  values written as null (unreadable): {}\n  manifest: {}\n",
+        summary.value_issues,
+        plan.output
+            .join("_manifests")
+            .join(format!("{}.json", summary.run_id))
+            .display()
+    ));
+    text
 }

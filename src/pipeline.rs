@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::Context;
 use arrow_array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -32,7 +32,7 @@ use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState, OutputLock};
@@ -151,11 +151,7 @@ pub async fn export(
              hold only the calls of the window, replacing what they held before."
         );
     }
-    let stream_windows: BTreeMap<StreamKind, Option<Window>> = plan
-        .streams
-        .iter()
-        .map(|stream| (*stream, stream_window(*stream, plan.window, started_at)))
-        .collect();
+    let stream_windows = stream_windows(plan, started_at);
 
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
         .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
@@ -194,22 +190,10 @@ pub async fn export(
         }
     };
 
-    let partitions: BTreeSet<(String, NaiveDate)> = stream_windows
-        .iter()
-        .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
-        .flat_map(|(stream, window)| {
-            schema::tables_of_stream(stream.name()).flat_map(move |table| {
-                window
-                    .days()
-                    .into_iter()
-                    .map(move |dt| (table.table.clone(), dt))
-            })
-        })
-        .collect();
+    let partitions = partitions_to_replace(&stream_windows);
     let report = staged
         .publish(&partitions)
         .context("cannot publish the exported partitions")?;
-    progress.finish();
 
     let mut state = ExportState::load(&plan.output)?;
     for (stream, window) in &stream_windows {
@@ -315,6 +299,36 @@ async fn fetch_streams(
     Ok(outcome)
 }
 
+/// Per stream, the window it exports (None: nothing of it is available any more).
+pub fn stream_windows(
+    plan: &ExportPlan,
+    now: DateTime<Utc>,
+) -> BTreeMap<StreamKind, Option<Window>> {
+    plan.streams
+        .iter()
+        .map(|stream| (*stream, stream_window(*stream, plan.window, now)))
+        .collect()
+}
+
+/// The `(table, dt)` partitions a run with these stream windows replaces: every day of
+/// each stream's window in each of its tables, also the days that turn out empty.
+pub fn partitions_to_replace(
+    stream_windows: &BTreeMap<StreamKind, Option<Window>>,
+) -> BTreeSet<(String, NaiveDate)> {
+    stream_windows
+        .iter()
+        .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
+        .flat_map(|(stream, window)| {
+            schema::tables_of_stream(stream.name()).flat_map(move |table| {
+                window
+                    .days()
+                    .into_iter()
+                    .map(move |dt| (table.table.clone(), dt))
+            })
+        })
+        .collect()
+}
+
 /// The part of `window` a stream can be exported for. Graph keeps call records for 30
 /// days: days before that are skipped (with a warning), never replaced by empty partitions.
 fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Option<Window> {
@@ -391,13 +405,23 @@ impl CallRecordRun<'_> {
         batches: &mpsc::Sender<TableBatch>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<FetchOutcome> {
-        let (client, window, progress) = (self.client, self.window, self.progress);
+        let (client, window) = (self.client, self.window);
+        let progress = self
+            .progress
+            .stream(StreamKind::CallRecords.name(), Unit::Records);
+        let progress = &progress;
         let mut listed_ids = HashSet::new();
+        let listing_complete = futures::stream::once(async move {
+            progress.listing_complete();
+            Ok::<Vec<Value>, GraphError>(Vec::new())
+        });
         let ids = call_records::list(client, window.from, window.to)
             .map_ok(|page| {
-                progress.page_listed(page.len());
-                futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>))
+                progress.page(page.len(), client.stats());
+                page
             })
+            .chain(listing_complete)
+            .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>)))
             .try_flatten()
             .try_filter_map(|item| {
                 let keep = listed_record_to_fetch(&item, &window, &mut listed_ids);
@@ -428,7 +452,7 @@ impl CallRecordRun<'_> {
                 next = records.try_next() => next.context("cannot export the call records")?,
             };
             let Some((id, fetched)) = next else { break };
-            progress.record_done(client.stats());
+            progress.done(1, client.stats());
             let record = match fetched {
                 Ok(Some(record)) => record,
                 Ok(None) => {
@@ -475,6 +499,7 @@ impl CallRecordRun<'_> {
         for (dt, tables) in &mut partitions {
             send_full_batches(tables.builders_mut(), *dt, batches, 1).await?;
         }
+        progress.finish();
         Ok(outcome)
     }
 }
@@ -504,6 +529,7 @@ impl LogRun<'_> {
         let mut partitions: BTreeMap<NaiveDate, TableBuilder> = BTreeMap::new();
         let mut issues = Vec::new();
         let mut value_issues = 0;
+        let progress = self.progress.stream(stream.name(), Unit::Rows);
         for chunk in self.log.chunks(self.window, self.chunk_days) {
             // A page that shifts while rows arrive can repeat a row; ids are unique per chunk
             // because chunks do not overlap.
@@ -522,7 +548,9 @@ impl LogRun<'_> {
                     page = pages.try_next() => page.with_context(|| format!("cannot export {stream} for {chunk}"))?,
                 };
                 let Some(rows) = page else { break };
-                self.progress.page_listed(rows.len());
+                progress.page(rows.len(), self.client.stats());
+                let before: usize = partitions.values().map(TableBuilder::len).sum();
+                let mut sent = 0;
                 for row in rows {
                     let dt = match self.log.row_time(&row) {
                         None => chunk.from.date_naive(),
@@ -569,14 +597,18 @@ impl LogRun<'_> {
                     );
                     report_issues(&mut issues, &mut value_issues);
                     if builder.len() >= BATCH_ROWS {
+                        sent += builder.len();
                         send_full_batches([&mut *builder], dt, batches, BATCH_ROWS).await?;
                     }
                 }
+                let after: usize = partitions.values().map(TableBuilder::len).sum();
+                progress.done((after + sent - before) as u64, self.client.stats());
             }
         }
         for (dt, builder) in &mut partitions {
             send_full_batches([builder], *dt, batches, 1).await?;
         }
+        progress.finish();
         Ok(value_issues)
     }
 }

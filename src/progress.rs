@@ -1,7 +1,7 @@
-//! Progress of a run: a live line on a terminal (indicatif), periodic plain log lines
-//! otherwise (cron, systemd, Kubernetes logs), nothing with `--quiet`.
+//! Progress of a run: live bars on a terminal (indicatif, one per stream), periodic plain
+//! log lines otherwise (cron, systemd, Kubernetes logs), nothing with `--quiet`.
 //!
-//! Log lines go through [`LogWriter`], which clears the bar while a line is printed so
+//! Log lines go through [`LogWriter`], which clears the bars while a line is printed so
 //! that the two never tear each other. May touch: stderr.
 
 use std::io::{IsTerminal, Write};
@@ -12,13 +12,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::graph::RequestStats;
 
-/// How often a plain progress line is logged when stderr is not a terminal.
+/// How often a plain progress line is logged per stream when stderr is not a terminal.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
-    /// A live line when stderr is a terminal, plain periodic lines otherwise.
+    /// Live bars when stderr is a terminal, plain periodic lines otherwise.
     Auto,
     Hidden,
 }
@@ -64,79 +64,180 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    records: u64,
-    listed: u64,
-    pages: u64,
-}
-
-/// Progress of one export.
+/// Progress of one run: hands out a [`StreamProgress`] per exported stream.
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    terminal: bool,
     plain: bool,
-    counts: Mutex<(Counts, Instant)>,
-    started: Instant,
 }
 
 impl Progress {
     pub fn new(mode: ProgressMode) -> Self {
         let terminal = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
-        let bar = terminal.then(|| {
-            let bar = bars().add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed_precise} call_records {msg}")
-                    .expect("the template is valid"),
-            );
+        Progress {
+            terminal,
+            plain: mode == ProgressMode::Auto && !terminal,
+        }
+    }
+
+    /// Progress of `stream`. Call records count records against the records listed so
+    /// far (their total is known, and so an ETA, once the list is complete); log streams
+    /// count rows.
+    pub fn stream(&self, stream: &'static str, unit: Unit) -> StreamProgress {
+        let bar = self.terminal.then(|| {
+            let template = match unit {
+                Unit::Records => {
+                    "{spinner} {prefix:<22} {pos:>7}/{len:<7} records, ETA {eta:<4} {msg}"
+                }
+                Unit::Rows => "{spinner} {prefix:<22} {pos:>7} rows {msg}",
+            };
+            let bar = bars().add(ProgressBar::new(0));
+            bar.set_style(ProgressStyle::with_template(template).expect("the template is valid"));
+            bar.set_prefix(stream);
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Progress {
+        StreamProgress {
+            stream,
+            unit,
             bar,
-            plain: mode == ProgressMode::Auto && !terminal,
-            counts: Mutex::new((Counts::default(), Instant::now())),
+            plain: self.plain,
+            state: Mutex::new(StreamState {
+                last_line: Some(Instant::now()),
+                ..StreamState::default()
+            }),
             started: Instant::now(),
-        }
-    }
-
-    /// A list page with `items` records arrived.
-    pub fn page_listed(&self, items: usize) {
-        let mut guard = self.counts.lock().expect("progress lock");
-        guard.0.pages += 1;
-        guard.0.listed += items as u64;
-    }
-
-    /// One record was fetched and flattened (or skipped).
-    pub fn record_done(&self, stats: RequestStats) {
-        let mut guard = self.counts.lock().expect("progress lock");
-        guard.0.records += 1;
-        let line = describe(&guard.0, &stats, self.started.elapsed());
-        if let Some(bar) = &self.bar {
-            bar.set_message(line);
-        } else if self.plain && guard.1.elapsed() >= PLAIN_INTERVAL {
-            guard.1 = Instant::now();
-            tracing::info!("Progress: call_records {line}");
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
         }
     }
 }
 
-fn describe(counts: &Counts, stats: &RequestStats, elapsed: Duration) -> String {
-    let rate = counts.records as f64 / elapsed.as_secs_f64().max(0.001);
-    format!(
-        "{}/{} records listed ({} pages), {:.1} records/s, {} requests, {} retries, {} throttled ({:.1} s waited)",
-        counts.records,
-        counts.listed,
-        counts.pages,
-        rate,
-        stats.requests,
-        stats.retries,
-        stats.throttled,
-        stats.throttle_wait_ms as f64 / 1000.0
-    )
+/// What a stream counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Records,
+    Rows,
+}
+
+#[derive(Default)]
+struct StreamState {
+    done: u64,
+    listed: u64,
+    pages: u64,
+    listing_complete: bool,
+    stats: RequestStats,
+    last_line: Option<Instant>,
+}
+
+/// Progress of one stream.
+pub struct StreamProgress {
+    stream: &'static str,
+    unit: Unit,
+    bar: Option<ProgressBar>,
+    plain: bool,
+    state: Mutex<StreamState>,
+    started: Instant,
+}
+
+impl StreamProgress {
+    /// A page arrived with `items` records (call records) or rows (log streams).
+    pub fn page(&self, items: usize, stats: RequestStats) {
+        self.update(|state| {
+            state.pages += 1;
+            state.listed += items as u64;
+            state.stats = stats;
+        });
+        if let (Some(bar), Unit::Records) = (&self.bar, self.unit) {
+            bar.inc_length(items as u64);
+        }
+    }
+
+    /// Every record of the window has been listed: the total is known.
+    pub fn listing_complete(&self) {
+        self.update(|state| state.listing_complete = true);
+    }
+
+    /// `count` records were fetched (or skipped), or `count` rows written.
+    pub fn done(&self, count: u64, stats: RequestStats) {
+        self.update(|state| {
+            state.done += count;
+            state.stats = stats;
+        });
+        if let Some(bar) = &self.bar {
+            bar.inc(count);
+        }
+    }
+
+    /// Ends the stream's bar and logs its final line.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let state = self.state.lock().expect("progress lock");
+        if self.plain {
+            tracing::info!("Finished {}: {}", self.stream, self.describe(&state));
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut StreamState)) {
+        let mut state = self.state.lock().expect("progress lock");
+        change(&mut state);
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{}; {}",
+                self.describe_rate(&state),
+                self.describe_requests(&state)
+            ));
+        } else if self.plain
+            && state
+                .last_line
+                .is_none_or(|t| t.elapsed() >= PLAIN_INTERVAL)
+        {
+            state.last_line = Some(Instant::now());
+            tracing::info!("Progress of {}: {}", self.stream, self.describe(&state));
+        }
+    }
+
+    fn describe(&self, state: &StreamState) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = state.done as f64 / elapsed;
+        let done = match self.unit {
+            Unit::Records if state.listing_complete => {
+                let left = state.listed.saturating_sub(state.done);
+                let eta = if rate > 0.0 {
+                    format!(", ETA {:.0} s", left as f64 / rate)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}/{} records, {rate:.1} records/s{eta}",
+                    state.done, state.listed
+                )
+            }
+            Unit::Records => format!(
+                "{}/{}+ records listed so far, {rate:.1} records/s",
+                state.done, state.listed
+            ),
+            Unit::Rows => format!("{} rows, {rate:.0} rows/s", state.done),
+        };
+        format!("{done}; {}", self.describe_requests(state))
+    }
+
+    fn describe_rate(&self, state: &StreamState) -> String {
+        let rate = state.done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        match self.unit {
+            Unit::Records => format!("{rate:.1} records/s"),
+            Unit::Rows => format!("{rate:.0} rows/s"),
+        }
+    }
+
+    fn describe_requests(&self, state: &StreamState) -> String {
+        let stats = &state.stats;
+        format!(
+            "{} pages, {} requests, {} retries, {} throttled (429), {:.1} s waited",
+            state.pages,
+            stats.requests,
+            stats.retries,
+            stats.throttled,
+            (stats.throttle_wait_ms + stats.paced_wait_ms) as f64 / 1000.0
+        )
+    }
 }
