@@ -268,10 +268,13 @@ pub fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    let quiet = cli.quiet;
+    let reporting = Reporting {
+        quiet: cli.quiet,
+        json: matches!(cli.log_format, LogFormat::Json),
+    };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Export(args) => run_export(args, quiet).await,
+            Command::Export(args) => run_export(args, reporting).await,
             Command::Emulator(args) => run_emulator(args).await,
             Command::Check(args) => run_check(args).await,
             Command::Schema(args) => run_schema(args),
@@ -368,7 +371,16 @@ fn resolve_streams(
     Ok(streams)
 }
 
-async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
+/// How the run talks to the operator.
+#[derive(Debug, Clone, Copy)]
+struct Reporting {
+    /// No progress.
+    quiet: bool,
+    /// Log collectors read stderr: the summary is one JSON log event, not a table.
+    json: bool,
+}
+
+async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Exit> {
     let requested_window = match (args.from, args.to) {
         (None, None) => None,
         (Some(from), None) => Some(Window::new(
@@ -418,7 +430,7 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
-    let progress = Progress::new(if quiet {
+    let progress = Progress::new(if reporting.quiet {
         ProgressMode::Hidden
     } else {
         ProgressMode::Auto
@@ -441,7 +453,12 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         Err(error) => return Err(error),
     };
     signal.abort();
-    eprint!("{}", describe_summary(&summary, &plan));
+    if reporting.json {
+        let summary = serde_json::to_string(&summary).expect("the summary serializes");
+        tracing::info!(summary = %summary, "Export finished.");
+    } else {
+        eprint!("{}", describe_summary(&summary, &plan));
+    }
     Ok(if summary.records_rejected.is_empty() {
         Exit::Success
     } else {

@@ -288,3 +288,38 @@ async fn a_dry_run_prints_the_plan_and_makes_no_request() {
     );
     assert!(!dir.path().join("lake").exists(), "nothing is written");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_end_with_the_summary() {
+    let lake = tempfile::tempdir().unwrap();
+    let output = binary()
+        .args([
+            "--log-format",
+            "json",
+            "export",
+            "--emulator",
+            "--streams",
+            "call_records",
+        ])
+        .args(["--from", &days_ago(3), "--to", &days_ago(2), "--out"])
+        .arg(lake.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let events: Vec<serde_json::Value> = stderr(&output)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+        })
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["message"], "Export finished.");
+    let summary: serde_json::Value =
+        serde_json::from_str(last["summary"].as_str().unwrap()).unwrap();
+    assert!(summary["tables"]["call_records"]["rows"].as_u64().unwrap() > 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "INFO" && e["message"] == "Export started.")
+    );
+}
