@@ -105,12 +105,22 @@ impl LogStream {
 }
 
 /// `{api}/communications/callRecords/{function}(fromDateTime={from},toDateTime={to})`.
+///
+/// Rows are cut to the chunk on the client, but the dial-out report aggregates what the
+/// function selects and has no time of its own to cut by: it is asked for the range up to
+/// the last 100 ns tick before `to` (Graph's time resolution), so that an inclusive end
+/// does not count calls of the next day.
 pub fn request_url(client: &GraphClient, stream: &LogStream, chunk: Window) -> Url {
+    let to = if stream.time_field.is_none() {
+        chunk.to - chrono::Duration::nanoseconds(100)
+    } else {
+        chunk.to
+    };
     let call = format!(
         "{}(fromDateTime={},toDateTime={})",
         stream.function,
         odata_timestamp(chunk.from),
-        odata_timestamp(chunk.to)
+        odata_timestamp(to)
     );
     client.api_url(&format!("communications/callRecords/{call}"))
 }
@@ -127,8 +137,14 @@ pub fn pages(
     })
 }
 
+/// RFC 3339 in UTC with `Z`, with Graph's 7 fractional digits when the time has any.
 fn odata_timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    if at.timestamp_subsec_nanos() == 0 {
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    } else {
+        let ticks = at.timestamp_subsec_nanos() / 100;
+        format!("{}.{ticks:07}Z", at.format("%Y-%m-%dT%H:%M:%S"))
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +155,16 @@ mod tests {
 
     fn window(from: &str, to: &str) -> Window {
         Window::new(parse_bound(from).unwrap(), parse_bound(to).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn request_times_use_graph_precision() {
+        assert_eq!(
+            odata_timestamp(parse_bound("2026-11-20").unwrap()),
+            "2026-11-20T00:00:00Z"
+        );
+        let tick_before = parse_bound("2026-11-21").unwrap() - chrono::Duration::nanoseconds(100);
+        assert_eq!(odata_timestamp(tick_before), "2026-11-20T23:59:59.9999999Z");
     }
 
     #[test]
