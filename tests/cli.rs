@@ -383,3 +383,75 @@ fn the_help_lists_exit_codes_and_examples() {
     let version = run(&["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[tokio::test]
+async fn the_standalone_emulator_serves_a_pipeline_until_stopped() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"))
+        .args([
+            "emulator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--seed",
+            "7",
+            "--calls-per-day",
+            "20",
+        ])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let token_url = format!(
+        "{base}/{}/oauth2/v2.0/token",
+        callrecords_etl::emulator::DEFAULT_TENANT_ID
+    );
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", callrecords_etl::emulator::DEFAULT_CLIENT_ID),
+        (
+            "client_secret",
+            callrecords_etl::emulator::DEFAULT_CLIENT_SECRET,
+        ),
+        ("scope", &format!("{base}/.default")),
+    ];
+    let mut response = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(answer) = client.post(&token_url).form(&form).send().await {
+            response = Some(answer);
+            break;
+        }
+    }
+    let response = response.expect("the emulator answers");
+    assert!(response.status().is_success());
+    let token: Value = response.json().await.unwrap();
+    let day = days_ago(2);
+    let list: Value = client
+        .get(format!(
+            "{base}/v1.0/communications/callRecords?$filter=startDateTime ge {day}T00:00:00Z and startDateTime lt {day}T12:00:00Z"
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = Tenant::new(7, 20);
+    let expected = tenant.list(
+        at(&format!("{day}T00:00:00Z")),
+        at(&format!("{day}T12:00:00Z")),
+    );
+    assert_eq!(list["value"].as_array().unwrap().len(), expected.len());
+    // SIGINT stops it cleanly.
+    // SAFETY: kill(2) on the pid of a child this test owns.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -434,3 +434,90 @@ fn sigterm_and_sigint_stop_without_publishing_anything() {
         assert!(!lake.path().join("_state.json").exists());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_record_that_is_gone_is_a_named_warning_counted_in_the_summary() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let graph = MockServer::start().await;
+    let day = days_ago(2);
+    let start = format!("{day}T10:00:00Z");
+    let item = |id: &str| {
+        serde_json::json!({"id": id, "version": 1, "type": "peerToPeer", "modalities": ["audio"],
+        "startDateTime": start, "endDateTime": start, "lastModifiedDateTime": start})
+    };
+    Mock::given(method("POST"))
+        .and(path_regex("/oauth2/v2.0/token$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}),
+        ))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"value": [item("kept"), item("gone")]})),
+        )
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords/kept"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(item("kept")))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/v1.0/communications/callRecords/kept/participants_v2",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"value": []})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords/gone"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(
+                serde_json::json!({"error": {"code": "NotFound", "message": "gone"}}),
+            ),
+        )
+        .mount(&graph)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"00000000-0000-4000-8000-000000000001\"\n\
+             graph_url = \"{0}\"\nlogin_url = \"{0}\"\n",
+            graph.uri()
+        ),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let mut command = binary();
+    command
+        .env("CALLRECORDS_CLIENT_SECRET", "s")
+        .args(["export", "--streams", "call_records", "--config"])
+        .arg(&config)
+        .args([
+            "--from",
+            &day.to_string(),
+            "--to",
+            &days_ago(1).to_string(),
+            "--out",
+        ])
+        .arg(&lake);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("Call record gone was listed but Graph answered 404"),
+        "{log}"
+    );
+    assert!(log.contains("records skipped (404): 1 (gone)"), "{log}");
+    let manifest = &manifests(&lake)[0];
+    assert_eq!(manifest["records_not_found"], serde_json::json!(["gone"]));
+    assert_eq!(support::read_table(&lake, "call_records").len(), 1);
+}
