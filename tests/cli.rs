@@ -3,9 +3,10 @@
 
 mod support;
 
+use support::{binary, days_ago, stderr};
+
 use std::process::Output;
 
-use assert_cmd::Command;
 use callrecords_etl::emulator::Tenant;
 use callrecords_etl::schema;
 use chrono::{DateTime, Utc};
@@ -22,34 +23,12 @@ const CALL_TABLES: [&str; 8] = [
     "call_trace_route_hops",
 ];
 
-fn binary() -> Command {
-    let mut command = Command::cargo_bin("callrecords-etl").unwrap();
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("CALLRECORDS_CONFIG")
-        .env_remove("CALLRECORDS_CLIENT_SECRET");
-    command
-}
-
 fn run(args: &[&str]) -> Output {
     binary().args(args).output().unwrap()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn at(text: &str) -> DateTime<Utc> {
     callrecords_etl::window::parse_bound(text).unwrap()
-}
-
-/// The UTC date `n` days before today: windows stay inside Graph's 30-day retention.
-fn days_ago(n: u64) -> String {
-    let today = Utc::now().date_naive();
-    today
-        .checked_sub_days(chrono::Days::new(n))
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -4,19 +4,13 @@
 
 mod support;
 
+use support::date_days_ago as days_ago;
+
 use std::collections::BTreeMap;
 
 use assert_cmd::Command;
 use callrecords_etl::emulator::{ApiVersion, EmulatorConfig, LogFunction, LogTenant};
-use chrono::{Days, Utc};
 use serde_json::Value;
-
-fn days_ago(n: u64) -> chrono::NaiveDate {
-    Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(n))
-        .unwrap()
-}
 
 /// The table and the id column of each row-level log function.
 const ROW_TABLES: [(LogFunction, &str, &str, &str); 4] = [

@@ -3,42 +3,14 @@
 
 mod support;
 
+use support::{binary, days_ago, stderr, stdout};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
 use callrecords_etl::emulator::{self, EmulatorConfig};
-use chrono::{Days, Utc};
-
-fn binary() -> Command {
-    let mut command = Command::cargo_bin("callrecords-etl").unwrap();
-    for name in [
-        "RUST_LOG",
-        "CALLRECORDS_CONFIG",
-        "CALLRECORDS_CLIENT_SECRET",
-        "AZURE_FEDERATED_TOKEN_FILE",
-    ] {
-        command.env_remove(name);
-    }
-    command
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn days_ago(n: u64) -> String {
-    Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(n))
-        .unwrap()
-        .to_string()
-}
 
 /// A config file pointing at `base_url` (an emulator or a test server).
 fn write_config(dir: &Path, base_url: &str) -> PathBuf {

@@ -10,21 +10,14 @@
 
 mod support;
 
+use support::days_ago;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use callrecords_etl::schema;
 use serde_json::{Value, json};
-
-/// The UTC date `n` days before today: windows stay inside Graph's 30-day retention.
-fn days_ago(n: u64) -> String {
-    let today = chrono::Utc::now().date_naive();
-    today
-        .checked_sub_days(chrono::Days::new(n))
-        .unwrap()
-        .to_string()
-}
 
 fn binary(args: &[&str]) -> Output {
     let output = assert_cmd::Command::cargo_bin("callrecords-etl")

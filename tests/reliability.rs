@@ -3,33 +3,14 @@
 
 mod support;
 
+use support::{binary, date_days_ago as days_ago, stderr};
+
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use callrecords_etl::state::{ExportState, OutputLock, StreamState};
-use chrono::{Days, Utc};
+use chrono::Utc;
 use serde_json::Value;
-
-fn binary() -> Command {
-    let mut command = Command::cargo_bin("callrecords-etl").unwrap();
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("CALLRECORDS_CONFIG")
-        .env_remove("CALLRECORDS_CLIENT_SECRET");
-    command
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn days_ago(n: u64) -> chrono::NaiveDate {
-    Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(n))
-        .unwrap()
-}
 
 fn midnight(date: chrono::NaiveDate) -> chrono::DateTime<Utc> {
     callrecords_etl::window::midnight(date)

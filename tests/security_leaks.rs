@@ -10,6 +10,8 @@
 mod security_support;
 mod support;
 
+use support::{days_ago, stderr};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -110,15 +112,6 @@ async fn export_at_trace(config: &Path, out: &Path, env: &[(&str, &str)]) -> Out
         .unwrap()
 }
 
-/// The UTC date `n` days before today: inside Graph's 30-day retention of call records.
-fn days_ago(n: u64) -> String {
-    let today = chrono::Utc::now().date_naive();
-    today
-        .checked_sub_days(chrono::Days::new(n))
-        .unwrap()
-        .to_string()
-}
-
 /// Everything a run left behind as text: its output, then every file under `out` (raw,
 /// which covers Parquet footers and statistics, plus every Parquet cell decoded, because
 /// column pages are compressed).
@@ -205,10 +198,6 @@ fn assert_closed_to_others(out: &Path) {
         parquet >= 8 && checked > parquet,
         "Parquet files and the manifest were checked"
     );
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -15,6 +16,44 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
+
+/// The built binary, with the environment variables that would change its behaviour removed.
+pub fn binary() -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("callrecords-etl").unwrap();
+    for name in [
+        "RUST_LOG",
+        "CALLRECORDS_CONFIG",
+        "CALLRECORDS_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The UTC date `n` days before today: test windows stay inside Graph's 30-day retention
+/// of call records whatever day the tests run.
+pub fn date_days_ago(n: u64) -> chrono::NaiveDate {
+    chrono::Utc::now()
+        .date_naive()
+        .checked_sub_days(chrono::Days::new(n))
+        .unwrap()
+}
+
+/// [`date_days_ago`] as `YYYY-MM-DD`, for command lines.
+pub fn days_ago(n: u64) -> String {
+    date_days_ago(n).to_string()
+}
 
 pub fn fixture_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
