@@ -33,14 +33,18 @@
 //! # Data flow
 //!
 //! ```text
-//! CLI + config ─► Settings ─► pipeline::export
-//!                                 │ list callRecords in [from, to)   (graph + streams)
-//!                                 │ per listed id, bounded concurrency:
+//! CLI + config ─► Settings ─► pipeline::export   (lock _lock; window from --from/--to or _state.json)
+//!                                 │ call_records: list callRecords in [from, to)       (graph + streams)
+//!                                 │   per listed id, bounded concurrency, paced under Graph's limits:
 //!                                 │   details + session pages + participant pages → one JSON record
+//!                                 │ log streams: getPstnCalls(…) etc. in ≤ 90-day chunks, pages of 1,000,
+//!                                 │   rows kept by their own time in the chunk's half-open range
 //!                                 ▼
-//!                             flatten (schema-driven) ─► RecordBatch per (table, dt)
-//!                                 ▼
-//!                             sink: staged Parquet ─► publish partitions of the window
+//!                             flatten (schema-driven, privacy applied) ─► RecordBatch per (table, dt)
+//!                                 ▼  bounded channel
+//!                             sink (writer thread): staged Parquet
+//!                                 ▼  only when every record was fetched (or skipped/quarantined)
+//!                             publish the window's partitions, then _manifests/<run>.json and _state.json
 //! ```
 
 pub mod cli;
