@@ -20,6 +20,7 @@ use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
@@ -114,6 +115,43 @@ enum Command {
     /// Print the declared tables, or the SQL that registers the lake in a query engine.
     #[command(after_help = format!("{SCHEMA_EXAMPLES}\n\n{}", crate::exit::HELP))]
     Schema(SchemaArgs),
+    /// Rebuild the tables from a raw landing zone (see [raw] and --raw), without calling Graph.
+    #[command(after_help = format!("{REFLATTEN_EXAMPLES}\n\n{}", crate::exit::HELP))]
+    Reflatten(ReflattenArgs),
+}
+
+const REFLATTEN_EXAMPLES: &str = "\
+Examples:
+  # Rebuild every table the raw zone holds data for
+  callrecords-etl reflatten --raw ./raw --out ./lake
+
+  # Rebuild the call tables of three days (objects placed by their own start time)
+  callrecords-etl reflatten --raw ./raw --out ./lake --from 2026-11-20 --to 2026-11-23 --streams call_records
+
+Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
+folders, or a single file, is read as call records.";
+
+#[derive(Debug, Args)]
+struct ReflattenArgs {
+    /// The raw zone's root, a folder of raw files, or one raw file (of call records).
+    #[arg(long, value_name = "PATH")]
+    raw: PathBuf,
+    /// Output folder (the lake).
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// Only objects starting at or after this UTC date or time; with --to, the window's
+    /// partitions are replaced (also by empty ones).
+    #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound, requires = "to")]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only objects starting before this UTC date or time (exclusive).
+    #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound, requires = "from")]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Streams to rebuild, comma-separated. Default: every stream the raw zone holds.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    streams: Option<Vec<String>>,
+    /// Parse-and-flatten threads. Default: the number of cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +190,12 @@ struct ExportArgs {
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: Option<u16>,
+    /// Also write what Graph returned into this raw landing zone; overrides [raw] path.
+    #[arg(long, value_name = "PATH")]
+    raw: Option<PathBuf>,
+    /// Refetch every listed call record, also those whose version the lake already holds.
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +304,7 @@ pub fn main() -> ExitCode {
             Command::Export(args) => run_export(args, quiet).await,
             Command::Emulator(args) => run_emulator(args).await,
             Command::Schema(args) => run_schema(args),
+            Command::Reflatten(args) => run_reflatten(args, quiet),
         }
     });
     match outcome {
@@ -405,6 +450,11 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
     let output = args.out.unwrap_or(settings.output);
+    let raw = args.raw.or(settings.raw);
+    if raw.is_some() {
+        config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
+            .map_err(Failure::usage)?;
+    }
     let window = match requested_window {
         Some(window) => window,
         None => {
@@ -429,6 +479,8 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         api_version: settings.graph.api_version.clone(),
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
+        raw,
+        full: args.full,
     };
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     let progress = Progress::new(if quiet {
@@ -502,6 +554,8 @@ fn emulator_settings(
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
         privacy: Privacy::default(),
+        raw: None,
+        raw_allows_personal_data: false,
     })
 }
 
@@ -575,6 +629,55 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
         }
         _ => Ok(Exit::Success),
     }
+}
+
+fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let window = match (args.from, args.to) {
+        (Some(from), Some(to)) => Some(Window::new(from, to)?),
+        _ => None,
+    };
+    let streams = match args.streams {
+        Some(names) => Some(resolve_streams(Some(names), "beta")?),
+        None => None,
+    };
+    let workers = args.workers.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let plan = ReflattenPlan {
+        raw: args.raw,
+        output: args.out,
+        window,
+        streams,
+        // The raw zone holds what Graph sent; rebuilt tables keep it as the export with
+        // privacy mode `keep` would.
+        privacy: Privacy::default(),
+        workers,
+    };
+    let summary = reflatten::reflatten(&plan)?;
+    if !quiet {
+        let mut text = format!(
+            "Rebuilt {} objects ({:.1} MB of JSON in {} files) into {} in {:.2} s (run {}).\n",
+            summary.objects,
+            summary.input_bytes as f64 / 1e6,
+            summary.input_files,
+            plan.output.display(),
+            summary.elapsed_seconds,
+            summary.run_id
+        );
+        for (table, totals) in &summary.tables {
+            text.push_str(&format!(
+                "  {:<24} {:>10} {:>6} {:>12}\n",
+                table, totals.rows, totals.files, totals.bytes
+            ));
+        }
+        text.push_str(&format!(
+            "  partitions replaced: {}\n  left out (outside the window): {}\n",
+            summary.partitions_replaced.len(),
+            summary.objects_outside_window
+        ));
+        eprint!("{text}");
+    }
+    Ok(Exit::Success)
 }
 
 /// The closing summary on stderr (the same figures are in the run manifest).

@@ -33,6 +33,7 @@ use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::Progress;
+use crate::raw::{self, RawSink};
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState, OutputLock};
@@ -62,6 +63,10 @@ pub struct ExportPlan {
     pub log_chunk_days: u32,
     /// What to write for personal data.
     pub privacy: Privacy,
+    /// The raw landing zone's root, when what Graph returned is kept too.
+    pub raw: Option<PathBuf>,
+    /// Refetch every listed call record, also those whose version the lake already holds.
+    pub full: bool,
 }
 
 /// The run was stopped by a signal; nothing was published.
@@ -123,6 +128,31 @@ struct TableBatch {
     batch: RecordBatch,
 }
 
+/// What the writer thread receives: table rows, or one raw-zone line.
+enum ToWriter {
+    Batch(TableBatch),
+    Raw {
+        stream: &'static str,
+        dt: NaiveDate,
+        line: Vec<u8>,
+    },
+}
+
+/// The staged output of a run: the tables, and the raw zone when one is kept.
+struct Staged {
+    tables: StagedRun,
+    raw: Option<StagedRun>,
+}
+
+impl Staged {
+    fn discard(self) {
+        self.tables.discard();
+        if let Some(raw) = self.raw {
+            raw.discard();
+        }
+    }
+}
+
 /// Counts kept while fetching.
 #[derive(Default)]
 struct FetchOutcome {
@@ -143,6 +173,10 @@ pub async fn export(
     let run_id = new_run_id(started_at);
     let _lock = OutputLock::acquire(&plan.output, &run_id)?;
     remove_stale_staging(&plan.output);
+    if let Some(raw) = &plan.raw {
+        // The output lock covers the raw zone too: it is written only by runs of this lake.
+        remove_stale_staging(raw);
+    }
     tracing::info!(run_id, window = %plan.window, output = %plan.output.display(), "Export started.");
     if !plan.window.is_whole_days() {
         tracing::warn!(
@@ -159,10 +193,17 @@ pub async fn export(
 
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
         .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+    let raw_sink = match &plan.raw {
+        Some(raw) => Some(
+            RawSink::create(raw, &run_id)
+                .with_context(|| format!("cannot prepare the raw zone {}", raw.display()))?,
+        ),
+        None => None,
+    };
     let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("parquet-writer".into())
-        .spawn(move || write_batches(sink, receiver))
+        .spawn(move || write_batches(sink, raw_sink, receiver))
         .context("cannot start the writer thread")?;
 
     let mut quarantine = Quarantine::new(&plan.output, &run_id);
@@ -194,19 +235,33 @@ pub async fn export(
         }
     };
 
-    let partitions: BTreeSet<(String, NaiveDate)> = stream_windows
+    let windows = stream_windows
         .iter()
-        .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
-        .flat_map(|(stream, window)| {
-            schema::tables_of_stream(stream.name()).flat_map(move |table| {
+        .filter_map(|(stream, window)| window.map(|w| (*stream, w)));
+    let partitions = table_partitions(
+        windows
+            .clone()
+            .flat_map(|(stream, window)| window.days().into_iter().map(move |dt| (stream, dt))),
+    );
+    // Both are staged and fsynced before either is published; the raw zone goes first so
+    // that tables never hold rows whose raw lines are missing.
+    if let Some(raw) = staged.raw {
+        let raw_partitions = windows
+            .flat_map(|(stream, window)| {
                 window
                     .days()
                     .into_iter()
-                    .map(move |dt| (table.table.clone(), dt))
+                    .map(move |dt| (stream.name().to_string(), dt))
             })
-        })
-        .collect();
+            .collect();
+        if let Err(error) = raw.publish(&raw_partitions) {
+            staged.tables.discard();
+            return Err(anyhow::Error::new(error)
+                .context("cannot publish the raw zone; the tables were not published"));
+        }
+    }
     let report = staged
+        .tables
         .publish(&partitions)
         .context("cannot publish the exported partitions")?;
     progress.finish();
@@ -221,18 +276,7 @@ pub async fn export(
         .save(&plan.output)
         .context("the partitions were published, but the state file could not be written")?;
 
-    let mut tables: BTreeMap<String, TableTotals> = plan
-        .streams
-        .iter()
-        .flat_map(|stream| schema::tables_of_stream(stream.name()))
-        .map(|table| (table.table.clone(), TableTotals::default()))
-        .collect();
-    for file in &report.files {
-        let totals = tables.entry(file.table.clone()).or_default();
-        totals.rows += file.rows;
-        totals.files += 1;
-        totals.bytes += file.bytes;
-    }
+    let tables = table_totals(&plan.streams, &report.files);
     let summary = RunSummary {
         run_id,
         version: env!("CARGO_PKG_VERSION"),
@@ -270,12 +314,41 @@ pub async fn export(
     Ok(summary)
 }
 
+/// Every table of each `(stream, dt)`: the partitions a run replaces.
+pub(crate) fn table_partitions(
+    days: impl Iterator<Item = (StreamKind, NaiveDate)>,
+) -> BTreeSet<(String, NaiveDate)> {
+    days.flat_map(|(stream, dt)| {
+        schema::tables_of_stream(stream.name()).map(move |table| (table.table.clone(), dt))
+    })
+    .collect()
+}
+
+/// Rows, files and bytes per table of `streams` (zero for a table without files).
+pub(crate) fn table_totals(
+    streams: &[StreamKind],
+    files: &[WrittenFile],
+) -> BTreeMap<String, TableTotals> {
+    let mut tables: BTreeMap<String, TableTotals> = streams
+        .iter()
+        .flat_map(|stream| schema::tables_of_stream(stream.name()))
+        .map(|table| (table.table.clone(), TableTotals::default()))
+        .collect();
+    for file in files {
+        let totals = tables.entry(file.table.clone()).or_default();
+        totals.rows += file.rows;
+        totals.files += 1;
+        totals.bytes += file.bytes;
+    }
+    tables
+}
+
 /// Fetches every stream in turn into the writer; the first failure ends the run.
 async fn fetch_streams(
     client: &GraphClient,
     plan: &ExportPlan,
     stream_windows: &BTreeMap<StreamKind, Option<Window>>,
-    batches: &mpsc::Sender<TableBatch>,
+    batches: &mpsc::Sender<ToWriter>,
     quarantine: &mut Quarantine,
     progress: &Progress,
     cancel: &CancellationToken,
@@ -288,6 +361,7 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
+                    raw: plan.raw.is_some(),
                     window,
                     concurrency: plan.concurrency,
                     progress,
@@ -302,6 +376,7 @@ async fn fetch_streams(
                 let run = LogRun {
                     client,
                     privacy: &plan.privacy,
+                    raw: plan.raw.is_some(),
                     log,
                     window,
                     chunk_days: plan.log_chunk_days,
@@ -350,7 +425,7 @@ fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Opti
 
 /// A run that was killed leaves its staging behind; with the lock held, no other run is
 /// using any of it.
-fn remove_stale_staging(out: &Path) {
+pub(crate) fn remove_stale_staging(out: &Path) {
     let staging = out.join(sink::STAGING_DIR);
     let Ok(entries) = std::fs::read_dir(&staging) else {
         return;
@@ -361,24 +436,63 @@ fn remove_stale_staging(out: &Path) {
     }
 }
 
-/// The writer thread: batches in, staged files out.
+/// The writer thread: batches and raw lines in, staged files out.
 fn write_batches(
     mut sink: ParquetSink,
-    mut receiver: mpsc::Receiver<TableBatch>,
-) -> Result<StagedRun, SinkError> {
-    while let Some(TableBatch { table, dt, batch }) = receiver.blocking_recv() {
-        if let Err(error) = sink.write(table, dt, &batch) {
+    mut raw: Option<RawSink>,
+    mut receiver: mpsc::Receiver<ToWriter>,
+) -> Result<Staged, SinkError> {
+    while let Some(message) = receiver.blocking_recv() {
+        let written = match (message, raw.as_mut()) {
+            (ToWriter::Batch(TableBatch { table, dt, batch }), _) => sink.write(table, dt, &batch),
+            (ToWriter::Raw { stream, dt, line }, Some(raw)) => raw.write_line(stream, dt, &line),
+            (ToWriter::Raw { .. }, None) => unreachable!("raw lines are sent only with a raw zone"),
+        };
+        if let Err(error) = written {
             sink.discard();
+            raw.map(RawSink::discard);
             return Err(error);
         }
     }
-    sink.finish()
+    let tables = match sink.finish() {
+        Ok(tables) => tables,
+        Err(error) => {
+            raw.map(RawSink::discard);
+            return Err(error);
+        }
+    };
+    let raw = match raw.map(RawSink::finish).transpose() {
+        Ok(raw) => raw,
+        Err(error) => {
+            tables.discard();
+            return Err(error);
+        }
+    };
+    Ok(Staged { tables, raw })
+}
+
+/// Sends one raw-zone line to the writer (when the run keeps a raw zone).
+async fn send_raw(
+    batches: &mpsc::Sender<ToWriter>,
+    stream: StreamKind,
+    dt: NaiveDate,
+    line: Vec<u8>,
+) -> anyhow::Result<()> {
+    batches
+        .send(ToWriter::Raw {
+            stream: stream.name(),
+            dt,
+            line,
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the writer stopped"))
 }
 
 /// One stream's fetch: what it needs from the run.
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
+    raw: bool,
     window: Window,
     concurrency: usize,
     progress: &'a Progress,
@@ -388,7 +502,7 @@ struct CallRecordRun<'a> {
 impl CallRecordRun<'_> {
     async fn fetch(
         &self,
-        batches: &mpsc::Sender<TableBatch>,
+        batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<FetchOutcome> {
         let (client, window, progress) = (self.client, self.window, self.progress);
@@ -468,6 +582,10 @@ impl CallRecordRun<'_> {
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
+            if self.raw {
+                let line = serde_json::to_vec(&record).expect("a JSON value serializes");
+                send_raw(batches, StreamKind::CallRecords, dt, line).await?;
+            }
             report_issues(&mut issues, &mut outcome.value_issues);
             outcome.records_exported += 1;
             send_full_batches(tables.builders_mut(), dt, batches, BATCH_ROWS).await?;
@@ -483,6 +601,7 @@ impl CallRecordRun<'_> {
 struct LogRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
+    raw: bool,
     log: &'static LogStream,
     window: Window,
     chunk_days: u32,
@@ -494,7 +613,7 @@ impl LogRun<'_> {
     /// Fetches every chunk of the window; returns the number of values written as null.
     async fn fetch(
         &self,
-        batches: &mpsc::Sender<TableBatch>,
+        batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<u64> {
         let stream = self.log.kind;
@@ -568,6 +687,9 @@ impl LogRun<'_> {
                         &mut issues,
                     );
                     report_issues(&mut issues, &mut value_issues);
+                    if self.raw {
+                        send_raw(batches, stream, dt, raw::log_line(self.log, &row, chunk)).await?;
+                    }
                     if builder.len() >= BATCH_ROWS {
                         send_full_batches([&mut *builder], dt, batches, BATCH_ROWS).await?;
                     }
@@ -602,7 +724,7 @@ fn listed_record_to_fetch(
     listed.insert(id.clone()).then_some(id)
 }
 
-fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
+pub(crate) fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
     for issue in issues.drain(..) {
         *count += 1;
         if *count as usize <= LOGGED_ISSUES {
@@ -617,7 +739,7 @@ fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
 async fn send_full_batches(
     tables: impl IntoIterator<Item = &mut TableBuilder>,
     dt: NaiveDate,
-    batches: &mpsc::Sender<TableBatch>,
+    batches: &mpsc::Sender<ToWriter>,
     min_rows: usize,
 ) -> anyhow::Result<()> {
     for builder in tables {
@@ -629,7 +751,7 @@ async fn send_full_batches(
             };
             // The writer only hangs up after a write error, which `export` reports.
             batches
-                .send(batch)
+                .send(ToWriter::Batch(batch))
                 .await
                 .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
         }
@@ -705,7 +827,7 @@ impl Quarantine {
 }
 
 /// A run id that sorts by start time and is unique across concurrent runs.
-fn new_run_id(started_at: DateTime<Utc>) -> String {
+pub(crate) fn new_run_id(started_at: DateTime<Utc>) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), &random[..8])
 }

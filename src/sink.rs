@@ -46,7 +46,10 @@ pub enum SinkError {
     },
 }
 
-fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> SinkError + 'p {
+pub(crate) fn io_error<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(io::Error) -> SinkError + 'p {
     move |source| SinkError::Io {
         action,
         path: path.to_path_buf(),
@@ -261,6 +264,17 @@ pub struct PublishReport {
 }
 
 impl StagedRun {
+    /// Files that another writer staged under `<root>/_staging/<run_id>/<name>/dt=…/` (the raw
+    /// landing zone's `<stream>` folders), to be published by the same partition swap as the
+    /// tables. `files` name their partition in `table` (the folder under the root).
+    pub fn new(root: &Path, staging: &Path, files: Vec<WrittenFile>) -> Self {
+        StagedRun {
+            root: root.to_path_buf(),
+            staging: staging.to_path_buf(),
+            files,
+        }
+    }
+
     pub fn files(&self) -> &[WrittenFile] {
         &self.files
     }
