@@ -25,6 +25,8 @@
 //! - [`raw`]: the raw landing zone (`<raw>/<stream>/dt=…/*.jsonl.zst`): what Graph returned,
 //!   staged and published with the tables; and reading raw files back.
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
+//! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
+//!   rows of unchanged records into the partitions a run replaces.
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
 //!   nightly runs (`_state.json`), from which a run without a window plans its own.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
@@ -58,6 +60,7 @@ pub mod privacy;
 pub mod progress;
 pub mod raw;
 pub mod reflatten;
+pub mod reuse;
 pub mod schema;
 pub mod sink;
 pub mod state;

@@ -13,7 +13,8 @@
 //!
 //! The only module that sees everything: graph, streams, flatten, sink, state and progress.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::Progress;
 use crate::raw::{self, RawSink};
+use crate::reuse;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState, OutputLock};
@@ -108,6 +110,9 @@ pub struct RunSummary {
     pub finished_at: DateTime<Utc>,
     pub elapsed_seconds: f64,
     pub records_exported: u64,
+    /// Of the exported records, those whose listed version the lake already held: their
+    /// rows were copied from the lake instead of fetched (none with `--full`).
+    pub records_reused: u64,
     /// Listed records that Graph answered with 404 (expired, or not yet available).
     pub records_not_found: Vec<String>,
     /// Records that could not be read and were quarantined under `_rejected/<run_id>/`.
@@ -157,6 +162,7 @@ impl Staged {
 #[derive(Default)]
 struct FetchOutcome {
     records_exported: u64,
+    records_reused: u64,
     records_not_found: Vec<String>,
     value_issues: u64,
 }
@@ -292,6 +298,7 @@ pub async fn export(
         finished_at: Utc::now(),
         elapsed_seconds: clock.elapsed().as_secs_f64(),
         records_exported: fetched.records_exported,
+        records_reused: fetched.records_reused,
         records_not_found: fetched.records_not_found,
         records_rejected: quarantine.finish(),
         value_issues: fetched.value_issues,
@@ -361,7 +368,9 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
-                    raw: plan.raw.is_some(),
+                    lake: &plan.output,
+                    raw: plan.raw.as_deref(),
+                    full: plan.full,
                     window,
                     concurrency: plan.concurrency,
                     progress,
@@ -369,6 +378,7 @@ async fn fetch_streams(
                 };
                 let calls = run.fetch(batches, quarantine).await?;
                 outcome.records_exported += calls.records_exported;
+                outcome.records_reused += calls.records_reused;
                 outcome.records_not_found.extend(calls.records_not_found);
                 outcome.value_issues += calls.value_issues;
             }
@@ -492,7 +502,10 @@ async fn send_raw(
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
-    raw: bool,
+    lake: &'a Path,
+    raw: Option<&'a Path>,
+    /// Refetch records whose version the lake already holds.
+    full: bool,
     window: Window,
     concurrency: usize,
     progress: &'a Progress,
@@ -507,6 +520,13 @@ impl CallRecordRun<'_> {
     ) -> anyhow::Result<FetchOutcome> {
         let (client, window, progress) = (self.client, self.window, self.progress);
         let mut listed_ids = HashSet::new();
+        let known = if self.full {
+            HashMap::new()
+        } else {
+            self.known_records()?
+        };
+        // Filled while the list is read, used after the fetches.
+        let reused = RefCell::new(BTreeMap::<NaiveDate, HashSet<String>>::new());
         let ids = call_records::list(client, window.from, window.to)
             .map_ok(|page| {
                 progress.page_listed(page.len());
@@ -514,7 +534,8 @@ impl CallRecordRun<'_> {
             })
             .try_flatten()
             .try_filter_map(|item| {
-                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids);
+                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids)
+                    .filter(|id| !reuses(&item, id, &known, &mut reused.borrow_mut()));
                 futures::future::ready(Ok(keep))
             });
         // A record whose responses cannot be read is quarantined; any other failure
@@ -582,7 +603,7 @@ impl CallRecordRun<'_> {
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
-            if self.raw {
+            if self.raw.is_some() {
                 let line = serde_json::to_vec(&record).expect("a JSON value serializes");
                 send_raw(batches, StreamKind::CallRecords, dt, line).await?;
             }
@@ -593,14 +614,97 @@ impl CallRecordRun<'_> {
         for (dt, tables) in &mut partitions {
             send_full_batches(tables.builders_mut(), *dt, batches, 1).await?;
         }
+        let reused = reused.take();
+        outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
+        outcome.records_exported += outcome.records_reused;
+        let (lake, raw) = (self.lake.to_path_buf(), self.raw.map(Path::to_path_buf));
+        let sender = batches.clone();
+        // Blocking file reads, sent with `blocking_send`: off the async threads.
+        tokio::task::spawn_blocking(move || copy_reused(&lake, raw.as_deref(), &reused, &sender))
+            .await
+            .context("the copy of unchanged records stopped")?
+            .context("cannot copy the unchanged call records from the lake")?;
         Ok(outcome)
     }
+
+    /// `call_id → (dt, version)` of the records the window's partitions hold. With a raw zone,
+    /// only records that are also in its partition: a reused record keeps its raw line too.
+    fn known_records(&self) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
+        let mut known = HashMap::new();
+        for dt in self.window.days() {
+            let mut versions = reuse::lake_versions(self.lake, dt)
+                .context("cannot read which call records the lake holds")?;
+            if let Some(raw) = self.raw {
+                let mut in_raw = HashSet::new();
+                reuse::raw_records(raw, dt, |id, _| {
+                    in_raw.insert(id.to_string());
+                    Ok(())
+                })
+                .context("cannot read which call records the raw zone holds")?;
+                versions.retain(|id, _| in_raw.contains(id));
+            }
+            known.extend(versions.into_iter().map(|(id, v)| (id, (dt, v))));
+        }
+        Ok(known)
+    }
+}
+
+/// Whether the listed `item` (whose id is `id`) is already in the lake at its listed version;
+/// if so it is noted in `reused` under its day.
+fn reuses(
+    item: &Value,
+    id: &str,
+    known: &HashMap<String, (NaiveDate, i64)>,
+    reused: &mut BTreeMap<NaiveDate, HashSet<String>>,
+) -> bool {
+    let listed = item.get("version").and_then(Value::as_i64);
+    let start = flatten_calls::partition_date(item).ok();
+    match (known.get(id), listed, start) {
+        (Some(&(dt, version)), Some(listed), Some(start)) if version == listed && dt == start => {
+            reused.entry(dt).or_default().insert(id.to_string());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Copies the rows (and raw lines) of the reused records from the live partitions into the
+/// run's staged files.
+fn copy_reused(
+    lake: &Path,
+    raw: Option<&Path>,
+    reused: &BTreeMap<NaiveDate, HashSet<String>>,
+    batches: &mpsc::Sender<ToWriter>,
+) -> anyhow::Result<()> {
+    let send = |message| {
+        batches
+            .blocking_send(message)
+            .map_err(|_| anyhow::anyhow!("the writer stopped"))
+    };
+    for (dt, ids) in reused {
+        let dt = *dt;
+        reuse::copy_rows(lake, dt, ids, |table, batch| {
+            send(ToWriter::Batch(TableBatch { table, dt, batch }))
+        })?;
+        if let Some(raw) = raw {
+            reuse::raw_records(raw, dt, |id, line| match ids.contains(id) {
+                true => send(ToWriter::Raw {
+                    stream: StreamKind::CallRecords.name(),
+                    dt,
+                    line: line.to_vec(),
+                }),
+                false => Ok(()),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// One log stream's fetch.
 struct LogRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
+    /// Whether rows also go to the raw zone.
     raw: bool,
     log: &'static LogStream,
     window: Window,
