@@ -460,14 +460,18 @@ fn write_batches(
         };
         if let Err(error) = written {
             sink.discard();
-            raw.map(RawSink::discard);
+            if let Some(raw) = raw {
+                raw.discard();
+            }
             return Err(error);
         }
     }
     let tables = match sink.finish() {
         Ok(tables) => tables,
         Err(error) => {
-            raw.map(RawSink::discard);
+            if let Some(raw) = raw {
+                raw.discard();
+            }
             return Err(error);
         }
     };

@@ -349,13 +349,12 @@ impl<'a> Worker<'a> {
         loop {
             let next = chunks.lock().expect("no worker panics holding it").recv();
             let Ok(chunk) = next else { break };
-            let mut line_number = chunk.first_line;
-            for line in chunk.bytes.split(|&b| b == b'\n') {
+            let lines = (chunk.first_line..).zip(chunk.bytes.split(|&b| b == b'\n'));
+            for (line_number, line) in lines {
                 if !line.iter().all(u8::is_ascii_whitespace) {
                     self.object(chunk.stream, line)
                         .with_context(|| format!("{} line {line_number}", chunk.file.display()))?;
                 }
-                line_number += 1;
             }
             self.flush(FLUSH_ROWS)?;
             if self.buffered_rows() >= WORKER_MAX_ROWS {
