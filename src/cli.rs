@@ -20,6 +20,7 @@ use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
@@ -121,6 +122,43 @@ enum Command {
     /// Print the declared tables, or the SQL that registers the lake in a query engine.
     #[command(after_help = format!("{SCHEMA_EXAMPLES}\n\n{}", crate::exit::HELP))]
     Schema(SchemaArgs),
+    /// Rebuild the tables from a raw landing zone (see [raw] and --raw), without calling Graph.
+    #[command(after_help = format!("{REFLATTEN_EXAMPLES}\n\n{}", crate::exit::HELP))]
+    Reflatten(ReflattenArgs),
+}
+
+const REFLATTEN_EXAMPLES: &str = "\
+Examples:
+  # Rebuild every table the raw zone holds data for
+  callrecords-etl reflatten --raw ./raw --out ./lake
+
+  # Rebuild the call tables of three days (objects placed by their own start time)
+  callrecords-etl reflatten --raw ./raw --out ./lake --from 2026-11-20 --to 2026-11-23 --streams call_records
+
+Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
+folders, or a single file, is read as call records.";
+
+#[derive(Debug, Args)]
+struct ReflattenArgs {
+    /// The raw zone's root, a folder of raw files, or one raw file (of call records).
+    #[arg(long, value_name = "PATH")]
+    raw: PathBuf,
+    /// Output folder (the lake).
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// Only objects starting at or after this UTC date or time; with --to, the window's
+    /// partitions are replaced (also by empty ones).
+    #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound, requires = "to")]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only objects starting before this UTC date or time (exclusive).
+    #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound, requires = "from")]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Streams to rebuild, comma-separated. Default: every stream the raw zone holds.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    streams: Option<Vec<String>>,
+    /// Parse-and-flatten threads. Default: the number of cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +188,12 @@ struct ExportArgs {
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: Option<u16>,
+    /// Also write what Graph returned into this raw landing zone; overrides [raw] path.
+    #[arg(long, value_name = "PATH")]
+    raw: Option<PathBuf>,
+    /// Refetch every listed call record, also those whose version the lake already holds.
+    #[arg(long)]
+    full: bool,
     /// Print the plan (window, chunks, partitions that would be replaced, estimated
     /// requests) and exit, without fetching or writing anything.
     #[arg(long)]
@@ -185,6 +229,12 @@ struct EmulatorArgs {
     /// Lifetime of the access tokens it issues, in seconds (short ones test token refresh).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     token_lifetime: u64,
+    /// Benchmark input: write the complete records of --dump-days days (from 2026-11-01,
+    /// --calls-per-day each) as JSON lines to this file, and exit without serving.
+    #[arg(long, value_name = "FILE", hide = true)]
+    dump_jsonl: Option<PathBuf>,
+    #[arg(long, value_name = "DAYS", default_value_t = 7, hide = true)]
+    dump_days: u32,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -278,6 +328,7 @@ pub fn main() -> ExitCode {
             Command::Emulator(args) => run_emulator(args).await,
             Command::Check(args) => run_check(args).await,
             Command::Schema(args) => run_schema(args),
+            Command::Reflatten(args) => run_reflatten(args, reporting.quiet),
         }
     });
     match outcome {
@@ -400,6 +451,11 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
     let output = args.out.unwrap_or(settings.output);
+    let raw = args.raw.or(settings.raw);
+    if raw.is_some() {
+        config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
+            .map_err(Failure::usage)?;
+    }
     let window = match requested_window {
         Some(window) => window,
         None => {
@@ -424,6 +480,8 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         api_version: settings.graph.api_version.clone(),
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
+        raw,
+        full: args.full,
     };
     if args.dry_run {
         print!("{}", describe_plan(&plan));
@@ -660,10 +718,16 @@ fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
         privacy: Privacy::default(),
+        raw: None,
+        raw_allows_personal_data: false,
     }
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
+    if let Some(path) = &args.dump_jsonl {
+        dump_jsonl(path, args.seed, args.calls_per_day, args.dump_days)?;
+        return Ok(Exit::Success);
+    }
     let mut config = EmulatorConfig {
         seed: args.seed,
         calls_per_day: args.calls_per_day,
@@ -685,6 +749,31 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
             }
         })?;
     Ok(Exit::Success)
+}
+
+/// Writes the synthetic tenant's complete records, one per line, as `reflatten` reads them.
+fn dump_jsonl(
+    path: &std::path::Path,
+    seed: u64,
+    calls_per_day: u32,
+    days: u32,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tenant = emulator::Tenant::new(seed, calls_per_day);
+    let from = window::midnight(chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date"));
+    let to = from + chrono::Duration::days(i64::from(days));
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for item in tenant.list(from, to) {
+        let id = item["id"].as_str().expect("listed records have ids");
+        let record = tenant.record(id).expect("a listed record exists");
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
@@ -733,6 +822,55 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
         }
         _ => Ok(Exit::Success),
     }
+}
+
+fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let window = match (args.from, args.to) {
+        (Some(from), Some(to)) => Some(Window::new(from, to)?),
+        _ => None,
+    };
+    let streams = match args.streams {
+        Some(names) => Some(resolve_streams(Some(names), "beta")?),
+        None => None,
+    };
+    let workers = args.workers.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let plan = ReflattenPlan {
+        raw: args.raw,
+        output: args.out,
+        window,
+        streams,
+        // The raw zone holds what Graph sent; rebuilt tables keep it as the export with
+        // privacy mode `keep` would.
+        privacy: Privacy::default(),
+        workers,
+    };
+    let summary = reflatten::reflatten(&plan)?;
+    if !quiet {
+        let mut text = format!(
+            "Rebuilt {} objects ({:.1} MB of JSON in {} files) into {} in {:.2} s (run {}).\n",
+            summary.objects,
+            summary.input_bytes as f64 / 1e6,
+            summary.input_files,
+            plan.output.display(),
+            summary.elapsed_seconds,
+            summary.run_id
+        );
+        for (table, totals) in &summary.tables {
+            text.push_str(&format!(
+                "  {:<24} {:>10} {:>6} {:>12}\n",
+                table, totals.rows, totals.files, totals.bytes
+            ));
+        }
+        text.push_str(&format!(
+            "  partitions replaced: {}\n  left out (outside the window): {}\n",
+            summary.partitions_replaced.len(),
+            summary.objects_outside_window
+        ));
+        eprint!("{text}");
+    }
+    Ok(Exit::Success)
 }
 
 /// What a dry run prints: the plan, without fetching or writing anything.

@@ -56,6 +56,20 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub privacy: PrivacySection,
+    #[serde(default)]
+    pub raw: RawSection,
+}
+
+/// The raw landing zone: what Graph returned, as JSON lines next to the tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// The raw zone's root; absent: no raw zone.
+    pub path: Option<String>,
+    /// The raw zone holds personal data as Graph sent it, whatever `[privacy]` says: with a
+    /// hash or drop mode it is written only when this says so.
+    #[serde(default)]
+    pub allow_personal_data: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -280,6 +294,23 @@ pub struct Settings {
     pub lookback_days: u32,
     pub log_chunk_days: u32,
     pub privacy: Privacy,
+    /// The raw zone's root (`[raw] path`).
+    pub raw: Option<PathBuf>,
+    /// `[raw] allow_personal_data`.
+    pub raw_allows_personal_data: bool,
+}
+
+/// A raw zone keeps personal data as Graph sent it: refused when `[privacy]` hashes or drops
+/// any of it, unless `[raw] allow_personal_data = true` says that is intended.
+pub fn check_raw_privacy(privacy: &Privacy, allows_personal_data: bool) -> Result<(), String> {
+    if privacy.keeps_everything() || allows_personal_data {
+        return Ok(());
+    }
+    Err(
+        "[raw] path with [privacy] hash or drop modes: the raw zone holds what Graph returned, personal \
+         data in clear; set [raw] allow_personal_data = true to write it anyway, or remove [raw] path"
+            .into(),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -392,6 +423,12 @@ pub fn validate(
         problems.push("[retry] max_attempts and request_timeout_seconds must be positive".into());
     }
     let limits = file.limits.resolve(&mut problems);
+    let raw = file.raw.path.as_deref().map(PathBuf::from);
+    if let (Some(_), Some(privacy)) = (&raw, &privacy)
+        && let Err(problem) = check_raw_privacy(privacy, file.raw.allow_personal_data)
+    {
+        problems.push(problem);
+    }
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
     }
@@ -420,6 +457,8 @@ pub fn validate(
                 lookback_days: file.export.lookback_days,
                 log_chunk_days: file.export.log_chunk_days,
                 privacy,
+                raw,
+                raw_allows_personal_data: file.raw.allow_personal_data,
             })
         }
         _ => Err(problems),

@@ -22,6 +22,11 @@
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and then published. Knows nothing of Graph.
+//! - [`raw`]: the raw landing zone (`<raw>/<stream>/dt=…/*.jsonl.zst`): what Graph returned,
+//!   staged and published with the tables; and reading raw files back.
+//! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
+//! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
+//!   rows of unchanged records into the partitions a run replaces.
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
 //!   nightly runs (`_state.json`), from which a run without a window plans its own.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
@@ -57,6 +62,9 @@ pub mod graph;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
+pub mod raw;
+pub mod reflatten;
+pub mod reuse;
 pub mod schema;
 pub mod sink;
 pub mod state;

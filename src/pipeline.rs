@@ -13,7 +13,8 @@
 //!
 //! The only module that sees everything: graph, streams, flatten, sink, state and progress.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::{Progress, Unit};
+use crate::raw::{self, RawSink};
+use crate::reuse;
 use crate::schema;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState, OutputLock};
@@ -62,6 +65,10 @@ pub struct ExportPlan {
     pub log_chunk_days: u32,
     /// What to write for personal data.
     pub privacy: Privacy,
+    /// The raw landing zone's root, when what Graph returned is kept too.
+    pub raw: Option<PathBuf>,
+    /// Refetch every listed call record, also those whose version the lake already holds.
+    pub full: bool,
 }
 
 /// The run was stopped by a signal; nothing was published.
@@ -103,6 +110,9 @@ pub struct RunSummary {
     pub finished_at: DateTime<Utc>,
     pub elapsed_seconds: f64,
     pub records_exported: u64,
+    /// Of the exported records, those whose listed version the lake already held: their
+    /// rows were copied from the lake instead of fetched (none with `--full`).
+    pub records_reused: u64,
     /// Listed records that Graph answered with 404 (expired, or not yet available).
     pub records_not_found: Vec<String>,
     /// Records that could not be read and were quarantined under `_rejected/<run_id>/`.
@@ -123,10 +133,36 @@ struct TableBatch {
     batch: RecordBatch,
 }
 
+/// What the writer thread receives: table rows, or one raw-zone line.
+enum ToWriter {
+    Batch(TableBatch),
+    Raw {
+        stream: &'static str,
+        dt: NaiveDate,
+        line: Vec<u8>,
+    },
+}
+
+/// The staged output of a run: the tables, and the raw zone when one is kept.
+struct Staged {
+    tables: StagedRun,
+    raw: Option<StagedRun>,
+}
+
+impl Staged {
+    fn discard(self) {
+        self.tables.discard();
+        if let Some(raw) = self.raw {
+            raw.discard();
+        }
+    }
+}
+
 /// Counts kept while fetching.
 #[derive(Default)]
 struct FetchOutcome {
     records_exported: u64,
+    records_reused: u64,
     records_not_found: Vec<String>,
     value_issues: u64,
 }
@@ -143,6 +179,10 @@ pub async fn export(
     let run_id = new_run_id(started_at);
     let _lock = OutputLock::acquire(&plan.output, &run_id)?;
     remove_stale_staging(&plan.output);
+    if let Some(raw) = &plan.raw {
+        // The output lock covers the raw zone too: it is written only by runs of this lake.
+        remove_stale_staging(raw);
+    }
     tracing::info!(run_id, window = %plan.window, output = %plan.output.display(), "Export started.");
     if !plan.window.is_whole_days() {
         tracing::warn!(
@@ -155,10 +195,17 @@ pub async fn export(
 
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
         .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+    let raw_sink = match &plan.raw {
+        Some(raw) => Some(
+            RawSink::create(raw, &run_id)
+                .with_context(|| format!("cannot prepare the raw zone {}", raw.display()))?,
+        ),
+        None => None,
+    };
     let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("parquet-writer".into())
-        .spawn(move || write_batches(sink, receiver))
+        .spawn(move || write_batches(sink, raw_sink, receiver))
         .context("cannot start the writer thread")?;
 
     let mut quarantine = Quarantine::new(&plan.output, &run_id);
@@ -190,8 +237,29 @@ pub async fn export(
         }
     };
 
+    let windows = stream_windows
+        .iter()
+        .filter_map(|(stream, window)| window.map(|w| (*stream, w)));
     let partitions = partitions_to_replace(&stream_windows);
+    // Both are staged and fsynced before either is published; the raw zone goes first so
+    // that tables never hold rows whose raw lines are missing.
+    if let Some(raw) = staged.raw {
+        let raw_partitions = windows
+            .flat_map(|(stream, window)| {
+                window
+                    .days()
+                    .into_iter()
+                    .map(move |dt| (stream.name().to_string(), dt))
+            })
+            .collect();
+        if let Err(error) = raw.publish(&raw_partitions) {
+            staged.tables.discard();
+            return Err(anyhow::Error::new(error)
+                .context("cannot publish the raw zone; the tables were not published"));
+        }
+    }
     let report = staged
+        .tables
         .publish(&partitions)
         .context("cannot publish the exported partitions")?;
 
@@ -205,18 +273,7 @@ pub async fn export(
         .save(&plan.output)
         .context("the partitions were published, but the state file could not be written")?;
 
-    let mut tables: BTreeMap<String, TableTotals> = plan
-        .streams
-        .iter()
-        .flat_map(|stream| schema::tables_of_stream(stream.name()))
-        .map(|table| (table.table.clone(), TableTotals::default()))
-        .collect();
-    for file in &report.files {
-        let totals = tables.entry(file.table.clone()).or_default();
-        totals.rows += file.rows;
-        totals.files += 1;
-        totals.bytes += file.bytes;
-    }
+    let tables = table_totals(&plan.streams, &report.files);
     let summary = RunSummary {
         run_id,
         version: env!("CARGO_PKG_VERSION"),
@@ -232,6 +289,7 @@ pub async fn export(
         finished_at: Utc::now(),
         elapsed_seconds: clock.elapsed().as_secs_f64(),
         records_exported: fetched.records_exported,
+        records_reused: fetched.records_reused,
         records_not_found: fetched.records_not_found,
         records_rejected: quarantine.finish(),
         value_issues: fetched.value_issues,
@@ -254,12 +312,41 @@ pub async fn export(
     Ok(summary)
 }
 
+/// Every table of each `(stream, dt)`: the partitions a run replaces.
+pub(crate) fn table_partitions(
+    days: impl Iterator<Item = (StreamKind, NaiveDate)>,
+) -> BTreeSet<(String, NaiveDate)> {
+    days.flat_map(|(stream, dt)| {
+        schema::tables_of_stream(stream.name()).map(move |table| (table.table.clone(), dt))
+    })
+    .collect()
+}
+
+/// Rows, files and bytes per table of `streams` (zero for a table without files).
+pub(crate) fn table_totals(
+    streams: &[StreamKind],
+    files: &[WrittenFile],
+) -> BTreeMap<String, TableTotals> {
+    let mut tables: BTreeMap<String, TableTotals> = streams
+        .iter()
+        .flat_map(|stream| schema::tables_of_stream(stream.name()))
+        .map(|table| (table.table.clone(), TableTotals::default()))
+        .collect();
+    for file in files {
+        let totals = tables.entry(file.table.clone()).or_default();
+        totals.rows += file.rows;
+        totals.files += 1;
+        totals.bytes += file.bytes;
+    }
+    tables
+}
+
 /// Fetches every stream in turn into the writer; the first failure ends the run.
 async fn fetch_streams(
     client: &GraphClient,
     plan: &ExportPlan,
     stream_windows: &BTreeMap<StreamKind, Option<Window>>,
-    batches: &mpsc::Sender<TableBatch>,
+    batches: &mpsc::Sender<ToWriter>,
     quarantine: &mut Quarantine,
     progress: &Progress,
     cancel: &CancellationToken,
@@ -272,6 +359,9 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
+                    lake: &plan.output,
+                    raw: plan.raw.as_deref(),
+                    full: plan.full,
                     window,
                     concurrency: plan.concurrency,
                     progress,
@@ -279,6 +369,7 @@ async fn fetch_streams(
                 };
                 let calls = run.fetch(batches, quarantine).await?;
                 outcome.records_exported += calls.records_exported;
+                outcome.records_reused += calls.records_reused;
                 outcome.records_not_found.extend(calls.records_not_found);
                 outcome.value_issues += calls.value_issues;
             }
@@ -286,6 +377,7 @@ async fn fetch_streams(
                 let run = LogRun {
                     client,
                     privacy: &plan.privacy,
+                    raw: plan.raw.is_some(),
                     log,
                     window,
                     chunk_days: plan.log_chunk_days,
@@ -315,18 +407,12 @@ pub fn stream_windows(
 pub fn partitions_to_replace(
     stream_windows: &BTreeMap<StreamKind, Option<Window>>,
 ) -> BTreeSet<(String, NaiveDate)> {
-    stream_windows
-        .iter()
-        .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
-        .flat_map(|(stream, window)| {
-            schema::tables_of_stream(stream.name()).flat_map(move |table| {
-                window
-                    .days()
-                    .into_iter()
-                    .map(move |dt| (table.table.clone(), dt))
-            })
-        })
-        .collect()
+    table_partitions(
+        stream_windows
+            .iter()
+            .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
+            .flat_map(|(stream, window)| window.days().into_iter().map(move |dt| (stream, dt))),
+    )
 }
 
 /// The part of `window` a stream can be exported for. Graph keeps call records for 30
@@ -364,7 +450,7 @@ fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Opti
 
 /// A run that was killed leaves its staging behind; with the lock held, no other run is
 /// using any of it.
-fn remove_stale_staging(out: &Path) {
+pub(crate) fn remove_stale_staging(out: &Path) {
     let staging = out.join(sink::STAGING_DIR);
     let Ok(entries) = std::fs::read_dir(&staging) else {
         return;
@@ -375,24 +461,70 @@ fn remove_stale_staging(out: &Path) {
     }
 }
 
-/// The writer thread: batches in, staged files out.
+/// The writer thread: batches and raw lines in, staged files out.
 fn write_batches(
     mut sink: ParquetSink,
-    mut receiver: mpsc::Receiver<TableBatch>,
-) -> Result<StagedRun, SinkError> {
-    while let Some(TableBatch { table, dt, batch }) = receiver.blocking_recv() {
-        if let Err(error) = sink.write(table, dt, &batch) {
+    mut raw: Option<RawSink>,
+    mut receiver: mpsc::Receiver<ToWriter>,
+) -> Result<Staged, SinkError> {
+    while let Some(message) = receiver.blocking_recv() {
+        let written = match (message, raw.as_mut()) {
+            (ToWriter::Batch(TableBatch { table, dt, batch }), _) => sink.write(table, dt, &batch),
+            (ToWriter::Raw { stream, dt, line }, Some(raw)) => raw.write_line(stream, dt, &line),
+            (ToWriter::Raw { .. }, None) => unreachable!("raw lines are sent only with a raw zone"),
+        };
+        if let Err(error) = written {
             sink.discard();
+            if let Some(raw) = raw {
+                raw.discard();
+            }
             return Err(error);
         }
     }
-    sink.finish()
+    let tables = match sink.finish() {
+        Ok(tables) => tables,
+        Err(error) => {
+            if let Some(raw) = raw {
+                raw.discard();
+            }
+            return Err(error);
+        }
+    };
+    let raw = match raw.map(RawSink::finish).transpose() {
+        Ok(raw) => raw,
+        Err(error) => {
+            tables.discard();
+            return Err(error);
+        }
+    };
+    Ok(Staged { tables, raw })
+}
+
+/// Sends one raw-zone line to the writer (when the run keeps a raw zone).
+async fn send_raw(
+    batches: &mpsc::Sender<ToWriter>,
+    stream: StreamKind,
+    dt: NaiveDate,
+    line: Vec<u8>,
+) -> anyhow::Result<()> {
+    batches
+        .send(ToWriter::Raw {
+            stream: stream.name(),
+            dt,
+            line,
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the writer stopped"))
 }
 
 /// One stream's fetch: what it needs from the run.
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
+    lake: &'a Path,
+    raw: Option<&'a Path>,
+    /// Refetch records whose version the lake already holds.
+    full: bool,
     window: Window,
     concurrency: usize,
     progress: &'a Progress,
@@ -402,7 +534,7 @@ struct CallRecordRun<'a> {
 impl CallRecordRun<'_> {
     async fn fetch(
         &self,
-        batches: &mpsc::Sender<TableBatch>,
+        batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<FetchOutcome> {
         let (client, window) = (self.client, self.window);
@@ -415,6 +547,13 @@ impl CallRecordRun<'_> {
             progress.listing_complete();
             Ok::<Vec<Value>, GraphError>(Vec::new())
         });
+        let known = if self.full {
+            HashMap::new()
+        } else {
+            self.known_records()?
+        };
+        // Filled while the list is read, used after the fetches.
+        let reused = RefCell::new(BTreeMap::<NaiveDate, HashSet<String>>::new());
         let ids = call_records::list(client, window.from, window.to)
             .map_ok(|page| {
                 progress.page(page.len(), client.stats());
@@ -424,7 +563,8 @@ impl CallRecordRun<'_> {
             .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>)))
             .try_flatten()
             .try_filter_map(|item| {
-                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids);
+                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids)
+                    .filter(|id| !reuses(&item, id, &known, &mut reused.borrow_mut()));
                 futures::future::ready(Ok(keep))
             });
         // A record whose responses cannot be read is quarantined; any other failure
@@ -492,6 +632,10 @@ impl CallRecordRun<'_> {
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
+            if self.raw.is_some() {
+                let line = serde_json::to_vec(&record).expect("a JSON value serializes");
+                send_raw(batches, StreamKind::CallRecords, dt, line).await?;
+            }
             report_issues(&mut issues, &mut outcome.value_issues);
             outcome.records_exported += 1;
             send_full_batches(tables.builders_mut(), dt, batches, BATCH_ROWS).await?;
@@ -499,15 +643,99 @@ impl CallRecordRun<'_> {
         for (dt, tables) in &mut partitions {
             send_full_batches(tables.builders_mut(), *dt, batches, 1).await?;
         }
+        let reused = reused.take();
+        outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
+        outcome.records_exported += outcome.records_reused;
+        let (lake, raw) = (self.lake.to_path_buf(), self.raw.map(Path::to_path_buf));
+        let sender = batches.clone();
+        // Blocking file reads, sent with `blocking_send`: off the async threads.
+        tokio::task::spawn_blocking(move || copy_reused(&lake, raw.as_deref(), &reused, &sender))
+            .await
+            .context("the copy of unchanged records stopped")?
+            .context("cannot copy the unchanged call records from the lake")?;
         progress.finish();
         Ok(outcome)
     }
+
+    /// `call_id → (dt, version)` of the records the window's partitions hold. With a raw zone,
+    /// only records that are also in its partition: a reused record keeps its raw line too.
+    fn known_records(&self) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
+        let mut known = HashMap::new();
+        for dt in self.window.days() {
+            let mut versions = reuse::lake_versions(self.lake, dt)
+                .context("cannot read which call records the lake holds")?;
+            if let Some(raw) = self.raw {
+                let mut in_raw = HashSet::new();
+                reuse::raw_records(raw, dt, |id, _| {
+                    in_raw.insert(id.to_string());
+                    Ok(())
+                })
+                .context("cannot read which call records the raw zone holds")?;
+                versions.retain(|id, _| in_raw.contains(id));
+            }
+            known.extend(versions.into_iter().map(|(id, v)| (id, (dt, v))));
+        }
+        Ok(known)
+    }
+}
+
+/// Whether the listed `item` (whose id is `id`) is already in the lake at its listed version;
+/// if so it is noted in `reused` under its day.
+fn reuses(
+    item: &Value,
+    id: &str,
+    known: &HashMap<String, (NaiveDate, i64)>,
+    reused: &mut BTreeMap<NaiveDate, HashSet<String>>,
+) -> bool {
+    let listed = item.get("version").and_then(Value::as_i64);
+    let start = flatten_calls::partition_date(item).ok();
+    match (known.get(id), listed, start) {
+        (Some(&(dt, version)), Some(listed), Some(start)) if version == listed && dt == start => {
+            reused.entry(dt).or_default().insert(id.to_string());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Copies the rows (and raw lines) of the reused records from the live partitions into the
+/// run's staged files.
+fn copy_reused(
+    lake: &Path,
+    raw: Option<&Path>,
+    reused: &BTreeMap<NaiveDate, HashSet<String>>,
+    batches: &mpsc::Sender<ToWriter>,
+) -> anyhow::Result<()> {
+    let send = |message| {
+        batches
+            .blocking_send(message)
+            .map_err(|_| anyhow::anyhow!("the writer stopped"))
+    };
+    for (dt, ids) in reused {
+        let dt = *dt;
+        reuse::copy_rows(lake, dt, ids, |table, batch| {
+            send(ToWriter::Batch(TableBatch { table, dt, batch }))
+        })?;
+        if let Some(raw) = raw {
+            reuse::raw_records(raw, dt, |id, line| match ids.contains(id) {
+                true => send(ToWriter::Raw {
+                    stream: StreamKind::CallRecords.name(),
+                    dt,
+                    line: line.to_vec(),
+                }),
+                false => Ok(()),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// One log stream's fetch.
 struct LogRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
+    /// Whether rows also go to the raw zone.
+    raw: bool,
     log: &'static LogStream,
     window: Window,
     chunk_days: u32,
@@ -519,7 +747,7 @@ impl LogRun<'_> {
     /// Fetches every chunk of the window; returns the number of values written as null.
     async fn fetch(
         &self,
-        batches: &mpsc::Sender<TableBatch>,
+        batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<u64> {
         let stream = self.log.kind;
@@ -596,6 +824,9 @@ impl LogRun<'_> {
                         &mut issues,
                     );
                     report_issues(&mut issues, &mut value_issues);
+                    if self.raw {
+                        send_raw(batches, stream, dt, raw::log_line(self.log, &row, chunk)).await?;
+                    }
                     if builder.len() >= BATCH_ROWS {
                         sent += builder.len();
                         send_full_batches([&mut *builder], dt, batches, BATCH_ROWS).await?;
@@ -634,7 +865,7 @@ fn listed_record_to_fetch(
     listed.insert(id.clone()).then_some(id)
 }
 
-fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
+pub(crate) fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
     for issue in issues.drain(..) {
         *count += 1;
         if *count as usize <= LOGGED_ISSUES {
@@ -649,7 +880,7 @@ fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
 async fn send_full_batches(
     tables: impl IntoIterator<Item = &mut TableBuilder>,
     dt: NaiveDate,
-    batches: &mpsc::Sender<TableBatch>,
+    batches: &mpsc::Sender<ToWriter>,
     min_rows: usize,
 ) -> anyhow::Result<()> {
     for builder in tables {
@@ -661,7 +892,7 @@ async fn send_full_batches(
             };
             // The writer only hangs up after a write error, which `export` reports.
             batches
-                .send(batch)
+                .send(ToWriter::Batch(batch))
                 .await
                 .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
         }
@@ -737,7 +968,7 @@ impl Quarantine {
 }
 
 /// A run id that sorts by start time and is unique across concurrent runs.
-fn new_run_id(started_at: DateTime<Utc>) -> String {
+pub(crate) fn new_run_id(started_at: DateTime<Utc>) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), &random[..8])
 }

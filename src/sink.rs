@@ -46,7 +46,10 @@ pub enum SinkError {
     },
 }
 
-fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> SinkError + 'p {
+pub(crate) fn io_error<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(io::Error) -> SinkError + 'p {
     move |source| SinkError::Io {
         action,
         path: path.to_path_buf(),
@@ -62,6 +65,9 @@ pub struct SinkOptions {
     pub row_group_rows: usize,
     /// A partition's file is closed and a new one started past this size.
     pub target_file_bytes: usize,
+    /// Encoded rows all open partitions may hold in memory together; past it the largest
+    /// open row group is written out early, so memory does not grow with the partitions.
+    pub buffered_bytes: usize,
 }
 
 impl Default for SinkOptions {
@@ -69,6 +75,7 @@ impl Default for SinkOptions {
         SinkOptions {
             row_group_rows: 128 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
+            buffered_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -156,6 +163,32 @@ impl ParquetSink {
         {
             let full = self.open.remove(&key).expect("present");
             self.close(table, dt, full)?;
+        }
+        self.bound_buffers()
+    }
+
+    /// Ends the largest open row group while all of them hold more than the budget.
+    fn bound_buffers(&mut self) -> Result<(), SinkError> {
+        let buffered: usize = self
+            .open
+            .values()
+            .map(|p| p.writer.in_progress_size())
+            .sum();
+        if buffered <= self.options.buffered_bytes {
+            return Ok(());
+        }
+        if let Some(largest) = self
+            .open
+            .values_mut()
+            .max_by_key(|p| p.writer.in_progress_size())
+        {
+            largest
+                .writer
+                .flush()
+                .map_err(|source| SinkError::Parquet {
+                    path: largest.staged_path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -261,6 +294,17 @@ pub struct PublishReport {
 }
 
 impl StagedRun {
+    /// Files that another writer staged under `<root>/_staging/<run_id>/<name>/dt=…/` (the raw
+    /// landing zone's `<stream>` folders), to be published by the same partition swap as the
+    /// tables. `files` name their partition in `table` (the folder under the root).
+    pub fn new(root: &Path, staging: &Path, files: Vec<WrittenFile>) -> Self {
+        StagedRun {
+            root: root.to_path_buf(),
+            staging: staging.to_path_buf(),
+            files,
+        }
+    }
+
     pub fn files(&self) -> &[WrittenFile] {
         &self.files
     }

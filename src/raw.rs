@@ -1,0 +1,246 @@
+//! The raw landing zone: what Graph returned, as JSON lines, one object per line,
+//! `<raw>/<stream>/dt=YYYY-MM-DD/part-<run_id>-<n>.jsonl.zst`.
+//!
+//! A `call_records` line is one complete callRecord (all session pages merged into
+//! `sessions`, all participant pages into `participants_v2`, unknown properties kept as
+//! sent); a log-stream line is one row. Dial-out report rows carry the UTC day they
+//! aggregate in the added properties [`REPORT_FROM`] and [`REPORT_TO`], the only thing a
+//! row does not say itself.
+//!
+//! Files are written (streaming zstd, level [`ZSTD_LEVEL`]) into `<raw>/_staging/<run_id>/`
+//! and handed to the sink as a [`StagedRun`], so they are published by the same
+//! partition swap as the tables. Also reads raw files back (`.jsonl`, `.jsonl.zst`,
+//! `.jsonl.gz`) for `reflatten` and for reusing unchanged records.
+//!
+//! May touch: the file system under the raw root (writing), any raw file (reading).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::sink::{self, STAGING_DIR, SinkError, StagedRun, WrittenFile, io_error};
+use crate::streams::logs::LogStream;
+use crate::window::Window;
+
+/// Added to dial-out report rows: the start of the day the row aggregates (RFC 3339).
+pub const REPORT_FROM: &str = "@callrecords_etl.reportFrom";
+/// Added to dial-out report rows: the end of the day the row aggregates (RFC 3339).
+pub const REPORT_TO: &str = "@callrecords_etl.reportTo";
+/// Fast enough not to slow the export down, and JSON compresses ~10x at level 1 already.
+const ZSTD_LEVEL: i32 = 2;
+/// File name endings `reflatten` reads.
+pub const EXTENSIONS: [&str; 3] = [".jsonl", ".jsonl.zst", ".jsonl.gz"];
+
+struct RawFile {
+    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    staged_path: PathBuf,
+    relative: String,
+    rows: u64,
+}
+
+/// Writes one run's raw lines into staged files, one file per open `(stream, dt)`.
+pub struct RawSink {
+    root: PathBuf,
+    run_id: String,
+    staging: PathBuf,
+    open: BTreeMap<(&'static str, NaiveDate), RawFile>,
+}
+
+impl RawSink {
+    /// Prepares `<root>/_staging/<run_id>/`.
+    pub fn create(root: &Path, run_id: &str) -> Result<Self, SinkError> {
+        let staging = root.join(STAGING_DIR).join(run_id);
+        sink::create_private_dirs(&staging)?;
+        Ok(RawSink {
+            root: root.to_path_buf(),
+            run_id: run_id.to_string(),
+            staging,
+            open: BTreeMap::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Appends one JSON object (without its newline) to the partition `dt` of `stream`.
+    pub fn write_line(
+        &mut self,
+        stream: &'static str,
+        dt: NaiveDate,
+        line: &[u8],
+    ) -> Result<(), SinkError> {
+        let file = match self.open.entry((stream, dt)) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let partition = format!("{stream}/{}", sink::partition_dir_name(dt));
+                let name = format!("part-{}-00000.jsonl.zst", self.run_id);
+                let staged_path = self.staging.join(&partition).join(&name);
+                let handle = sink::create_private_file(&staged_path)?;
+                let encoder = zstd::Encoder::new(BufWriter::new(handle), ZSTD_LEVEL)
+                    .map_err(io_error("start compressing", &staged_path))?;
+                entry.insert(RawFile {
+                    encoder,
+                    staged_path,
+                    relative: format!("{partition}/{name}"),
+                    rows: 0,
+                })
+            }
+        };
+        file.encoder
+            .write_all(line)
+            .and_then(|()| file.encoder.write_all(b"\n"))
+            .map_err(io_error("write", &file.staged_path))?;
+        file.rows += 1;
+        Ok(())
+    }
+
+    /// Closes and fsyncs every file; nothing is visible until the returned run is published.
+    pub fn finish(self) -> Result<StagedRun, SinkError> {
+        let mut files = Vec::new();
+        for ((stream, dt), file) in self.open {
+            let path = file.staged_path;
+            let handle = file
+                .encoder
+                .finish()
+                .and_then(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error))
+                .map_err(io_error("finish", &path))?;
+            handle.sync_all().map_err(io_error("fsync", &path))?;
+            let bytes = handle.metadata().map_err(io_error("stat", &path))?.len();
+            files.push(WrittenFile {
+                table: stream.to_string(),
+                dt,
+                path: file.relative,
+                rows: file.rows,
+                bytes,
+            });
+        }
+        Ok(StagedRun::new(&self.root, &self.staging, files))
+    }
+
+    /// Removes the staged files of a run that will not be published.
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// The raw line of a log row: the row as sent, plus, for the dial-out report, the range
+/// the row aggregates (the request's, which the row does not name).
+pub fn log_line(log: &LogStream, row: &Value, chunk: Window) -> Vec<u8> {
+    let line = match (log.time_field, row) {
+        (None, Value::Object(object)) => {
+            let mut object = object.clone();
+            let at =
+                |t: DateTime<Utc>| Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            object.insert(REPORT_FROM.into(), at(chunk.from));
+            object.insert(REPORT_TO.into(), at(chunk.to));
+            serde_json::to_vec(&object)
+        }
+        _ => serde_json::to_vec(row),
+    };
+    line.expect("a JSON value serializes")
+}
+
+/// The range a raw dial-out report row aggregates, from [`REPORT_FROM`] and [`REPORT_TO`].
+pub fn report_range(row: &Value) -> Result<Window, String> {
+    let at = |key: &str| {
+        let text = row
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the row has no {key}"))?;
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{key} `{text}` is not an RFC 3339 time: {e}"))
+    };
+    Ok(Window {
+        from: at(REPORT_FROM)?,
+        to: at(REPORT_TO)?,
+    })
+}
+
+/// Whether `path` is a file `reflatten` reads.
+pub fn is_raw_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    !name.starts_with('.') && EXTENSIONS.iter().any(|ext| name.ends_with(ext))
+}
+
+/// Every raw file under `dir` (recursively, in name order), skipping `_staging` and other
+/// folders that start with `_` or `.`.
+pub fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if dir.is_file() {
+        found.push(dir.to_path_buf());
+        return Ok(found);
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        let hidden = name.to_string_lossy().starts_with(['_', '.']);
+        if entry.file_type()?.is_dir() {
+            if !hidden {
+                found.extend(files_under(&path)?);
+            }
+        } else if is_raw_file(&path) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// The lines of a raw file, decompressed by its name's ending.
+pub fn open_lines(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+    const BUFFER: usize = 1 << 20;
+    let file = File::open(path)?;
+    let name = path.to_string_lossy();
+    Ok(if name.ends_with(".zst") {
+        Box::new(BufReader::with_capacity(BUFFER, zstd::Decoder::new(file)?))
+    } else if name.ends_with(".gz") {
+        Box::new(BufReader::with_capacity(
+            BUFFER,
+            flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(BUFFER, file))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_lines_read_back_after_publishing() {
+        let root = tempfile::tempdir().unwrap();
+        let mut raw = RawSink::create(root.path(), "run1").unwrap();
+        let dt = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        raw.write_line("pstn_calls", dt, br#"{"id":"a"}"#).unwrap();
+        raw.write_line("pstn_calls", dt, br#"{"id":"b"}"#).unwrap();
+        let staged = raw.finish().unwrap();
+        let partitions = [("pstn_calls".to_string(), dt)].into_iter().collect();
+        let report = staged.publish(&partitions).unwrap();
+        assert_eq!(report.files[0].rows, 2);
+        let files = files_under(root.path()).unwrap();
+        assert_eq!(
+            files,
+            [root
+                .path()
+                .join("pstn_calls/dt=2026-11-20/part-run1-00000.jsonl.zst")]
+        );
+        let lines: Vec<String> = open_lines(&files[0])
+            .unwrap()
+            .lines()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(lines, [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
+        assert!(!root.path().join(STAGING_DIR).exists());
+    }
+}

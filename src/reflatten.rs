@@ -1,0 +1,465 @@
+//! `reflatten`: rebuilds the tables from a raw landing zone, without calling Graph.
+//!
+//! Each object is placed by its own time (a callRecord by `startDateTime`, a log row by its
+//! stream's time field, a dial-out report row by the day recorded in the raw line), not by
+//! the folder it was found in, and flattened exactly as `export` flattens it; the files are
+//! staged and published by the same sink, with a manifest under `_manifests/`.
+//!
+//! Work is spread over threads: one reader (decompression and line splitting, in chunks of
+//! [`CHUNK_BYTES`]), `workers` parse-and-flatten threads, each with its own builders per
+//! partition, and one Parquet writer. Channels are bounded and each worker holds at most
+//! [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
+//!
+//! May touch: raw files (reading), the output folder through [`crate::sink`] and
+//! [`crate::state`]'s lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use arrow_array::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
+use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
+use crate::pipeline::{self, TableTotals};
+use crate::privacy::Privacy;
+use crate::raw;
+use crate::schema;
+use crate::sink::{self, ParquetSink, SinkOptions, WrittenFile};
+use crate::state::OutputLock;
+use crate::streams::StreamKind;
+use crate::window::Window;
+
+/// Lines are handed to the workers in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 4 << 20;
+/// A table's rows go to the writer once it holds this many (large row-group slices
+/// write several times faster than small ones).
+const FLUSH_ROWS: usize = 32 * 1024;
+/// Rows one worker may hold in all its builders together; past it, it flushes them all.
+const WORKER_MAX_ROWS: usize = 160 * 1024;
+
+/// What to rebuild, from where, into where.
+#[derive(Debug, Clone)]
+pub struct ReflattenPlan {
+    /// A raw zone root (`<stream>/dt=…/` folders), a folder of raw files, or one raw file.
+    pub raw: PathBuf,
+    pub output: PathBuf,
+    /// Only objects whose own time lies in the window; its days' partitions are replaced
+    /// (also by empty ones). Without a window, the days the objects fall on are replaced.
+    pub window: Option<Window>,
+    /// Streams to rebuild; None: every stream the raw zone holds.
+    pub streams: Option<Vec<StreamKind>>,
+    pub privacy: Privacy,
+    /// Parse-and-flatten threads.
+    pub workers: usize,
+}
+
+/// What a reflatten did; printed at the end and written to `<out>/_manifests/<run_id>.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReflattenSummary {
+    pub run_id: String,
+    pub version: &'static str,
+    pub command: &'static str,
+    pub raw: String,
+    pub window: Option<Window>,
+    pub streams: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub elapsed_seconds: f64,
+    pub input_files: u64,
+    /// JSON bytes read (after decompression).
+    pub input_bytes: u64,
+    pub objects: u64,
+    /// Objects whose own time lies outside the window, left out.
+    pub objects_outside_window: u64,
+    pub value_issues: u64,
+    pub tables: BTreeMap<String, TableTotals>,
+    pub partitions_replaced: Vec<String>,
+    pub files: Vec<WrittenFile>,
+}
+
+/// Lines of one raw file, for a worker.
+struct Chunk {
+    stream: StreamKind,
+    file: Arc<PathBuf>,
+    /// 1-based number of the chunk's first line in its file.
+    first_line: u64,
+    bytes: Vec<u8>,
+}
+
+struct TableBatch {
+    table: &'static str,
+    dt: NaiveDate,
+    batch: RecordBatch,
+}
+
+/// A worker's counts.
+#[derive(Default)]
+struct Counts {
+    objects: u64,
+    outside_window: u64,
+    value_issues: u64,
+    days: BTreeSet<(StreamKind, NaiveDate)>,
+}
+
+/// Rebuilds the tables of `plan` and publishes their partitions.
+pub fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let run_id = pipeline::new_run_id(started_at);
+    let inputs = find_inputs(&plan.raw, plan.streams.as_deref())?;
+    let streams: Vec<StreamKind> = match &plan.streams {
+        Some(streams) => streams.clone(),
+        None => inputs.keys().copied().collect(),
+    };
+    anyhow::ensure!(
+        !streams.is_empty(),
+        "{} holds no raw files (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
+        plan.raw.display()
+    );
+    let _lock = OutputLock::acquire(&plan.output, &run_id)?;
+    pipeline::remove_stale_staging(&plan.output);
+    tracing::info!(run_id, raw = %plan.raw.display(), output = %plan.output.display(), "Reflatten started.");
+
+    let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
+        .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+    let workers = plan.workers.max(1);
+    let failed = AtomicBool::new(false);
+    let (chunks, chunk_receiver) = sync_channel::<Chunk>(workers * 2);
+    let chunk_receiver = Mutex::new(chunk_receiver);
+    let (batches, batch_receiver) = sync_channel::<TableBatch>(workers * 8);
+    let files: Vec<(StreamKind, PathBuf)> = inputs
+        .into_iter()
+        .filter(|(stream, _)| streams.contains(stream))
+        .flat_map(|(stream, files)| files.into_iter().map(move |file| (stream, file)))
+        .collect();
+
+    let (read, counts, staged) = std::thread::scope(|scope| {
+        let failed = &failed;
+        let reader = scope.spawn(move || read_chunks(&files, chunks, failed));
+        let worker_handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let batches = batches.clone();
+                let receiver = &chunk_receiver;
+                scope.spawn(move || {
+                    let outcome = Worker::new(&plan.privacy, plan.window, batches).run(receiver);
+                    if outcome.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        drop(batches);
+        let writer = scope.spawn(move || write_batches(sink, batch_receiver));
+        let read = reader.join().expect("the reader thread does not panic");
+        let counts: Vec<_> = worker_handles
+            .into_iter()
+            .map(|w| w.join().expect("a worker thread does not panic"))
+            .collect();
+        let staged = writer.join().expect("the writer thread does not panic");
+        (read, counts, staged)
+    });
+    let staged = staged.context("nothing was published; the lake is as it was")?;
+    let mut totals = Counts::default();
+    let outcome = read.and_then(|read| {
+        for counts in counts {
+            let counts = counts?;
+            totals.objects += counts.objects;
+            totals.outside_window += counts.outside_window;
+            totals.value_issues += counts.value_issues;
+            totals.days.extend(counts.days);
+        }
+        Ok(read)
+    });
+    let (input_files, input_bytes) = match outcome {
+        Ok(read) => read,
+        Err(error) => {
+            staged.discard();
+            return Err(error.context("nothing was published; the lake is as it was"));
+        }
+    };
+
+    let days: Vec<(StreamKind, NaiveDate)> = match plan.window {
+        Some(window) => streams
+            .iter()
+            .flat_map(|stream| window.days().into_iter().map(move |dt| (*stream, dt)))
+            .collect(),
+        None => totals.days.iter().copied().collect(),
+    };
+    let report = staged
+        .publish(&pipeline::table_partitions(days.into_iter()))
+        .context("cannot publish the rebuilt partitions")?;
+    let summary = ReflattenSummary {
+        run_id,
+        version: env!("CARGO_PKG_VERSION"),
+        command: "reflatten",
+        raw: plan.raw.display().to_string(),
+        window: plan.window,
+        streams: streams.iter().map(|s| s.name().to_string()).collect(),
+        started_at,
+        finished_at: Utc::now(),
+        elapsed_seconds: clock.elapsed().as_secs_f64(),
+        input_files,
+        input_bytes,
+        objects: totals.objects,
+        objects_outside_window: totals.outside_window,
+        value_issues: totals.value_issues,
+        tables: pipeline::table_totals(&streams, &report.files),
+        partitions_replaced: report
+            .partitions_replaced
+            .iter()
+            .map(|(table, dt)| format!("{table}/{}", sink::partition_dir_name(*dt)))
+            .collect(),
+        files: report.files,
+    };
+    let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
+    sink::write_file_atomically(
+        &plan.output,
+        &format!("_manifests/{}.json", summary.run_id),
+        &manifest,
+    )
+    .context("the partitions were published, but the run manifest could not be written")?;
+    Ok(summary)
+}
+
+/// The raw files of each stream: `<raw>/<stream>/…` holds that stream's files; a folder
+/// without stream folders (or a single file) holds call records.
+fn find_inputs(
+    raw: &Path,
+    wanted: Option<&[StreamKind]>,
+) -> anyhow::Result<BTreeMap<StreamKind, Vec<PathBuf>>> {
+    let list = |path: &Path| {
+        raw::files_under(path)
+            .with_context(|| format!("cannot read the raw zone {}", path.display()))
+    };
+    let mut inputs = BTreeMap::new();
+    let zone = StreamKind::ALL
+        .into_iter()
+        .filter(|stream| raw.join(stream.name()).is_dir())
+        .collect::<Vec<_>>();
+    if zone.is_empty() {
+        let files = list(raw)?;
+        if !files.is_empty() {
+            inputs.insert(StreamKind::CallRecords, files);
+        }
+    }
+    for stream in zone {
+        if wanted.is_none_or(|wanted| wanted.contains(&stream)) {
+            let files = list(&raw.join(stream.name()))?;
+            if !files.is_empty() {
+                inputs.insert(stream, files);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// The reader thread: every file's lines, in chunks, to the workers. Returns the files and
+/// JSON bytes read.
+fn read_chunks(
+    files: &[(StreamKind, PathBuf)],
+    chunks: SyncSender<Chunk>,
+    failed: &AtomicBool,
+) -> anyhow::Result<(u64, u64)> {
+    let mut bytes_read = 0u64;
+    for (stream, path) in files {
+        let file = Arc::new(path.clone());
+        let mut lines =
+            raw::open_lines(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut line_number = 0u64;
+        loop {
+            let mut bytes = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
+            let first_line = line_number + 1;
+            while bytes.len() < CHUNK_BYTES {
+                let read = lines.read_until(b'\n', &mut bytes).with_context(|| {
+                    format!("cannot read {} after line {line_number}", path.display())
+                })?;
+                if read == 0 {
+                    break;
+                }
+                line_number += 1;
+            }
+            if bytes.is_empty() {
+                break;
+            }
+            bytes_read += bytes.len() as u64;
+            let chunk = Chunk {
+                stream: *stream,
+                file: file.clone(),
+                first_line,
+                bytes,
+            };
+            // A worker that failed hung up or set `failed`; it reports why.
+            if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
+                return Ok((0, 0));
+            }
+        }
+    }
+    Ok((files.len() as u64, bytes_read))
+}
+
+/// The writer thread.
+fn write_batches(
+    mut sink: ParquetSink,
+    batches: Receiver<TableBatch>,
+) -> Result<sink::StagedRun, sink::SinkError> {
+    for TableBatch { table, dt, batch } in batches {
+        if let Err(error) = sink.write(table, dt, &batch) {
+            sink.discard();
+            return Err(error);
+        }
+    }
+    sink.finish()
+}
+
+/// One parse-and-flatten thread with its own builders per partition.
+struct Worker<'a> {
+    privacy: &'a Privacy,
+    window: Option<Window>,
+    batches: SyncSender<TableBatch>,
+    calls: BTreeMap<NaiveDate, CallRecordTables>,
+    logs: BTreeMap<(StreamKind, NaiveDate), TableBuilder>,
+    issues: Vec<FlattenIssue>,
+    counts: Counts,
+}
+
+impl<'a> Worker<'a> {
+    fn new(privacy: &'a Privacy, window: Option<Window>, batches: SyncSender<TableBatch>) -> Self {
+        Worker {
+            privacy,
+            window,
+            batches,
+            calls: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            issues: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    fn run(mut self, chunks: &Mutex<Receiver<Chunk>>) -> anyhow::Result<Counts> {
+        loop {
+            let next = chunks.lock().expect("no worker panics holding it").recv();
+            let Ok(chunk) = next else { break };
+            let lines = (chunk.first_line..).zip(chunk.bytes.split(|&b| b == b'\n'));
+            for (line_number, line) in lines {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    self.object(chunk.stream, line)
+                        .with_context(|| format!("{} line {line_number}", chunk.file.display()))?;
+                }
+            }
+            self.flush(FLUSH_ROWS)?;
+            if self.buffered_rows() >= WORKER_MAX_ROWS {
+                self.flush(1)?;
+            }
+        }
+        self.flush(1)?;
+        Ok(self.counts)
+    }
+
+    /// Places and flattens one raw line.
+    fn object(&mut self, stream: StreamKind, line: &[u8]) -> anyhow::Result<()> {
+        let object: Value = serde_json::from_slice(line).context("not a JSON object")?;
+        let Some(log) = stream.log() else {
+            let (_, start) = flatten_calls::identify(&object)?;
+            if !self.keeps(start) {
+                return Ok(());
+            }
+            let dt = start.date_naive();
+            let privacy = self.privacy;
+            let tables = self
+                .calls
+                .entry(dt)
+                .or_insert_with(|| CallRecordTables::new(privacy));
+            flatten_calls::flatten(&object, tables, &mut self.issues)?;
+            return self.placed(stream, dt);
+        };
+        let (time, context) = match log.row_time(&object) {
+            Some(time) => (time.map_err(anyhow::Error::msg)?, RowContext::default()),
+            None => {
+                let range = raw::report_range(&object).map_err(anyhow::Error::msg)?;
+                let context = RowContext {
+                    report_from: range.from.timestamp_micros(),
+                    report_to: range.to.timestamp_micros(),
+                    ..RowContext::default()
+                };
+                (range.from, context)
+            }
+        };
+        if !self.keeps(time) {
+            return Ok(());
+        }
+        let dt = time.date_naive();
+        let table = schema::tables_of_stream(stream.name())
+            .next()
+            .unwrap_or_else(|| panic!("schemas/ declares no table of stream {stream}"));
+        let privacy = self.privacy;
+        let builder = self
+            .logs
+            .entry((stream, dt))
+            .or_insert_with(|| TableBuilder::with_privacy(table, privacy));
+        let context = RowContext {
+            call_id: log.row_id(&object).unwrap_or_default(),
+            ..context
+        };
+        builder.append(&object, &context, &mut self.issues);
+        self.placed(stream, dt)
+    }
+
+    fn keeps(&mut self, time: DateTime<Utc>) -> bool {
+        let keep = self.window.is_none_or(|window| window.contains(time));
+        if !keep {
+            self.counts.outside_window += 1;
+        }
+        keep
+    }
+
+    fn placed(&mut self, stream: StreamKind, dt: NaiveDate) -> anyhow::Result<()> {
+        self.counts.objects += 1;
+        self.counts.days.insert((stream, dt));
+        pipeline::report_issues(&mut self.issues, &mut self.counts.value_issues);
+        Ok(())
+    }
+
+    fn buffered_rows(&mut self) -> usize {
+        self.builders().map(|(_, builder)| builder.len()).sum()
+    }
+
+    fn builders(&mut self) -> impl Iterator<Item = (NaiveDate, &mut TableBuilder)> {
+        let calls = self
+            .calls
+            .iter_mut()
+            .flat_map(|(dt, tables)| tables.builders_mut().map(|builder| (*dt, builder)));
+        let logs = self
+            .logs
+            .iter_mut()
+            .map(|((_, dt), builder)| (*dt, builder));
+        calls.chain(logs)
+    }
+
+    /// Sends every table holding at least `min_rows` rows to the writer.
+    fn flush(&mut self, min_rows: usize) -> anyhow::Result<()> {
+        let batches = self.batches.clone();
+        for (dt, builder) in self.builders() {
+            if builder.len() >= min_rows {
+                let batch = TableBatch {
+                    table: &builder.schema().table,
+                    dt,
+                    batch: builder.finish(),
+                };
+                batches
+                    .send(batch)
+                    .map_err(|_| anyhow::anyhow!("the Parquet writer stopped"))?;
+            }
+        }
+        Ok(())
+    }
+}
