@@ -21,6 +21,7 @@ use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::schema::{self, TableSchema};
+use crate::sink::store::Output;
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
@@ -129,9 +130,11 @@ struct ExportArgs {
     /// End of the window, exclusive: a UTC date or an RFC 3339 time. Default: today 00:00 UTC.
     #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound)]
     to: Option<chrono::DateTime<chrono::Utc>>,
-    /// Output folder; overrides [output] path.
-    #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
+    /// Output folder or object-store URL (s3://bucket/prefix, az://container/prefix,
+    /// abfss://container@account.dfs.core.windows.net/prefix, gs://bucket/prefix);
+    /// overrides [output] path.
+    #[arg(long, value_name = "PATH|URL")]
+    out: Option<String>,
     /// Streams to export, comma-separated: call_records, pstn_calls, direct_routing_calls, and
     /// with the beta API sms_logs, pstn_blocked_users, pstn_online_meeting_dialouts.
     /// Default: every stream the API version offers.
@@ -404,11 +407,15 @@ async fn run_export(args: ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         settings.graph.api_version = version.name().into();
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
-    let output = args.out.unwrap_or(settings.output);
+    let output = Output::parse(
+        &args.out.unwrap_or(settings.output),
+        &settings.output_options,
+    )
+    .map_err(|error| Failure::usage(error.to_string()))?;
     let window = match requested_window {
         Some(window) => window,
         None => {
-            let state = ExportState::load(&output)?;
+            let state = ExportState::load_from(&output).await?;
             let names: Vec<&str> = streams.iter().map(|s| s.name()).collect();
             let nightly =
                 state::plan_nightly(&state, &names, chrono::Utc::now(), settings.lookback_days);
@@ -485,7 +492,7 @@ async fn stop_on_signal(cancel: CancellationToken) -> Exit {
 
 fn emulator_settings(
     running: &emulator::RunningEmulator,
-    out: Option<PathBuf>,
+    out: Option<String>,
 ) -> anyhow::Result<Settings> {
     let url = url::Url::parse(&running.base_url()).context("the emulator's URL")?;
     let config = running.config();
@@ -497,7 +504,8 @@ fn emulator_settings(
             config.client_id.clone(),
             Secret::new(config.client_secret.clone()),
         ),
-        output: out.unwrap_or_else(|| PathBuf::from(config::DEFAULT_OUTPUT_PATH)),
+        output: out.unwrap_or_else(|| config::DEFAULT_OUTPUT_PATH.into()),
+        output_options: Default::default(),
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
@@ -581,11 +589,7 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
 fn print_summary(summary: &RunSummary, plan: &ExportPlan) {
     let mut text = format!(
         "Exported {} call records of {} into {} in {:.1} s (run {}).\n",
-        summary.records_exported,
-        plan.window,
-        plan.output.display(),
-        summary.elapsed_seconds,
-        summary.run_id
+        summary.records_exported, plan.window, plan.output, summary.elapsed_seconds, summary.run_id
     );
     text.push_str(&format!(
         "  {:<24} {:>10} {:>6} {:>12}\n",
@@ -615,7 +619,8 @@ fn print_summary(summary: &RunSummary, plan: &ExportPlan) {
             format!(" ({})", summary.records_not_found.join(", "))
         },
         summary.value_issues,
-        plan.output.join("_manifests").join(format!("{}.json", summary.run_id)).display()
+        plan.output
+            .display_path(&format!("_manifests/{}.json", summary.run_id))
     ));
     eprint!("{text}");
 }

@@ -9,6 +9,7 @@
 //! secret or a private key must not be readable by other users.
 //! May touch: the file system (to read the config and those files), the environment.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,14 +138,20 @@ impl Cloud {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
+    /// A folder, or `s3://`, `az://`, `abfss://`, `gs://`, `file://` URL.
     #[serde(default = "default_output_path")]
     pub path: String,
+    /// Object-store builder keys (`aws_endpoint`, `azure_storage_use_emulator`, ...) that
+    /// the environment does not provide.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
             path: default_output_path(),
+            options: BTreeMap::new(),
         }
     }
 }
@@ -275,7 +282,9 @@ impl PrivacySection {
 #[derive(Debug)]
 pub struct Settings {
     pub graph: ClientSettings,
-    pub output: PathBuf,
+    /// `[output] path`: a folder or an object-store URL, parsed by `sink::store::Output`.
+    pub output: String,
+    pub output_options: BTreeMap<String, String>,
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
@@ -394,6 +403,10 @@ pub fn validate(
     let limits = file.limits.resolve(&mut problems);
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
+    } else if let Err(error) =
+        crate::sink::store::check_options(&file.output.path, &file.output.options)
+    {
+        problems.push(format!("[output] {error}"));
     }
     match (
         tenant_id, client_id, graph_url, login_url, credential, privacy,
@@ -415,7 +428,8 @@ pub fn validate(
             client.api_version = api_version.to_string();
             Ok(Settings {
                 graph: client,
-                output: PathBuf::from(&file.output.path),
+                output: file.output.path.clone(),
+                output_options: file.output.options.clone(),
                 concurrency: file.export.concurrency,
                 lookback_days: file.export.lookback_days,
                 log_chunk_days: file.export.log_chunk_days,
@@ -746,7 +760,7 @@ mod tests {
             s.graph.login_url.as_str(),
             "https://login.microsoftonline.com/"
         );
-        assert_eq!(s.output, PathBuf::from("./lake"));
+        assert_eq!(s.output, "./lake");
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert!(
             matches!(&s.graph.credential, Credential::ClientSecret(secret) if secret.expose() == "s3cret")

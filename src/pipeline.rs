@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -34,8 +33,9 @@ use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::Progress;
 use crate::schema;
+use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
-use crate::state::{self, ExportState, OutputLock};
+use crate::state::{self, ExportState, RunLock};
 use crate::streams::logs::{self, LogStream};
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
@@ -54,7 +54,7 @@ pub const REJECTED_DIR: &str = "_rejected";
 pub struct ExportPlan {
     pub window: Window,
     pub streams: Vec<StreamKind>,
-    pub output: PathBuf,
+    pub output: Output,
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
     pub api_version: String,
@@ -141,9 +141,11 @@ pub async fn export(
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = new_run_id(started_at);
-    let _lock = OutputLock::acquire(&plan.output, &run_id)?;
-    remove_stale_staging(&plan.output);
-    tracing::info!(run_id, window = %plan.window, output = %plan.output.display(), "Export started.");
+    let _lock = RunLock::acquire(&plan.output, &run_id).await?;
+    sink::remove_stale_staging(&plan.output)
+        .await
+        .context("cannot clean up after an earlier run that did not finish")?;
+    tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
     if !plan.window.is_whole_days() {
         tracing::warn!(
             window = %plan.window,
@@ -158,7 +160,7 @@ pub async fn export(
         .collect();
 
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
-        .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+        .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
     let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("parquet-writer".into())
@@ -183,12 +185,12 @@ pub async fn export(
     let (fetched, staged) = match (fetched, staged) {
         (Ok(fetched), Ok(staged)) => (fetched, staged),
         (Err(error), Ok(staged)) => {
-            staged.discard();
-            quarantine.discard();
+            staged.discard().await;
+            quarantine.discard().await;
             return Err(error);
         }
         (_, Err(error)) => {
-            quarantine.discard();
+            quarantine.discard().await;
             return Err(anyhow::Error::new(error)
                 .context("nothing was published; the lake is as it was before this run"));
         }
@@ -208,17 +210,19 @@ pub async fn export(
         .collect();
     let report = staged
         .publish(&partitions)
+        .await
         .context("cannot publish the exported partitions")?;
     progress.finish();
 
-    let mut state = ExportState::load(&plan.output)?;
+    let mut state = ExportState::load_from(&plan.output).await?;
     for (stream, window) in &stream_windows {
         if let Some(window) = window {
             state.record(stream.name(), *window);
         }
     }
     state
-        .save(&plan.output)
+        .save_to(&plan.output)
+        .await
         .context("the partitions were published, but the state file could not be written")?;
 
     let mut tables: BTreeMap<String, TableTotals> = plan
@@ -261,12 +265,10 @@ pub async fn export(
         requests: client.stats(),
     };
     let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    sink::write_file_atomically(
-        &plan.output,
-        &format!("_manifests/{}.json", summary.run_id),
-        &manifest,
-    )
-    .context("the partitions were published, but the run manifest could not be written")?;
+    plan.output
+        .write_atomically(&format!("_manifests/{}.json", summary.run_id), &manifest)
+        .await
+        .context("the partitions were published, but the run manifest could not be written")?;
     Ok(summary)
 }
 
@@ -348,19 +350,6 @@ fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Opti
     Some(clamped)
 }
 
-/// A run that was killed leaves its staging behind; with the lock held, no other run is
-/// using any of it.
-fn remove_stale_staging(out: &Path) {
-    let staging = out.join(sink::STAGING_DIR);
-    let Ok(entries) = std::fs::read_dir(&staging) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        tracing::info!(path = %entry.path().display(), "Removing the staging area of an earlier run that did not finish.");
-        let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
-
 /// The writer thread: batches in, staged files out.
 fn write_batches(
     mut sink: ParquetSink,
@@ -440,13 +429,9 @@ impl CallRecordRun<'_> {
                     continue;
                 }
                 Err((url, message, body)) => {
-                    quarantine.reject(
-                        StreamKind::CallRecords,
-                        &id,
-                        url.as_str(),
-                        &message,
-                        &body,
-                    )?;
+                    quarantine
+                        .reject(StreamKind::CallRecords, &id, url.as_str(), &message, &body)
+                        .await?;
                     continue;
                 }
             };
@@ -454,13 +439,15 @@ impl CallRecordRun<'_> {
                 Ok(dt) => dt,
                 Err(problem) => {
                     let url = client.api_url(&format!("communications/callRecords/{id}"));
-                    quarantine.reject(
-                        StreamKind::CallRecords,
-                        &id,
-                        url.as_str(),
-                        &problem.0,
-                        &record.to_string(),
-                    )?;
+                    quarantine
+                        .reject(
+                            StreamKind::CallRecords,
+                            &id,
+                            url.as_str(),
+                            &problem.0,
+                            &record.to_string(),
+                        )
+                        .await?;
                     continue;
                 }
             };
@@ -531,26 +518,18 @@ impl LogRun<'_> {
                         Some(Ok(time)) => time.date_naive(),
                         Some(Err(problem)) => {
                             let id = self.log.row_id(&row).unwrap_or("(no id)").to_string();
-                            quarantine.reject(
-                                stream,
-                                &id,
-                                url.as_str(),
-                                &problem,
-                                &row.to_string(),
-                            )?;
+                            quarantine
+                                .reject(stream, &id, url.as_str(), &problem, &row.to_string())
+                                .await?;
                             continue;
                         }
                     };
                     let id = match (self.log.id_field, self.log.row_id(&row)) {
                         (Some(field), None) => {
                             let problem = format!("the row has no {field}");
-                            quarantine.reject(
-                                stream,
-                                "(no id)",
-                                url.as_str(),
-                                &problem,
-                                &row.to_string(),
-                            )?;
+                            quarantine
+                                .reject(stream, "(no id)", url.as_str(), &problem, &row.to_string())
+                                .await?;
                             continue;
                         }
                         (_, Some(id)) if !seen.insert(id.to_string()) => continue,
@@ -638,23 +617,33 @@ async fn send_full_batches(
 }
 
 /// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
-/// object per record with its id, the URL, the error and the body as received.
+/// object per record with its id, the URL, the error and the body as received. Each record
+/// is durable before the run goes on: appended and synced on disk, or the whole file put
+/// again on an object store (which cannot append; rejected records are few).
 struct Quarantine {
-    dir: PathBuf,
-    files: BTreeMap<&'static str, File>,
+    output: Output,
+    /// `_rejected/<run_id>`, relative to the output root.
+    dir: String,
+    files: BTreeMap<&'static str, QuarantineFile>,
     rejected: Vec<RejectedRecord>,
 }
 
+enum QuarantineFile {
+    Local(File),
+    Object(Vec<u8>),
+}
+
 impl Quarantine {
-    fn new(out: &Path, run_id: &str) -> Self {
+    fn new(out: &Output, run_id: &str) -> Self {
         Quarantine {
-            dir: out.join(REJECTED_DIR).join(run_id),
+            output: out.clone(),
+            dir: format!("{REJECTED_DIR}/{run_id}"),
             files: BTreeMap::new(),
             rejected: Vec::new(),
         }
     }
 
-    fn reject(
+    async fn reject(
         &mut self,
         stream: StreamKind,
         id: &str,
@@ -662,27 +651,42 @@ impl Quarantine {
         error: &str,
         body: &str,
     ) -> anyhow::Result<()> {
+        let dir = self.output.display_path(&self.dir);
         tracing::error!(
             stream = stream.name(),
             id,
             url,
-            "Record {id} could not be read ({error}); quarantined in {} and left out of the tables.",
-            self.dir.display()
+            "Record {id} could not be read ({error}); quarantined in {dir} and left out of the tables."
         );
+        let relative = format!("{}/{}.jsonl", self.dir, stream.name());
         let file = match self.files.entry(stream.name()) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => {
-                let path = self.dir.join(format!("{}.jsonl", stream.name()));
-                entry.insert(
-                    sink::create_private_file(&path)
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(match &self.output {
+                Output::Local(root) => QuarantineFile::Local(
+                    sink::create_private_file(&root.join(&relative))
                         .with_context(|| format!("cannot quarantine record {id}"))?,
-                )
-            }
+                ),
+                Output::Object(_) => QuarantineFile::Object(Vec::new()),
+            }),
         };
         let line = json!({"id": id, "url": url, "error": error, "body": body});
-        writeln!(file, "{line}")
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot quarantine record {id} in {}", self.dir.display()))?;
+        match (file, &self.output) {
+            (QuarantineFile::Local(file), _) => writeln!(file, "{line}")
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot quarantine record {id} in {dir}"))?,
+            (QuarantineFile::Object(lines), Output::Object(object)) => {
+                writeln!(lines, "{line}").expect("writing to memory");
+                object
+                    .put(
+                        &relative,
+                        lines.clone().into(),
+                        object_store::PutMode::Overwrite,
+                    )
+                    .await
+                    .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
+            }
+            (QuarantineFile::Object(_), Output::Local(_)) => unreachable!("opened for the output"),
+        }
         self.rejected.push(RejectedRecord {
             stream: stream.name().into(),
             id: id.into(),
@@ -697,9 +701,17 @@ impl Quarantine {
     }
 
     /// A run that publishes nothing keeps no quarantine either: its rerun fetches again.
-    fn discard(self) {
-        if !self.files.is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+    async fn discard(self) {
+        if self.files.is_empty() {
+            return;
+        }
+        match &self.output {
+            Output::Local(root) => {
+                let _ = std::fs::remove_dir_all(root.join(&self.dir));
+            }
+            Output::Object(object) => {
+                let _ = object.delete_all(&self.dir).await;
+            }
         }
     }
 }
