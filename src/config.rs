@@ -746,6 +746,32 @@ mod tests {
         })
     }
 
+    #[test]
+    fn object_store_options_are_passed_and_unknown_keys_are_named() {
+        let good = format!(
+            "{GOOD}\n[output]\npath = \"s3://bucket/teams\"\n[output.options]\naws_endpoint = \"http://127.0.0.1:9000\"\naws_allow_http = \"true\"\n"
+        );
+        let s = settings(&good, Some("s3cret")).unwrap();
+        assert_eq!(s.output, "s3://bucket/teams");
+        assert_eq!(s.output_options["aws_endpoint"], "http://127.0.0.1:9000");
+
+        let typo = good.replace("aws_allow_http", "aws_alow_http");
+        let problems = settings(&typo, Some("s3cret")).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("aws_alow_http") && p.contains("Amazon S3")),
+            "{problems:?}"
+        );
+        let local =
+            format!("{GOOD}\n[output]\npath = \"./lake\"\n[output.options]\naws_region = \"x\"\n");
+        let problems = settings(&local, Some("s3cret")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("object stores only")),
+            "{problems:?}"
+        );
+    }
+
     const GOOD: &str = r#"
         [graph]
         tenant_id = "contoso.onmicrosoft.com"

@@ -109,7 +109,7 @@ pub struct WrittenFile {
 /// Where one Parquet file goes while it is written.
 enum FileSink {
     Local(File),
-    Object(ObjectWriter),
+    Object(Box<ObjectWriter>),
 }
 
 impl Write for FileSink {
@@ -259,7 +259,7 @@ impl ParquetSink {
                 let relative = format!("{}/{partition}/{file_name}", staging_prefix(&self.run_id));
                 let writer = output.writer(&relative, runtime.clone());
                 let location = writer.location().to_string();
-                (FileSink::Object(writer), location)
+                (FileSink::Object(Box::new(writer)), location)
             }
         };
         let schema = batch.schema();
