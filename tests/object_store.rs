@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -60,7 +61,8 @@ fn start(name: &str, mut command: Command, port: u16, data: tempfile::TempDir) -
         if std::env::var_os("CI").is_some() {
             panic!("{message}");
         }
-        eprintln!("SKIPPED: {message}");
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = writeln!(std::io::stderr(), "skipped: {message}");
         None
     };
     let child = match child {
