@@ -22,6 +22,7 @@ use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
+use crate::sink::store::Output;
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
@@ -173,9 +174,11 @@ struct ExportArgs {
     /// End of the window, exclusive: a UTC date or an RFC 3339 time. Default: today 00:00 UTC.
     #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound)]
     to: Option<chrono::DateTime<chrono::Utc>>,
-    /// Output folder; overrides [output] path.
-    #[arg(long, value_name = "PATH")]
-    out: Option<PathBuf>,
+    /// Output folder or object-store URL (s3://bucket/prefix, az://container/prefix,
+    /// abfss://container@account.dfs.core.windows.net/prefix, gs://bucket/prefix);
+    /// overrides [output] path.
+    #[arg(long, value_name = "PATH|URL")]
+    out: Option<String>,
     /// Streams to export, comma-separated: call_records, pstn_calls, direct_routing_calls, and
     /// with the beta API sms_logs, pstn_blocked_users, pstn_online_meeting_dialouts.
     /// Default: every stream the API version offers.
@@ -328,7 +331,7 @@ pub fn main() -> ExitCode {
             Command::Emulator(args) => run_emulator(args).await,
             Command::Check(args) => run_check(args).await,
             Command::Schema(args) => run_schema(args),
-            Command::Reflatten(args) => run_reflatten(args, reporting.quiet),
+            Command::Reflatten(args) => run_reflatten(args, reporting.quiet).await,
         }
     });
     match outcome {
@@ -450,8 +453,23 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         settings.graph.api_version = version.name().into();
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
-    let output = args.out.unwrap_or(settings.output);
+    let output = Output::parse(
+        &args.out.unwrap_or(settings.output),
+        &settings.output_options,
+    )
+    .map_err(|error| Failure::usage(error.to_string()))?;
     let raw = args.raw.or(settings.raw);
+    if let Some(url) = raw
+        .as_ref()
+        .map(|r| r.to_string_lossy())
+        .filter(|r| r.contains("://"))
+    {
+        return Err(Failure::usage(format!(
+            "the raw zone {url} is not a local folder: in this version the raw landing zone is written to local \
+             disk only (the tables can go to an object store)"
+        ))
+        .into());
+    }
     if raw.is_some() {
         config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
             .map_err(Failure::usage)?;
@@ -459,7 +477,7 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
     let window = match requested_window {
         Some(window) => window,
         None => {
-            let state = ExportState::load(&output)?;
+            let state = ExportState::load_from(&output).await?;
             let names: Vec<&str> = streams.iter().map(|s| s.name()).collect();
             let nightly =
                 state::plan_nightly(&state, &names, chrono::Utc::now(), settings.lookback_days);
@@ -713,7 +731,8 @@ fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
             config.client_id.clone(),
             Secret::new(config.client_secret.clone()),
         ),
-        output: PathBuf::from(config::DEFAULT_OUTPUT_PATH),
+        output: config::DEFAULT_OUTPUT_PATH.into(),
+        output_options: Default::default(),
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
@@ -824,7 +843,7 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {
+async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {
     let window = match (args.from, args.to) {
         (Some(from), Some(to)) => Some(Window::new(from, to)?),
         _ => None,
@@ -846,7 +865,7 @@ fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {
         privacy: Privacy::default(),
         workers,
     };
-    let summary = reflatten::reflatten(&plan)?;
+    let summary = reflatten::reflatten(&plan).await?;
     if !quiet {
         let mut text = format!(
             "Rebuilt {} objects ({:.1} MB of JSON in {} files) into {} in {:.2} s (run {}).\n",
@@ -879,9 +898,7 @@ fn describe_plan(plan: &ExportPlan) -> String {
     let partitions = pipeline::partitions_to_replace(&stream_windows);
     let mut text = format!(
         "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
-        plan.window,
-        plan.output.display(),
-        plan.api_version
+        plan.window, plan.output, plan.api_version
     );
     for (stream, window) in &stream_windows {
         let Some(window) = window else {
@@ -939,11 +956,7 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     };
     let mut text = format!(
         "Exported {} call records and the log rows below of {} into {} in {:.1} s (run {}).\n",
-        summary.records_exported,
-        plan.window,
-        plan.output.display(),
-        summary.elapsed_seconds,
-        summary.run_id
+        summary.records_exported, plan.window, plan.output, summary.elapsed_seconds, summary.run_id
     );
     text.push_str(&format!(
         "  {:<30} {:>10} {:>6} {:>12}\n",
@@ -974,9 +987,7 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     text.push_str(&format!(
         "  records rejected (quarantined in {}): {}{}\n",
         plan.output
-            .join(pipeline::REJECTED_DIR)
-            .join(&summary.run_id)
-            .display(),
+            .display_path(&format!("{}/{}", pipeline::REJECTED_DIR, summary.run_id)),
         summary.records_rejected.len(),
         list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
     ));
@@ -984,9 +995,7 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
         "  values written as null (unreadable): {}\n  manifest: {}\n",
         summary.value_issues,
         plan.output
-            .join("_manifests")
-            .join(format!("{}.json", summary.run_id))
-            .display()
+            .display_path(&format!("_manifests/{}.json", summary.run_id))
     ));
     text
 }

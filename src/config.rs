@@ -9,6 +9,7 @@
 //! secret or a private key must not be readable by other users.
 //! May touch: the file system (to read the config and those files), the environment.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,14 +152,20 @@ impl Cloud {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
+    /// A folder, or `s3://`, `az://`, `abfss://`, `gs://`, `file://` URL.
     #[serde(default = "default_output_path")]
     pub path: String,
+    /// Object-store builder keys (`aws_endpoint`, `azure_storage_use_emulator`, ...) that
+    /// the environment does not provide.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
             path: default_output_path(),
+            options: BTreeMap::new(),
         }
     }
 }
@@ -289,7 +296,9 @@ impl PrivacySection {
 #[derive(Debug)]
 pub struct Settings {
     pub graph: ClientSettings,
-    pub output: PathBuf,
+    /// `[output] path`: a folder or an object-store URL, parsed by `sink::store::Output`.
+    pub output: String,
+    pub output_options: BTreeMap<String, String>,
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
@@ -431,6 +440,10 @@ pub fn validate(
     }
     if file.output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
+    } else if let Err(error) =
+        crate::sink::store::check_options(&file.output.path, &file.output.options)
+    {
+        problems.push(format!("[output] {error}"));
     }
     match (
         tenant_id, client_id, graph_url, login_url, credential, privacy,
@@ -452,7 +465,8 @@ pub fn validate(
             client.api_version = api_version.to_string();
             Ok(Settings {
                 graph: client,
-                output: PathBuf::from(&file.output.path),
+                output: file.output.path.clone(),
+                output_options: file.output.options.clone(),
                 concurrency: file.export.concurrency,
                 lookback_days: file.export.lookback_days,
                 log_chunk_days: file.export.log_chunk_days,
@@ -771,6 +785,32 @@ mod tests {
         })
     }
 
+    #[test]
+    fn object_store_options_are_passed_and_unknown_keys_are_named() {
+        let good = format!(
+            "{GOOD}\n[output]\npath = \"s3://bucket/teams\"\n[output.options]\naws_endpoint = \"http://127.0.0.1:9000\"\naws_allow_http = \"true\"\n"
+        );
+        let s = settings(&good, Some("s3cret")).unwrap();
+        assert_eq!(s.output, "s3://bucket/teams");
+        assert_eq!(s.output_options["aws_endpoint"], "http://127.0.0.1:9000");
+
+        let typo = good.replace("aws_allow_http", "aws_alow_http");
+        let problems = settings(&typo, Some("s3cret")).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("aws_alow_http") && p.contains("Amazon S3")),
+            "{problems:?}"
+        );
+        let local =
+            format!("{GOOD}\n[output]\npath = \"./lake\"\n[output.options]\naws_region = \"x\"\n");
+        let problems = settings(&local, Some("s3cret")).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("object stores only")),
+            "{problems:?}"
+        );
+    }
+
     const GOOD: &str = r#"
         [graph]
         tenant_id = "contoso.onmicrosoft.com"
@@ -785,7 +825,7 @@ mod tests {
             s.graph.login_url.as_str(),
             "https://login.microsoftonline.com/"
         );
-        assert_eq!(s.output, PathBuf::from("./lake"));
+        assert_eq!(s.output, "./lake");
         assert_eq!(s.concurrency, DEFAULT_CONCURRENCY);
         assert!(
             matches!(&s.graph.credential, Credential::ClientSecret(secret) if secret.expose() == "s3cret")

@@ -37,8 +37,9 @@ use crate::progress::{Progress, Unit};
 use crate::raw::{self, RawSink};
 use crate::reuse;
 use crate::schema;
+use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
-use crate::state::{self, ExportState, OutputLock};
+use crate::state::{self, ExportState, RunLock};
 use crate::streams::logs::{self, LogStream};
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
@@ -57,7 +58,7 @@ pub const REJECTED_DIR: &str = "_rejected";
 pub struct ExportPlan {
     pub window: Window,
     pub streams: Vec<StreamKind>,
-    pub output: PathBuf,
+    pub output: Output,
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
     pub api_version: String,
@@ -150,10 +151,10 @@ struct Staged {
 }
 
 impl Staged {
-    fn discard(self) {
-        self.tables.discard();
+    async fn discard(self) {
+        self.tables.discard().await;
         if let Some(raw) = self.raw {
-            raw.discard();
+            raw.discard().await;
         }
     }
 }
@@ -177,13 +178,17 @@ pub async fn export(
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = new_run_id(started_at);
-    let _lock = OutputLock::acquire(&plan.output, &run_id)?;
-    remove_stale_staging(&plan.output);
+    let _lock = RunLock::acquire(&plan.output, &run_id).await?;
+    sink::remove_stale_staging(&plan.output)
+        .await
+        .context("cannot clean up after an earlier run that did not finish")?;
+    tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
     if let Some(raw) = &plan.raw {
         // The output lock covers the raw zone too: it is written only by runs of this lake.
-        remove_stale_staging(raw);
+        sink::remove_stale_staging(&Output::Local(raw.clone()))
+            .await
+            .context("cannot clean up the raw zone after an earlier run that did not finish")?;
     }
-    tracing::info!(run_id, window = %plan.window, output = %plan.output.display(), "Export started.");
     if !plan.window.is_whole_days() {
         tracing::warn!(
             window = %plan.window,
@@ -194,7 +199,7 @@ pub async fn export(
     let stream_windows = stream_windows(plan, started_at);
 
     let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
-        .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+        .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
     let raw_sink = match &plan.raw {
         Some(raw) => Some(
             RawSink::create(raw, &run_id)
@@ -205,7 +210,10 @@ pub async fn export(
     let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("parquet-writer".into())
-        .spawn(move || write_batches(sink, raw_sink, receiver))
+        .spawn({
+            let runtime = tokio::runtime::Handle::current();
+            move || write_batches(sink, raw_sink, receiver, runtime)
+        })
         .context("cannot start the writer thread")?;
 
     let mut quarantine = Quarantine::new(&plan.output, &run_id);
@@ -226,12 +234,12 @@ pub async fn export(
     let (fetched, staged) = match (fetched, staged) {
         (Ok(fetched), Ok(staged)) => (fetched, staged),
         (Err(error), Ok(staged)) => {
-            staged.discard();
-            quarantine.discard();
+            staged.discard().await;
+            quarantine.discard().await;
             return Err(error);
         }
         (_, Err(error)) => {
-            quarantine.discard();
+            quarantine.discard().await;
             return Err(anyhow::Error::new(error)
                 .context("nothing was published; the lake is as it was before this run"));
         }
@@ -252,8 +260,8 @@ pub async fn export(
                     .map(move |dt| (stream.name().to_string(), dt))
             })
             .collect();
-        if let Err(error) = raw.publish(&raw_partitions) {
-            staged.tables.discard();
+        if let Err(error) = raw.publish(&raw_partitions).await {
+            staged.tables.discard().await;
             return Err(anyhow::Error::new(error)
                 .context("cannot publish the raw zone; the tables were not published"));
         }
@@ -261,16 +269,18 @@ pub async fn export(
     let report = staged
         .tables
         .publish(&partitions)
+        .await
         .context("cannot publish the exported partitions")?;
 
-    let mut state = ExportState::load(&plan.output)?;
+    let mut state = ExportState::load_from(&plan.output).await?;
     for (stream, window) in &stream_windows {
         if let Some(window) = window {
             state.record(stream.name(), *window);
         }
     }
     state
-        .save(&plan.output)
+        .save_to(&plan.output)
+        .await
         .context("the partitions were published, but the state file could not be written")?;
 
     let tables = table_totals(&plan.streams, &report.files);
@@ -303,12 +313,10 @@ pub async fn export(
         requests: client.stats(),
     };
     let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    sink::write_file_atomically(
-        &plan.output,
-        &format!("_manifests/{}.json", summary.run_id),
-        &manifest,
-    )
-    .context("the partitions were published, but the run manifest could not be written")?;
+    plan.output
+        .write_atomically(&format!("_manifests/{}.json", summary.run_id), &manifest)
+        .await
+        .context("the partitions were published, but the run manifest could not be written")?;
     Ok(summary)
 }
 
@@ -359,7 +367,12 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
-                    lake: &plan.output,
+                    lake: match &plan.output {
+                        Output::Local(root) => Some(root.as_path()),
+                        // Reusing rows reads the lake's files from local disk; on an object
+                        // store every listed record is fetched.
+                        Output::Object(_) => None,
+                    },
                     raw: plan.raw.as_deref(),
                     full: plan.full,
                     window,
@@ -448,24 +461,12 @@ fn stream_window(stream: StreamKind, window: Window, now: DateTime<Utc>) -> Opti
     Some(clamped)
 }
 
-/// A run that was killed leaves its staging behind; with the lock held, no other run is
-/// using any of it.
-pub(crate) fn remove_stale_staging(out: &Path) {
-    let staging = out.join(sink::STAGING_DIR);
-    let Ok(entries) = std::fs::read_dir(&staging) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        tracing::info!(path = %entry.path().display(), "Removing the staging area of an earlier run that did not finish.");
-        let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
-
 /// The writer thread: batches and raw lines in, staged files out.
 fn write_batches(
     mut sink: ParquetSink,
     mut raw: Option<RawSink>,
     mut receiver: mpsc::Receiver<ToWriter>,
+    runtime: tokio::runtime::Handle,
 ) -> Result<Staged, SinkError> {
     while let Some(message) = receiver.blocking_recv() {
         let written = match (message, raw.as_mut()) {
@@ -493,7 +494,7 @@ fn write_batches(
     let raw = match raw.map(RawSink::finish).transpose() {
         Ok(raw) => raw,
         Err(error) => {
-            tables.discard();
+            runtime.block_on(tables.discard());
             return Err(error);
         }
     };
@@ -521,7 +522,9 @@ async fn send_raw(
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
-    lake: &'a Path,
+    /// The lake's local root, whose rows of unchanged records are reused; None on an object
+    /// store, where every record is fetched.
+    lake: Option<&'a Path>,
     raw: Option<&'a Path>,
     /// Refetch records whose version the lake already holds.
     full: bool,
@@ -547,10 +550,9 @@ impl CallRecordRun<'_> {
             progress.listing_complete();
             Ok::<Vec<Value>, GraphError>(Vec::new())
         });
-        let known = if self.full {
-            HashMap::new()
-        } else {
-            self.known_records()?
+        let known = match self.lake {
+            Some(lake) if !self.full => self.known_records(lake)?,
+            _ => HashMap::new(),
         };
         // Filled while the list is read, used after the fetches.
         let reused = RefCell::new(BTreeMap::<NaiveDate, HashSet<String>>::new());
@@ -604,13 +606,9 @@ impl CallRecordRun<'_> {
                     continue;
                 }
                 Err((url, message, body)) => {
-                    quarantine.reject(
-                        StreamKind::CallRecords,
-                        &id,
-                        url.as_str(),
-                        &message,
-                        &body,
-                    )?;
+                    quarantine
+                        .reject(StreamKind::CallRecords, &id, url.as_str(), &message, &body)
+                        .await?;
                     continue;
                 }
             };
@@ -618,13 +616,15 @@ impl CallRecordRun<'_> {
                 Ok(dt) => dt,
                 Err(problem) => {
                     let url = client.api_url(&format!("communications/callRecords/{id}"));
-                    quarantine.reject(
-                        StreamKind::CallRecords,
-                        &id,
-                        url.as_str(),
-                        &problem.0,
-                        &record.to_string(),
-                    )?;
+                    quarantine
+                        .reject(
+                            StreamKind::CallRecords,
+                            &id,
+                            url.as_str(),
+                            &problem.0,
+                            &record.to_string(),
+                        )
+                        .await?;
                     continue;
                 }
             };
@@ -646,23 +646,27 @@ impl CallRecordRun<'_> {
         let reused = reused.take();
         outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
         outcome.records_exported += outcome.records_reused;
-        let (lake, raw) = (self.lake.to_path_buf(), self.raw.map(Path::to_path_buf));
-        let sender = batches.clone();
-        // Blocking file reads, sent with `blocking_send`: off the async threads.
-        tokio::task::spawn_blocking(move || copy_reused(&lake, raw.as_deref(), &reused, &sender))
+        if let Some(lake) = self.lake.filter(|_| !reused.is_empty()) {
+            let (lake, raw) = (lake.to_path_buf(), self.raw.map(Path::to_path_buf));
+            let sender = batches.clone();
+            // Blocking file reads, sent with `blocking_send`: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                copy_reused(&lake, raw.as_deref(), &reused, &sender)
+            })
             .await
             .context("the copy of unchanged records stopped")?
             .context("cannot copy the unchanged call records from the lake")?;
+        }
         progress.finish();
         Ok(outcome)
     }
 
     /// `call_id → (dt, version)` of the records the window's partitions hold. With a raw zone,
     /// only records that are also in its partition: a reused record keeps its raw line too.
-    fn known_records(&self) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
+    fn known_records(&self, lake: &Path) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
         let mut known = HashMap::new();
         for dt in self.window.days() {
-            let mut versions = reuse::lake_versions(self.lake, dt)
+            let mut versions = reuse::lake_versions(lake, dt)
                 .context("cannot read which call records the lake holds")?;
             if let Some(raw) = self.raw {
                 let mut in_raw = HashSet::new();
@@ -787,26 +791,18 @@ impl LogRun<'_> {
                         Some(Ok(time)) => time.date_naive(),
                         Some(Err(problem)) => {
                             let id = self.log.row_id(&row).unwrap_or("(no id)").to_string();
-                            quarantine.reject(
-                                stream,
-                                &id,
-                                url.as_str(),
-                                &problem,
-                                &row.to_string(),
-                            )?;
+                            quarantine
+                                .reject(stream, &id, url.as_str(), &problem, &row.to_string())
+                                .await?;
                             continue;
                         }
                     };
                     let id = match (self.log.id_field, self.log.row_id(&row)) {
                         (Some(field), None) => {
                             let problem = format!("the row has no {field}");
-                            quarantine.reject(
-                                stream,
-                                "(no id)",
-                                url.as_str(),
-                                &problem,
-                                &row.to_string(),
-                            )?;
+                            quarantine
+                                .reject(stream, "(no id)", url.as_str(), &problem, &row.to_string())
+                                .await?;
                             continue;
                         }
                         (_, Some(id)) if !seen.insert(id.to_string()) => continue,
@@ -901,23 +897,33 @@ async fn send_full_batches(
 }
 
 /// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
-/// object per record with its id, the URL, the error and the body as received.
+/// object per record with its id, the URL, the error and the body as received. Each record
+/// is durable before the run goes on: appended and synced on disk, or the whole file put
+/// again on an object store (which cannot append; rejected records are few).
 struct Quarantine {
-    dir: PathBuf,
-    files: BTreeMap<&'static str, File>,
+    output: Output,
+    /// `_rejected/<run_id>`, relative to the output root.
+    dir: String,
+    files: BTreeMap<&'static str, QuarantineFile>,
     rejected: Vec<RejectedRecord>,
 }
 
+enum QuarantineFile {
+    Local(File),
+    Object(Vec<u8>),
+}
+
 impl Quarantine {
-    fn new(out: &Path, run_id: &str) -> Self {
+    fn new(out: &Output, run_id: &str) -> Self {
         Quarantine {
-            dir: out.join(REJECTED_DIR).join(run_id),
+            output: out.clone(),
+            dir: format!("{REJECTED_DIR}/{run_id}"),
             files: BTreeMap::new(),
             rejected: Vec::new(),
         }
     }
 
-    fn reject(
+    async fn reject(
         &mut self,
         stream: StreamKind,
         id: &str,
@@ -925,27 +931,42 @@ impl Quarantine {
         error: &str,
         body: &str,
     ) -> anyhow::Result<()> {
+        let dir = self.output.display_path(&self.dir);
         tracing::error!(
             stream = stream.name(),
             id,
             url,
-            "Record {id} could not be read ({error}); quarantined in {} and left out of the tables.",
-            self.dir.display()
+            "Record {id} could not be read ({error}); quarantined in {dir} and left out of the tables."
         );
+        let relative = format!("{}/{}.jsonl", self.dir, stream.name());
         let file = match self.files.entry(stream.name()) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => {
-                let path = self.dir.join(format!("{}.jsonl", stream.name()));
-                entry.insert(
-                    sink::create_private_file(&path)
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(match &self.output {
+                Output::Local(root) => QuarantineFile::Local(
+                    sink::create_private_file(&root.join(&relative))
                         .with_context(|| format!("cannot quarantine record {id}"))?,
-                )
-            }
+                ),
+                Output::Object(_) => QuarantineFile::Object(Vec::new()),
+            }),
         };
         let line = json!({"id": id, "url": url, "error": error, "body": body});
-        writeln!(file, "{line}")
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("cannot quarantine record {id} in {}", self.dir.display()))?;
+        match (file, &self.output) {
+            (QuarantineFile::Local(file), _) => writeln!(file, "{line}")
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot quarantine record {id} in {dir}"))?,
+            (QuarantineFile::Object(lines), Output::Object(object)) => {
+                writeln!(lines, "{line}").expect("writing to memory");
+                object
+                    .put(
+                        &relative,
+                        lines.clone().into(),
+                        object_store::PutMode::Overwrite,
+                    )
+                    .await
+                    .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
+            }
+            (QuarantineFile::Object(_), Output::Local(_)) => unreachable!("opened for the output"),
+        }
         self.rejected.push(RejectedRecord {
             stream: stream.name().into(),
             id: id.into(),
@@ -960,9 +981,17 @@ impl Quarantine {
     }
 
     /// A run that publishes nothing keeps no quarantine either: its rerun fetches again.
-    fn discard(self) {
-        if !self.files.is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+    async fn discard(self) {
+        if self.files.is_empty() {
+            return;
+        }
+        match &self.output {
+            Output::Local(root) => {
+                let _ = std::fs::remove_dir_all(root.join(&self.dir));
+            }
+            Output::Object(object) => {
+                let _ = object.delete_all(&self.dir).await;
+            }
         }
     }
 }

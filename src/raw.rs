@@ -119,7 +119,11 @@ impl RawSink {
                 bytes,
             });
         }
-        Ok(StagedRun::new(&self.root, &self.staging, files))
+        Ok(StagedRun::new(
+            sink::store::Output::Local(self.root.clone()),
+            &self.run_id,
+            files,
+        ))
     }
 
     /// Removes the staged files of a run that will not be published.
@@ -217,8 +221,8 @@ pub fn open_lines(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn staged_lines_read_back_after_publishing() {
+    #[tokio::test]
+    async fn staged_lines_read_back_after_publishing() {
         let root = tempfile::tempdir().unwrap();
         let mut raw = RawSink::create(root.path(), "run1").unwrap();
         let dt = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
@@ -226,7 +230,7 @@ mod tests {
         raw.write_line("pstn_calls", dt, br#"{"id":"b"}"#).unwrap();
         let staged = raw.finish().unwrap();
         let partitions = [("pstn_calls".to_string(), dt)].into_iter().collect();
-        let report = staged.publish(&partitions).unwrap();
+        let report = staged.publish(&partitions).await.unwrap();
         assert_eq!(report.files[0].rows, 2);
         let files = files_under(root.path()).unwrap();
         assert_eq!(

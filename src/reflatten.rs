@@ -33,6 +33,7 @@ use crate::pipeline::{self, TableTotals};
 use crate::privacy::Privacy;
 use crate::raw;
 use crate::schema;
+use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkOptions, WrittenFile};
 use crate::state::OutputLock;
 use crate::streams::StreamKind;
@@ -111,7 +112,9 @@ struct Counts {
 }
 
 /// Rebuilds the tables of `plan` and publishes their partitions.
-pub fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
+/// The lake is a local folder: the raw zone is read from local disk, and the rebuilt
+/// tables are written next to it.
+pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = pipeline::new_run_id(started_at);
@@ -126,10 +129,13 @@ pub fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
         plan.raw.display()
     );
     let _lock = OutputLock::acquire(&plan.output, &run_id)?;
-    pipeline::remove_stale_staging(&plan.output);
+    let output = Output::Local(plan.output.clone());
+    sink::remove_stale_staging(&output)
+        .await
+        .context("cannot clean up after an earlier run that did not finish")?;
     tracing::info!(run_id, raw = %plan.raw.display(), output = %plan.output.display(), "Reflatten started.");
 
-    let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
+    let sink = ParquetSink::create(&output, &run_id, SinkOptions::default())
         .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
     let workers = plan.workers.max(1);
     let failed = AtomicBool::new(false);
@@ -183,7 +189,7 @@ pub fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
     let (input_files, input_bytes) = match outcome {
         Ok(read) => read,
         Err(error) => {
-            staged.discard();
+            staged.discard().await;
             return Err(error.context("nothing was published; the lake is as it was"));
         }
     };
@@ -197,6 +203,7 @@ pub fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
     };
     let report = staged
         .publish(&pipeline::table_partitions(days.into_iter()))
+        .await
         .context("cannot publish the rebuilt partitions")?;
     let summary = ReflattenSummary {
         run_id,

@@ -56,7 +56,7 @@ async fn export(emulator: &RunningEmulator, lake: &Path, raw: &Path, full: bool)
         )
         .unwrap(),
         streams: vec![StreamKind::CallRecords],
-        output: lake.to_path_buf(),
+        output: callrecords_etl::sink::store::Output::Local(lake.to_path_buf()),
         concurrency: 8,
         api_version: "v1.0".into(),
         log_chunk_days: 30,

@@ -1,19 +1,31 @@
-//! Hive-partitioned Parquet output: `<out>/<table>/dt=YYYY-MM-DD/part-<run_id>-<n>.parquet`.
+//! Hive-partitioned Parquet output: `<out>/<table>/dt=YYYY-MM-DD/part-<run_id>-<n>.parquet`,
+//! on a local folder or an object store ([`store::Output`]).
 //!
-//! Files are written into a staging area (`<out>/_staging/<run_id>/`, which Spark, Hive and
-//! DuckDB ignore because of the leading `_`), fsynced, and only then published: each
-//! partition directory of the window is swapped in whole (Linux `renameat2(RENAME_EXCHANGE)`,
-//! so readers see the old or the new partition, never a mix), and the replaced files are
-//! removed afterwards. A run that fails before publishing leaves the lake as it was.
+//! Files are written into a staging area (`<out>/_staging/<run_id>/`, which Spark, Hive,
+//! Trino and DuckDB ignore because of the leading `_`) and only then published, one
+//! partition at a time, replacing each partition of the window whole:
+//!
+//! - On local disk the staged partition directory is swapped with the live one (Linux
+//!   `renameat2(RENAME_EXCHANGE)`), so readers see the old or the new partition, never a
+//!   mix; the replaced files are removed afterwards.
+//! - On an object store, which cannot rename, see [`object`]: the new files are copied into
+//!   the partition server-side, a `_SUCCESS` marker naming them commits the partition, and
+//!   only then are the old files deleted.
+//!
+//! A run that fails before publishing leaves the lake as it was.
 //!
 //! Knows nothing of Graph: it receives `(table, dt, RecordBatch)` and publishes partitions.
-//! May touch: parquet/arrow, the local file system under the output root.
+//! May touch: parquet/arrow, the local file system under the output root, the object store
+//! under its prefix.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+pub mod object;
+pub mod store;
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
@@ -22,6 +34,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
+
+use store::{ObjectOutput, ObjectWriter, Output, StoreError};
 
 /// Files are readable by the owner and the group (a lake reader's service account),
 /// never by everyone: the tables hold personal data.
@@ -39,11 +53,19 @@ pub enum SinkError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("cannot write Parquet file {path}: {source}")]
+    #[error("cannot write Parquet file {location}: {source}")]
     Parquet {
-        path: PathBuf,
+        location: String,
         source: parquet::errors::ParquetError,
     },
+    #[error(transparent)]
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for SinkError {
+    fn from(error: StoreError) -> Self {
+        SinkError::Store(Box::new(error))
+    }
 }
 
 pub(crate) fn io_error<'p>(
@@ -91,18 +113,53 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
+/// Where one Parquet file goes while it is written.
+enum FileSink {
+    Local(File),
+    Object(Box<ObjectWriter>),
+}
+
+impl Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            FileSink::Local(file) => file.write(buf),
+            FileSink::Object(object) => object.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            FileSink::Local(file) => file.flush(),
+            FileSink::Object(object) => object.flush(),
+        }
+    }
+}
+
 struct PartitionWriter {
-    writer: ArrowWriter<File>,
-    staged_path: PathBuf,
+    writer: ArrowWriter<FileSink>,
+    /// The staged file, for messages.
+    location: String,
     file_name: String,
     rows: u64,
 }
 
+/// Where the run stages its files.
+enum Staging {
+    /// `<root>/_staging/<run_id>/`.
+    Local(PathBuf),
+    /// `_staging/<run_id>/` under the store's prefix, written from the writer thread
+    /// through the runtime that `runtime` names.
+    Object {
+        output: ObjectOutput,
+        runtime: tokio::runtime::Handle,
+    },
+}
+
 /// Writes the batches of one run into staged Parquet files, one writer per open partition.
 pub struct ParquetSink {
-    root: PathBuf,
+    output: Output,
     run_id: String,
-    staging: PathBuf,
+    staging: Staging,
     options: SinkOptions,
     properties: WriterProperties,
     open: BTreeMap<(String, NaiveDate), PartitionWriter>,
@@ -110,11 +167,26 @@ pub struct ParquetSink {
     written: Vec<WrittenFile>,
 }
 
+/// `_staging/<run_id>`, relative to the output root.
+fn staging_prefix(run_id: &str) -> String {
+    format!("{STAGING_DIR}/{run_id}")
+}
+
 impl ParquetSink {
-    /// Prepares `<root>/_staging/<run_id>/`.
-    pub fn create(root: &Path, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
-        let staging = root.join(STAGING_DIR).join(run_id);
-        create_dirs(&staging)?;
+    /// Prepares the staging area of the run. On an object store it must be called within a
+    /// tokio runtime, whose handle the writer thread then uses for the uploads.
+    pub fn create(output: &Output, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
+        let staging = match output {
+            Output::Local(root) => {
+                let staging = root.join(STAGING_DIR).join(run_id);
+                create_dirs(&staging)?;
+                Staging::Local(staging)
+            }
+            Output::Object(object) => Staging::Object {
+                output: object.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            },
+        };
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
@@ -123,7 +195,7 @@ impl ParquetSink {
             .set_created_by(format!("callrecords-etl {}", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(ParquetSink {
-            root: root.to_path_buf(),
+            output: output.clone(),
             run_id: run_id.to_string(),
             staging,
             options,
@@ -154,7 +226,7 @@ impl ParquetSink {
             .writer
             .write(batch)
             .map_err(|source| SinkError::Parquet {
-                path: partition.staged_path.clone(),
+                location: partition.location.clone(),
                 source,
             })?;
         partition.rows += batch.num_rows() as u64;
@@ -186,7 +258,7 @@ impl ParquetSink {
                 .writer
                 .flush()
                 .map_err(|source| SinkError::Parquet {
-                    path: largest.staged_path.clone(),
+                    location: largest.location.clone(),
                     source,
                 })?;
         }
@@ -199,22 +271,34 @@ impl ParquetSink {
         dt: NaiveDate,
         batch: &RecordBatch,
     ) -> Result<PartitionWriter, SinkError> {
-        let dir = self.staging.join(table).join(partition_dir_name(dt));
-        create_dirs(&dir)?;
         let sequence = self.next_file.entry((table.to_string(), dt)).or_insert(0);
         let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
         *sequence += 1;
-        let staged_path = dir.join(&file_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&staged_path)
-            .map_err(io_error("create", &staged_path))?;
+        let partition = format!("{table}/{}", partition_dir_name(dt));
+        let (sink, location) = match &self.staging {
+            Staging::Local(staging) => {
+                let dir = staging.join(&partition);
+                create_dirs(&dir)?;
+                let path = dir.join(&file_name);
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE)
+                    .open(&path)
+                    .map_err(io_error("create", &path))?;
+                (FileSink::Local(file), path.display().to_string())
+            }
+            Staging::Object { output, runtime } => {
+                let relative = format!("{}/{partition}/{file_name}", staging_prefix(&self.run_id));
+                let writer = output.writer(&relative, runtime.clone());
+                let location = writer.location().to_string();
+                (FileSink::Object(Box::new(writer)), location)
+            }
+        };
         let schema = batch.schema();
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(self.properties.clone()))
+        let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
             .map_err(|source| SinkError::Parquet {
-                path: staged_path.clone(),
+                location: location.clone(),
                 source,
             })?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
@@ -226,7 +310,7 @@ impl ParquetSink {
         }
         Ok(PartitionWriter {
             writer,
-            staged_path,
+            location,
             file_name,
             rows: 0,
         })
@@ -238,16 +322,22 @@ impl ParquetSink {
         dt: NaiveDate,
         partition: PartitionWriter,
     ) -> Result<(), SinkError> {
-        let path = partition.staged_path;
-        let file = partition
+        let location = partition.location;
+        let sink = partition
             .writer
             .into_inner()
             .map_err(|source| SinkError::Parquet {
-                path: path.clone(),
+                location: location.clone(),
                 source,
             })?;
-        file.sync_all().map_err(io_error("fsync", &path))?;
-        let bytes = file.metadata().map_err(io_error("stat", &path))?.len();
+        let bytes = match sink {
+            FileSink::Local(file) => {
+                let path = Path::new(&location);
+                file.sync_all().map_err(io_error("fsync", path))?;
+                file.metadata().map_err(io_error("stat", path))?.len()
+            }
+            FileSink::Object(object) => object.finish()?,
+        };
         self.written.push(WrittenFile {
             table: table.to_string(),
             dt,
@@ -266,22 +356,32 @@ impl ParquetSink {
         let mut files = std::mem::take(&mut self.written);
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(StagedRun {
-            root: self.root.clone(),
-            staging: self.staging.clone(),
+            output: self.output.clone(),
+            run_id: self.run_id.clone(),
             files,
         })
     }
 
-    /// Removes the staged files of a run that will not be published.
-    pub fn discard(self) {
-        let _ = fs::remove_dir_all(&self.staging);
+    /// Removes the staged files of a run that will not be published (from the writer
+    /// thread: it blocks on the uploads' runtime).
+    pub fn discard(mut self) {
+        // Dropping an unfinished object writer aborts its upload.
+        self.open.clear();
+        match &self.staging {
+            Staging::Local(staging) => {
+                let _ = fs::remove_dir_all(staging);
+            }
+            Staging::Object { output, runtime } => {
+                let _ = runtime.block_on(output.delete_all(&staging_prefix(&self.run_id)));
+            }
+        }
     }
 }
 
-/// The closed, fsynced files of a run, waiting to be published.
+/// The closed, durable files of a run, waiting to be published.
 pub struct StagedRun {
-    root: PathBuf,
-    staging: PathBuf,
+    output: Output,
+    run_id: String,
     files: Vec<WrittenFile>,
 }
 
@@ -294,13 +394,13 @@ pub struct PublishReport {
 }
 
 impl StagedRun {
-    /// Files that another writer staged under `<root>/_staging/<run_id>/<name>/dt=…/` (the raw
-    /// landing zone's `<stream>` folders), to be published by the same partition swap as the
-    /// tables. `files` name their partition in `table` (the folder under the root).
-    pub fn new(root: &Path, staging: &Path, files: Vec<WrittenFile>) -> Self {
+    /// Files that another writer staged under `<output>/_staging/<run_id>/<name>/dt=…/` (the
+    /// raw landing zone's `<stream>` folders), to be published by the same partition switch
+    /// as the tables. `files` name their partition in `table` (the folder under the root).
+    pub fn new(output: Output, run_id: &str, files: Vec<WrittenFile>) -> Self {
         StagedRun {
-            root: root.to_path_buf(),
-            staging: staging.to_path_buf(),
+            output,
+            run_id: run_id.to_string(),
             files,
         }
     }
@@ -311,48 +411,24 @@ impl StagedRun {
 
     /// Makes the run's partitions the live ones. Every `(table, dt)` in `partitions` is
     /// replaced, also when this run has no rows for it (an empty day removes the old
-    /// partition); partitions outside `partitions` and other tables are not touched.
-    pub fn publish(
+    /// partition's files); partitions outside `partitions` and other tables are not touched.
+    pub async fn publish(
         self,
         partitions: &BTreeSet<(String, NaiveDate)>,
     ) -> Result<PublishReport, SinkError> {
-        let mut replaced = Vec::new();
         let staged: BTreeSet<(String, NaiveDate)> =
             self.files.iter().map(|f| (f.table.clone(), f.dt)).collect();
-        for (table, dt) in partitions.union(&staged) {
-            let dir_name = partition_dir_name(*dt);
-            let live_parent = self.root.join(table);
-            let live = live_parent.join(&dir_name);
-            let staged_dir = self.staging.join(table).join(&dir_name);
-            if staged.contains(&(table.clone(), *dt)) {
-                sync_dir(&staged_dir)?;
-                create_dirs(&live_parent)?;
-                if live.exists() {
-                    exchange(&staged_dir, &live)?;
-                    // `staged_dir` now holds the replaced files.
-                    fs::remove_dir_all(&staged_dir)
-                        .map_err(io_error("remove replaced partition", &staged_dir))?;
-                } else {
-                    fs::rename(&staged_dir, &live).map_err(io_error("publish", &live))?;
-                }
-                sync_dir(&live_parent)?;
-            } else if live.exists() {
-                let retired = self
-                    .staging
-                    .join(table)
-                    .join(format!("replaced-{dir_name}"));
-                create_dirs(retired.parent().expect("has a parent"))?;
-                fs::rename(&live, &retired).map_err(io_error("retire", &live))?;
-                sync_dir(&live_parent)?;
-                fs::remove_dir_all(&retired)
-                    .map_err(io_error("remove replaced partition", &retired))?;
+        let replaced: Vec<(String, NaiveDate)> = partitions.union(&staged).cloned().collect();
+        match &self.output {
+            Output::Local(root) => publish_local(
+                root,
+                &root.join(STAGING_DIR).join(&self.run_id),
+                &staged,
+                &replaced,
+            )?,
+            Output::Object(object) => {
+                object::publish(object, &self.run_id, &self.files, &replaced).await?
             }
-            replaced.push((table.clone(), *dt));
-        }
-        fs::remove_dir_all(&self.staging).map_err(io_error("remove staging", &self.staging))?;
-        if let Some(staging_root) = self.staging.parent() {
-            // Only succeeds when no other run is staging; that is the point.
-            let _ = fs::remove_dir(staging_root);
         }
         Ok(PublishReport {
             files: self.files,
@@ -361,8 +437,77 @@ impl StagedRun {
     }
 
     /// Removes the staged files without publishing them.
-    pub fn discard(self) {
-        let _ = fs::remove_dir_all(&self.staging);
+    pub async fn discard(self) {
+        match &self.output {
+            Output::Local(root) => {
+                let _ = fs::remove_dir_all(root.join(STAGING_DIR).join(&self.run_id));
+            }
+            Output::Object(object) => {
+                let _ = object.delete_all(&staging_prefix(&self.run_id)).await;
+            }
+        }
+    }
+}
+
+/// Swaps each partition of `replaced` in from `staging` (or retires it, when the run has no
+/// rows for it), then removes the staging.
+fn publish_local(
+    root: &Path,
+    staging: &Path,
+    staged: &BTreeSet<(String, NaiveDate)>,
+    replaced: &[(String, NaiveDate)],
+) -> Result<(), SinkError> {
+    for (table, dt) in replaced {
+        let dir_name = partition_dir_name(*dt);
+        let live_parent = root.join(table);
+        let live = live_parent.join(&dir_name);
+        let staged_dir = staging.join(table).join(&dir_name);
+        if staged.contains(&(table.clone(), *dt)) {
+            sync_dir(&staged_dir)?;
+            create_dirs(&live_parent)?;
+            if live.exists() {
+                exchange(&staged_dir, &live)?;
+                // `staged_dir` now holds the replaced files.
+                fs::remove_dir_all(&staged_dir)
+                    .map_err(io_error("remove replaced partition", &staged_dir))?;
+            } else {
+                fs::rename(&staged_dir, &live).map_err(io_error("publish", &live))?;
+            }
+            sync_dir(&live_parent)?;
+        } else if live.exists() {
+            let retired = staging.join(table).join(format!("replaced-{dir_name}"));
+            create_dirs(retired.parent().expect("has a parent"))?;
+            fs::rename(&live, &retired).map_err(io_error("retire", &live))?;
+            sync_dir(&live_parent)?;
+            fs::remove_dir_all(&retired)
+                .map_err(io_error("remove replaced partition", &retired))?;
+        }
+    }
+    fs::remove_dir_all(staging).map_err(io_error("remove staging", staging))?;
+    if let Some(staging_root) = staging.parent() {
+        // Only succeeds when no other run is staging; that is the point.
+        let _ = fs::remove_dir(staging_root);
+    }
+    Ok(())
+}
+
+/// A run that was killed leaves its staging behind; with the lock held, no other run is
+/// using any of it. On an object store, a run killed while publishing is also finished or
+/// rolled back partition by partition ([`object::recover`]).
+pub async fn remove_stale_staging(output: &Output) -> Result<(), SinkError> {
+    match output {
+        Output::Local(root) => {
+            let Ok(entries) = fs::read_dir(root.join(STAGING_DIR)) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                tracing::info!(path = %entry.path().display(), "Removing the staging area of an earlier run that did not finish.");
+                let _ = fs::remove_dir_all(entry.path());
+            }
+            Ok(())
+        }
+        // Partitions left half-switched must be repaired before this run reads or replaces them.
+        Output::Object(object) => Ok(object::recover(object).await?),
     }
 }
 

@@ -1,0 +1,447 @@
+//! Where the lake lives: a local folder, or a prefix in an object store (Amazon S3 and
+//! S3-compatible servers, Azure Blob Storage / ADLS Gen2, Google Cloud Storage) reached
+//! through the `object_store` crate.
+//!
+//! [`Output::parse`] turns `--out` / `[output] path` into an [`Output`]: `s3://bucket/prefix`,
+//! `az://container/prefix`, `abfss://container@account.dfs.core.windows.net/prefix`,
+//! `gs://bucket/prefix`, `file:///path` or a plain path. Cloud credentials come from the
+//! environment the way each cloud's tools read them (`AWS_*`, `AZURE_*`, `GOOGLE_*`, and
+//! the instance, workload or managed identity the crate finds there); `[output.options]`
+//! adds the builder keys the environment does not say, and unknown keys are refused.
+//!
+//! The primitives here are what any writer of the lake needs, whatever the backend:
+//! read a small object, write one so that readers see the old or the whole new bytes
+//! ([`Output::write_atomically`]), and stream a large one up ([`ObjectOutput::writer`]:
+//! multipart, never buffered whole). How partitions are switched lives in `sink`.
+//!
+//! May touch: the local file system under the output root, the object store under its prefix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::buffered::BufWriter;
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions, PutPayload,
+    PutResult,
+};
+use tokio::io::AsyncWriteExt;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the output location {location} is not usable: {message}")]
+    Location { location: String, message: String },
+    #[error(
+        "[output.options] has keys that {store} does not know: {}; see the object_store \
+         builder keys of {store} (for example {example})", .keys.join(", ")
+    )]
+    UnknownOptions {
+        store: &'static str,
+        example: &'static str,
+        keys: Vec<String>,
+    },
+    #[error("cannot {action} {location}: {source}")]
+    Object {
+        action: &'static str,
+        location: String,
+        source: object_store::Error,
+    },
+    #[error(transparent)]
+    Local(#[from] super::SinkError),
+}
+
+/// The lake's root.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Local(PathBuf),
+    Object(ObjectOutput),
+}
+
+/// A prefix in an object store.
+#[derive(Debug, Clone)]
+pub struct ObjectOutput {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// The location as the user wrote it, for messages.
+    url: String,
+}
+
+impl Output {
+    /// Parses `location` (a URL or a plain path) and builds the store client. Makes no request.
+    pub fn parse(location: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
+        let bad = |message: String| StoreError::Location {
+            location: location.to_string(),
+            message,
+        };
+        if !location.contains("://") {
+            return local(PathBuf::from(location), options, location);
+        }
+        let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
+        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+        let built = match scheme {
+            ObjectStoreScheme::Local => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| bad("not a local path".into()))?;
+                return local(path, options, location);
+            }
+            ObjectStoreScheme::AmazonS3 => configure(
+                AmazonS3Builder::from_env().with_url(location),
+                options,
+                |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
+                "Amazon S3",
+                "aws_endpoint, aws_region, aws_allow_http",
+            )?
+            .build()
+            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            ObjectStoreScheme::MicrosoftAzure => configure(
+                MicrosoftAzureBuilder::from_env().with_url(location),
+                options,
+                |b, k: AzureConfigKey, v| b.with_config(k, v),
+                "Azure Blob Storage",
+                "azure_storage_account_name, azure_storage_use_emulator",
+            )?
+            .build()
+            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            ObjectStoreScheme::GoogleCloudStorage => configure(
+                GoogleCloudStorageBuilder::from_env().with_url(location),
+                options,
+                |b, k: GoogleConfigKey, v| b.with_config(k, v),
+                "Google Cloud Storage",
+                "google_service_account, google_application_credentials",
+            )?
+            .build()
+            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+            other => {
+                return Err(bad(format!(
+                    "{other:?} is not a supported lake location; use s3://, az://, abfss://, gs://, file:// or a path"
+                )));
+            }
+        };
+        let store = built.map_err(|e| bad(e.to_string()))?;
+        Ok(Output::Object(ObjectOutput {
+            store,
+            prefix,
+            url: location.trim_end_matches('/').to_string(),
+        }))
+    }
+
+    /// `relative` under the root, for messages.
+    pub fn display_path(&self, relative: &str) -> String {
+        match self {
+            Output::Local(root) => root.join(relative).display().to_string(),
+            Output::Object(object) => format!("{}/{relative}", object.url),
+        }
+    }
+
+    /// The bytes of `<root>/<relative>`, or None when there is no such file or object.
+    pub async fn read(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            Output::Local(root) => {
+                let path = root.join(relative);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes.into())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(super::SinkError::Io {
+                        action: "read",
+                        path,
+                        source,
+                    }
+                    .into()),
+                }
+            }
+            Output::Object(object) => object.read(relative).await,
+        }
+    }
+
+    /// Writes `bytes` to `<root>/<relative>` so that readers see the old content or the
+    /// whole new one: a renamed temporary file on disk, one PUT on an object store.
+    pub async fn write_atomically(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Output::Local(root) => {
+                super::write_file_atomically(root, relative, bytes)?;
+                Ok(())
+            }
+            Output::Object(object) => object
+                .put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
+                .await
+                .map(drop),
+        }
+    }
+}
+
+impl From<PathBuf> for Output {
+    fn from(path: PathBuf) -> Self {
+        Output::Local(path)
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Local(root) => write!(f, "{}", root.display()),
+            Output::Object(object) => f.write_str(&object.url),
+        }
+    }
+}
+
+fn local(
+    path: PathBuf,
+    options: &BTreeMap<String, String>,
+    location: &str,
+) -> Result<Output, StoreError> {
+    if !options.is_empty() {
+        return Err(StoreError::Location {
+            location: location.to_string(),
+            message: format!(
+                "[output.options] ({}) apply to object stores only; remove them for a local folder",
+                options.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(Output::Local(path))
+}
+
+/// Applies `options` to a store builder, refusing every key the builder does not know
+/// (a typo must not silently fall back to a default, as elsewhere in the config).
+fn configure<B, K: std::str::FromStr>(
+    builder: B,
+    options: &BTreeMap<String, String>,
+    with_config: impl Fn(B, K, String) -> B,
+    store: &'static str,
+    example: &'static str,
+) -> Result<B, StoreError> {
+    let mut unknown = Vec::new();
+    let mut builder = builder;
+    for (key, value) in options {
+        match key.to_ascii_lowercase().parse::<K>() {
+            Ok(key) => builder = with_config(builder, key, value.clone()),
+            Err(_) => unknown.push(key.clone()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(builder)
+    } else {
+        Err(StoreError::UnknownOptions {
+            store,
+            example,
+            keys: unknown,
+        })
+    }
+}
+
+/// The `[output.options]` keys that the store of `location` would refuse; for validating
+/// the config file before anything runs. Plain paths take no options.
+pub fn check_options(location: &str, options: &BTreeMap<String, String>) -> Result<(), StoreError> {
+    match Output::parse(location, options) {
+        Err(error @ StoreError::UnknownOptions { .. }) => Err(error),
+        Err(error @ StoreError::Location { .. }) if !location.contains("://") => Err(error),
+        // Other problems (a missing account name, say) may be fixed by the environment of
+        // the run or by --out; they are reported when the run builds its store.
+        _ => Ok(()),
+    }
+}
+
+impl fmt::Display for ObjectOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl ObjectOutput {
+    /// The key of `relative` (slash-separated) under the prefix.
+    pub fn key(&self, relative: &str) -> ObjectPath {
+        self.prefix
+            .parts()
+            .chain(ObjectPath::from(relative).parts())
+            .collect()
+    }
+
+    /// `key` relative to the prefix, slash-separated.
+    pub fn relative(&self, key: &ObjectPath) -> String {
+        key.prefix_match(&self.prefix)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .join("/")
+    }
+
+    fn error(
+        &self,
+        action: &'static str,
+        relative: &str,
+    ) -> impl FnOnce(object_store::Error) -> StoreError {
+        let location = format!("{}/{relative}", self.url);
+        move |source| StoreError::Object {
+            action,
+            location,
+            source,
+        }
+    }
+
+    pub async fn read(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.store.get(&self.key(relative)).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(self.error("read", relative)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(self.error("read", relative)(error)),
+        }
+    }
+
+    /// The object and its version (for a later conditional update), or None.
+    pub async fn read_versioned(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(Bytes, ObjectMeta)>, StoreError> {
+        match self.store.get(&self.key(relative)).await {
+            Ok(result) => {
+                let meta = result.meta.clone();
+                let bytes = result.bytes().await.map_err(self.error("read", relative))?;
+                Ok(Some((bytes, meta)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(self.error("read", relative)(error)),
+        }
+    }
+
+    /// One PUT: readers see the old object or the whole new one. `mode` makes it
+    /// conditional (create only, or replace only an unchanged version); a failed
+    /// condition is the store's `AlreadyExists` / `Precondition` error, kept as the source.
+    pub async fn put(
+        &self,
+        relative: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<PutResult, StoreError> {
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&self.key(relative), PutPayload::from(bytes), options)
+            .await
+            .map_err(self.error("write", relative))
+    }
+
+    /// Every object under `relative` (a folder, matched by whole path segments).
+    pub async fn list(&self, relative: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.store
+            .list(Some(&self.key(relative)))
+            .try_collect()
+            .await
+            .map_err(self.error("list", relative))
+    }
+
+    /// The folder names directly under `relative`.
+    pub async fn list_folders(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.key(relative)))
+            .await
+            .map_err(self.error("list", relative))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Server-side copy (no bytes pass through this machine), replacing `to`.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.store
+            .copy(&self.key(from), &self.key(to))
+            .await
+            .map_err(self.error("copy into place", to))
+    }
+
+    pub async fn delete(&self, key: &ObjectPath) -> Result<(), StoreError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.error("delete", &self.relative(key))(error)),
+        }
+    }
+
+    /// Deletes every object under `relative`, a few at a time.
+    pub async fn delete_all(&self, relative: &str) -> Result<(), StoreError> {
+        let objects = self.list(relative).await?;
+        futures::stream::iter(objects.into_iter().map(Ok))
+            .try_for_each_concurrent(8, |meta| async move { self.delete(&meta.location).await })
+            .await
+    }
+
+    /// A streaming writer of `relative` for synchronous code (a writer thread): the bytes
+    /// go up in parts as they come (one PUT when the whole object fits in the first part),
+    /// and the object appears only when [`ObjectWriter::finish`] completes the upload.
+    pub fn writer(&self, relative: &str, runtime: tokio::runtime::Handle) -> ObjectWriter {
+        ObjectWriter {
+            writer: Some(BufWriter::new(self.store.clone(), self.key(relative))),
+            runtime,
+            location: format!("{}/{relative}", self.url),
+            bytes: 0,
+        }
+    }
+}
+
+/// A `std::io::Write` over a multipart upload; each call blocks on the runtime, so it must
+/// be used from a thread outside the runtime (the Parquet writer thread).
+pub struct ObjectWriter {
+    writer: Option<BufWriter>,
+    runtime: tokio::runtime::Handle,
+    location: String,
+    bytes: u64,
+}
+
+impl ObjectWriter {
+    /// Completes the upload; the object is visible from now on. Returns its size.
+    pub fn finish(mut self) -> Result<u64, StoreError> {
+        let mut writer = self.writer.take().expect("finished once");
+        self.runtime
+            .block_on(writer.shutdown())
+            .map_err(|e| StoreError::Object {
+                action: "complete the upload of",
+                location: self.location.clone(),
+                source: object_store::Error::Generic {
+                    store: "upload",
+                    source: Box::new(e),
+                },
+            })?;
+        Ok(self.bytes)
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+impl Drop for ObjectWriter {
+    /// An upload that is not finished is aborted, so no parts are left behind to pay for.
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = self.runtime.block_on(writer.abort());
+        }
+    }
+}
+
+impl std::io::Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let writer = self.writer.as_mut().expect("not finished");
+        self.runtime.block_on(writer.write_all(buf))?;
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    /// Parts go up as they fill; what is left goes up in `finish`.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

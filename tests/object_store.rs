@@ -1,0 +1,537 @@
+//! The lake on object stores, against real servers on loopback: an S3-compatible server
+//! (moto, `python3 -m moto.server`) and Azurite's blob service (`azurite-blob`), both
+//! started here on free ports and stopped when the test ends. `.ci/run` installs them.
+//!
+//! Without the servers (a `cargo test` without the npm/pip installs) each test prints why
+//! it is skipped, unless `CI` is set: then a missing server fails the test.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{Days, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value, json};
+
+const BUCKET: &str = "lake";
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const CALL_TABLES: [&str; 3] = ["call_records", "call_sessions", "call_media_streams"];
+
+/// A server process on a loopback port, stopped (by its own pid) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `program` or explains why it cannot: None means skip (outside CI).
+fn start(name: &str, mut command: Command, port: u16, data: tempfile::TempDir) -> Option<Server> {
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let unavailable = |why: String| {
+        let message = format!(
+            "{name} is not available ({why}); install it with .ci/run's steps to run the object-store tests"
+        );
+        if std::env::var_os("CI").is_some() {
+            panic!("{message}");
+        }
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = writeln!(std::io::stderr(), "skipped: {message}");
+        None
+    };
+    let child = match child {
+        Ok(child) => child,
+        Err(error) => return unavailable(format!("cannot start it: {error}")),
+    };
+    let mut server = Server {
+        child,
+        port,
+        _data: data,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return unavailable(format!("it exited with {status}"));
+        }
+        if Instant::now() > deadline {
+            return unavailable("it did not listen within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+fn start_moto() -> Option<Server> {
+    let port = free_port();
+    let mut command = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    command.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let server = start(
+        "moto (pip install \"moto[server]\")",
+        command,
+        port,
+        tempfile::tempdir().unwrap(),
+    )?;
+    let created = reqwest::blocking_put(&format!("http://127.0.0.1:{port}/{BUCKET}"));
+    assert!(created, "cannot create the bucket");
+    Some(server)
+}
+
+fn azurite_program() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/node_modules/.bin/azurite-blob");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("azurite-blob")
+    }
+}
+
+fn start_azurite() -> Option<Server> {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(azurite_program());
+    command
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--location",
+        ])
+        .arg(data.path());
+    let server = start("Azurite (npm install azurite)", command, port, data)?;
+    create_azure_container(port, BUCKET);
+    Some(server)
+}
+
+mod reqwest {
+    //! The two requests object_store cannot make: creating a bucket and a container.
+
+    /// `PUT url` without credentials (moto accepts any).
+    pub fn blocking_put(url: &str) -> bool {
+        runtime().block_on(async {
+            ::reqwest::Client::new()
+                .put(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    }
+
+    pub fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+/// Creates a blob container on Azurite, signed with the emulator's well-known Shared Key.
+fn create_azure_container(port: u16, container: &str) {
+    use base64::Engine;
+    let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let version = "2021-08-06";
+    let to_sign = format!(
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{container}\nrestype:container"
+    );
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(AZURITE_KEY)
+        .unwrap();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+    let signature = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::hmac::sign(&key, to_sign.as_bytes()).as_ref());
+    let url = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}/{container}?restype=container");
+    let status = reqwest::runtime().block_on(async {
+        ::reqwest::Client::new()
+            .put(&url)
+            .header("x-ms-date", &date)
+            .header("x-ms-version", version)
+            .header("Content-Length", "0")
+            .header(
+                "Authorization",
+                format!("SharedKey {AZURITE_ACCOUNT}:{signature}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "cannot create the container: {status}");
+}
+
+/// How a test reaches one store: the lake URL, the environment of the exporter, and a
+/// client of the same store for reading back.
+struct Lake {
+    url: String,
+    env: Vec<(&'static str, String)>,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+}
+
+fn s3_lake(server: &Server, prefix: &str) -> Lake {
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ];
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    Lake {
+        url: format!("s3://{BUCKET}/{prefix}"),
+        env,
+        store: Arc::new(store),
+        prefix: ObjectPath::from(prefix),
+    }
+}
+
+fn azure_lake(server: &Server, prefix: &str) -> Lake {
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    let env = vec![
+        ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
+        ("AZURITE_BLOB_STORAGE_URL", endpoint.clone()),
+    ];
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_container_name(BUCKET)
+        .with_endpoint(format!("{endpoint}/{AZURITE_ACCOUNT}"))
+        .with_allow_http(true)
+        .with_account(AZURITE_ACCOUNT)
+        .with_access_key(AZURITE_KEY)
+        .build()
+        .unwrap();
+    Lake {
+        url: format!("az://{BUCKET}/{prefix}"),
+        env,
+        store: Arc::new(store),
+        prefix: ObjectPath::from(prefix),
+    }
+}
+
+impl Lake {
+    fn rt(&self) -> tokio::runtime::Runtime {
+        reqwest::runtime()
+    }
+
+    fn key(&self, relative: &str) -> ObjectPath {
+        self.prefix
+            .parts()
+            .chain(ObjectPath::from(relative).parts())
+            .collect()
+    }
+
+    /// Every key under `relative`, relative to the lake, sorted.
+    fn keys(&self, relative: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .rt()
+            .block_on(
+                self.store
+                    .list(Some(&self.key(relative)))
+                    .try_collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.as_ref()[self.prefix.as_ref().len() + 1..].to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn get(&self, relative: &str) -> Option<Bytes> {
+        self.rt().block_on(async {
+            match self.store.get(&self.key(relative)).await {
+                Ok(result) => Some(result.bytes().await.unwrap()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(error) => panic!("{error}"),
+            }
+        })
+    }
+
+    fn put(&self, relative: &str, bytes: Vec<u8>) {
+        self.rt()
+            .block_on(self.store.put(&self.key(relative), PutPayload::from(bytes)))
+            .unwrap();
+    }
+
+    /// Every row of `table`, as `support::read_table` reads a local lake.
+    fn read_table(&self, table: &str) -> Vec<Map<String, Value>> {
+        let mut all = Vec::new();
+        for key in self.keys(table) {
+            if !key.ends_with(".parquet") {
+                continue;
+            }
+            let dt = key
+                .split('/')
+                .nth(1)
+                .unwrap()
+                .strip_prefix("dt=")
+                .unwrap()
+                .to_string();
+            let bytes = self.get(&key).unwrap();
+            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                for mut row in support::rows(&batch.unwrap()) {
+                    row.insert("dt".into(), json!(dt));
+                    all.push(row);
+                }
+            }
+        }
+        all
+    }
+}
+
+fn days_ago(n: u64) -> String {
+    Utc::now()
+        .date_naive()
+        .checked_sub_days(Days::new(n))
+        .unwrap()
+        .to_string()
+}
+
+fn export_command(
+    out: &str,
+    env: &[(&'static str, String)],
+    window: (u64, u64),
+    extra: &[&str],
+) -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"));
+    command
+        .args([
+            "export",
+            "--emulator",
+            "--quiet",
+            "--from",
+            &days_ago(window.0),
+            "--to",
+            &days_ago(window.1),
+            "--out",
+            out,
+        ])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("CALLRECORDS_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+fn export(out: &str, env: &[(&'static str, String)], window: (u64, u64), extra: &[&str]) -> Output {
+    export_command(out, env, window, extra).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn sorted(mut rows: Vec<Map<String, Value>>) -> Vec<String> {
+    let mut rows: Vec<String> = rows
+        .drain(..)
+        .map(|r| Value::Object(r).to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A full export to the store is, row for row, the local-disk export of the same data;
+/// every partition has its `_SUCCESS` marker naming its files, and nothing else is left
+/// (no staging, no lock).
+fn export_matches_local(lake: &Lake) {
+    let local = tempfile::tempdir().unwrap();
+    let output = export(local.path().to_str().unwrap(), &[], (3, 0), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = export(&lake.url, &lake.env, (3, 0), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    for table in callrecords_etl::schema::tables() {
+        let table = table.table.as_str();
+        let expected = sorted(support::read_table(local.path(), table));
+        assert!(
+            !expected.is_empty()
+                || table.starts_with("sms")
+                || table.starts_with("pstn_b")
+                || table.starts_with("pstn_o"),
+            "{table} has rows locally"
+        );
+        assert_eq!(sorted(lake.read_table(table)), expected, "{table}");
+    }
+    for day in 1..=3 {
+        let partition = format!("call_records/dt={}", days_ago(day));
+        let marker: Value =
+            serde_json::from_slice(&lake.get(&format!("{partition}/_SUCCESS")).unwrap()).unwrap();
+        let mut named: Vec<String> = marker["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{partition}/{}", f.as_str().unwrap()))
+            .collect();
+        named.push(format!("{partition}/_SUCCESS"));
+        named.sort();
+        assert_eq!(lake.keys(&partition), named);
+    }
+    assert!(lake.keys("_staging").is_empty(), "staging removed");
+    assert!(lake.get("_lock").is_none(), "lock released");
+    assert!(lake.get("_state.json").is_some());
+    assert_eq!(lake.keys("_manifests").len(), 1);
+}
+
+#[test]
+fn an_export_to_s3_matches_the_local_export_row_for_row() {
+    let Some(server) = start_moto() else { return };
+    export_matches_local(&s3_lake(&server, "full"));
+}
+
+#[test]
+fn an_export_to_azure_blob_matches_the_local_export_row_for_row() {
+    let Some(server) = start_azurite() else {
+        return;
+    };
+    export_matches_local(&azure_lake(&server, "full"));
+}
+
+/// The parquet keys of every partition of `tables`, with their bytes' length.
+fn snapshot(lake: &Lake, tables: &[&str]) -> BTreeMap<String, usize> {
+    tables
+        .iter()
+        .flat_map(|t| lake.keys(t))
+        .map(|key| {
+            let len = lake.get(&key).unwrap().len();
+            (key, len)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_run_leaves_the_previous_partitions_and_a_rerun_replaces_exactly_its_window() {
+    let Some(server) = start_moto() else { return };
+    let lake = s3_lake(&server, "kill");
+    let streams = ["--streams", "call_records"];
+    // The lake before: days 6..1 ago.
+    let output = export(&lake.url, &lake.env, (6, 1), &streams);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let before = snapshot(&lake, &CALL_TABLES);
+
+    // A slow run over days 4..2 ago, killed in the middle.
+    let mut child = export_command(
+        &lake.url,
+        &lake.env,
+        (4, 2),
+        &[
+            "--streams",
+            "call_records",
+            "--faults",
+            "seed=1,slow=0.5,slow_delay=60ms",
+            "--concurrency",
+            "2",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        snapshot(&lake, &CALL_TABLES),
+        before,
+        "the killed run changed nothing"
+    );
+
+    // Its lock holds until its lease expires: the next run fails fast with exit code 4.
+    let output = export(&lake.url, &lake.env, (4, 2), &streams);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("expires at"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Once the lease has passed, the rerun takes the lock over and replaces days 4..2 only.
+    let mut holder: Value = serde_json::from_slice(&lake.get("_lock").unwrap()).unwrap();
+    holder["expires_at"] = json!((Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+    lake.put("_lock", serde_json::to_vec(&holder).unwrap());
+    let output = export(&lake.url, &lake.env, (4, 2), &streams);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Took over the lock"),
+        "{}",
+        stderr(&output)
+    );
+
+    let manifests = lake.keys("_manifests");
+    let rerun = manifests
+        .last()
+        .unwrap()
+        .trim_start_matches("_manifests/")
+        .trim_end_matches(".json")
+        .to_string();
+    let after = snapshot(&lake, &CALL_TABLES);
+    for key in after.keys().filter(|k| k.ends_with(".parquet")) {
+        let dt = key.split('/').nth(1).unwrap().trim_start_matches("dt=");
+        let in_window = dt >= days_ago(4).as_str() && dt < days_ago(2).as_str();
+        if in_window {
+            assert!(key.contains(&rerun), "{key} is the rerun's");
+        } else {
+            assert!(before.contains_key(key), "{key} is untouched");
+        }
+    }
+    let reference = tempfile::tempdir().unwrap();
+    let output = export(reference.path().to_str().unwrap(), &[], (6, 1), &streams);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for table in CALL_TABLES {
+        assert_eq!(
+            sorted(lake.read_table(table)),
+            sorted(support::read_table(reference.path(), table)),
+            "{table}"
+        );
+    }
+    assert!(
+        lake.keys("_staging").is_empty(),
+        "the killed run's staging is removed"
+    );
+}
