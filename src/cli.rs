@@ -458,18 +458,12 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         &settings.output_options,
     )
     .map_err(|error| Failure::usage(error.to_string()))?;
-    let raw = args.raw.or(settings.raw);
-    if let Some(url) = raw
-        .as_ref()
-        .map(|r| r.to_string_lossy())
-        .filter(|r| r.contains("://"))
-    {
-        return Err(Failure::usage(format!(
-            "the raw zone {url} is not a local folder: in this version the raw landing zone is written to local \
-             disk only (the tables can go to an object store)"
-        ))
-        .into());
-    }
+    let raw = args
+        .raw
+        .or(settings.raw)
+        .map(|raw| Output::parse(&raw.to_string_lossy(), &settings.output_options))
+        .transpose()
+        .map_err(|error| Failure::usage(format!("[raw] path: {error}")))?;
     if raw.is_some() {
         config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
             .map_err(Failure::usage)?;

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -67,7 +67,7 @@ pub struct ExportPlan {
     /// What to write for personal data.
     pub privacy: Privacy,
     /// The raw landing zone's root, when what Graph returned is kept too.
-    pub raw: Option<PathBuf>,
+    pub raw: Option<Output>,
     /// Refetch every listed call record, also those whose version the lake already holds.
     pub full: bool,
 }
@@ -185,7 +185,7 @@ pub async fn export(
     tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
     if let Some(raw) = &plan.raw {
         // The output lock covers the raw zone too: it is written only by runs of this lake.
-        sink::remove_stale_staging(&Output::Local(raw.clone()))
+        sink::remove_stale_staging(raw)
             .await
             .context("cannot clean up the raw zone after an earlier run that did not finish")?;
     }
@@ -203,7 +203,7 @@ pub async fn export(
     let raw_sink = match &plan.raw {
         Some(raw) => Some(
             RawSink::create(raw, &run_id)
-                .with_context(|| format!("cannot prepare the raw zone {}", raw.display()))?,
+                .with_context(|| format!("cannot prepare the raw zone {raw}"))?,
         ),
         None => None,
     };
@@ -367,13 +367,19 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
-                    lake: match &plan.output {
-                        Output::Local(root) => Some(root.as_path()),
-                        // Reusing rows reads the lake's files from local disk; on an object
-                        // store every listed record is fetched.
-                        Output::Object(_) => None,
+                    // Reusing rows reads the lake's files, and the raw zone's lines, from
+                    // local disk; with either on an object store every record is fetched.
+                    lake: match (&plan.output, &plan.raw) {
+                        (Output::Local(root), None | Some(Output::Local(_))) => {
+                            Some(root.as_path())
+                        }
+                        _ => None,
                     },
-                    raw: plan.raw.as_deref(),
+                    keep_raw: plan.raw.is_some(),
+                    raw: match &plan.raw {
+                        Some(Output::Local(raw)) => Some(raw.as_path()),
+                        _ => None,
+                    },
                     full: plan.full,
                     window,
                     concurrency: plan.concurrency,
@@ -525,6 +531,10 @@ struct CallRecordRun<'a> {
     /// The lake's local root, whose rows of unchanged records are reused; None on an object
     /// store, where every record is fetched.
     lake: Option<&'a Path>,
+    /// Whether the run keeps a raw zone: every fetched record is also sent as a raw line.
+    keep_raw: bool,
+    /// The raw zone's local root, read to reuse unchanged records' lines; None without a
+    /// raw zone or with one on an object store (then no record is reused).
     raw: Option<&'a Path>,
     /// Refetch records whose version the lake already holds.
     full: bool,
@@ -632,7 +642,7 @@ impl CallRecordRun<'_> {
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
-            if self.raw.is_some() {
+            if self.keep_raw {
                 let line = serde_json::to_vec(&record).expect("a JSON value serializes");
                 send_raw(batches, StreamKind::CallRecords, dt, line).await?;
             }

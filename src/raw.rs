@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::sink::{self, STAGING_DIR, SinkError, StagedRun, WrittenFile, io_error};
+use crate::sink::store::Output;
+use crate::sink::{self, FileSink, SinkError, StagedRun, Staging, WrittenFile, io_error};
 use crate::streams::logs::LogStream;
 use crate::window::Window;
 
@@ -36,35 +37,32 @@ const ZSTD_LEVEL: i32 = 2;
 pub const EXTENSIONS: [&str; 3] = [".jsonl", ".jsonl.zst", ".jsonl.gz"];
 
 struct RawFile {
-    encoder: zstd::Encoder<'static, BufWriter<File>>,
-    staged_path: PathBuf,
+    encoder: zstd::Encoder<'static, BufWriter<FileSink>>,
+    /// The staged file, for messages.
+    location: String,
     relative: String,
     rows: u64,
 }
 
-/// Writes one run's raw lines into staged files, one file per open `(stream, dt)`.
+/// Writes one run's raw lines into staged files, one file per open `(stream, dt)`, on a
+/// local folder or an object store (streamed uploads) like the tables.
 pub struct RawSink {
-    root: PathBuf,
+    output: Output,
     run_id: String,
-    staging: PathBuf,
+    staging: Staging,
     open: BTreeMap<(&'static str, NaiveDate), RawFile>,
 }
 
 impl RawSink {
-    /// Prepares `<root>/_staging/<run_id>/`.
-    pub fn create(root: &Path, run_id: &str) -> Result<Self, SinkError> {
-        let staging = root.join(STAGING_DIR).join(run_id);
-        sink::create_private_dirs(&staging)?;
+    /// Prepares `<raw>/_staging/<run_id>/`. On an object store it must be called within a
+    /// tokio runtime, whose handle the writer thread then uses for the uploads.
+    pub fn create(output: &Output, run_id: &str) -> Result<Self, SinkError> {
         Ok(RawSink {
-            root: root.to_path_buf(),
+            output: output.clone(),
             run_id: run_id.to_string(),
-            staging,
+            staging: Staging::create(output, run_id)?,
             open: BTreeMap::new(),
         })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Appends one JSON object (without its newline) to the partition `dt` of `stream`.
@@ -79,13 +77,13 @@ impl RawSink {
             std::collections::btree_map::Entry::Vacant(entry) => {
                 let partition = format!("{stream}/{}", sink::partition_dir_name(dt));
                 let name = format!("part-{}-00000.jsonl.zst", self.run_id);
-                let staged_path = self.staging.join(&partition).join(&name);
-                let handle = sink::create_private_file(&staged_path)?;
-                let encoder = zstd::Encoder::new(BufWriter::new(handle), ZSTD_LEVEL)
-                    .map_err(io_error("start compressing", &staged_path))?;
+                let (target, location) =
+                    self.staging.create_file(&self.run_id, &partition, &name)?;
+                let encoder = zstd::Encoder::new(BufWriter::new(target), ZSTD_LEVEL)
+                    .map_err(io_error("start compressing", Path::new(&location)))?;
                 entry.insert(RawFile {
                     encoder,
-                    staged_path,
+                    location,
                     relative: format!("{partition}/{name}"),
                     rows: 0,
                 })
@@ -94,23 +92,22 @@ impl RawSink {
         file.encoder
             .write_all(line)
             .and_then(|()| file.encoder.write_all(b"\n"))
-            .map_err(io_error("write", &file.staged_path))?;
+            .map_err(io_error("write", Path::new(&file.location)))?;
         file.rows += 1;
         Ok(())
     }
 
-    /// Closes and fsyncs every file; nothing is visible until the returned run is published.
+    /// Makes every file durable; nothing is visible until the returned run is published.
     pub fn finish(self) -> Result<StagedRun, SinkError> {
         let mut files = Vec::new();
         for ((stream, dt), file) in self.open {
-            let path = file.staged_path;
-            let handle = file
+            let location = file.location;
+            let target = file
                 .encoder
                 .finish()
                 .and_then(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error))
-                .map_err(io_error("finish", &path))?;
-            handle.sync_all().map_err(io_error("fsync", &path))?;
-            let bytes = handle.metadata().map_err(io_error("stat", &path))?.len();
+                .map_err(io_error("finish", Path::new(&location)))?;
+            let bytes = target.finish(&location)?;
             files.push(WrittenFile {
                 table: stream.to_string(),
                 dt,
@@ -119,16 +116,14 @@ impl RawSink {
                 bytes,
             });
         }
-        Ok(StagedRun::new(
-            sink::store::Output::Local(self.root.clone()),
-            &self.run_id,
-            files,
-        ))
+        Ok(StagedRun::new(self.output, &self.run_id, files))
     }
 
     /// Removes the staged files of a run that will not be published.
-    pub fn discard(self) {
-        let _ = std::fs::remove_dir_all(&self.staging);
+    pub fn discard(mut self) {
+        // Dropping an unfinished object writer aborts its upload.
+        self.open.clear();
+        self.staging.discard(&self.run_id);
     }
 }
 
@@ -224,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn staged_lines_read_back_after_publishing() {
         let root = tempfile::tempdir().unwrap();
-        let mut raw = RawSink::create(root.path(), "run1").unwrap();
+        let mut raw = RawSink::create(&Output::Local(root.path().to_path_buf()), "run1").unwrap();
         let dt = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         raw.write_line("pstn_calls", dt, br#"{"id":"a"}"#).unwrap();
         raw.write_line("pstn_calls", dt, br#"{"id":"b"}"#).unwrap();
@@ -245,6 +240,6 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(lines, [r#"{"id":"a"}"#, r#"{"id":"b"}"#]);
-        assert!(!root.path().join(STAGING_DIR).exists());
+        assert!(!root.path().join(crate::sink::STAGING_DIR).exists());
     }
 }

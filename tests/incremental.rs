@@ -61,7 +61,9 @@ async fn export(emulator: &RunningEmulator, lake: &Path, raw: &Path, full: bool)
         api_version: "v1.0".into(),
         log_chunk_days: 30,
         privacy: Default::default(),
-        raw: Some(raw.to_path_buf()),
+        raw: Some(callrecords_etl::sink::store::Output::Local(
+            raw.to_path_buf(),
+        )),
         full,
     };
     let progress = Progress::new(ProgressMode::Hidden);

@@ -433,6 +433,62 @@ fn an_export_to_azure_blob_matches_the_local_export_row_for_row() {
     export_matches_local(&azure_lake(&server, "full"));
 }
 
+#[test]
+fn the_raw_landing_zone_goes_to_the_store_with_every_record_as_a_line() {
+    let Some(server) = start_moto() else { return };
+    let lake = s3_lake(&server, "lake");
+    let raw = s3_lake(&server, "raw");
+    let output = export(
+        &lake.url,
+        &lake.env,
+        (3, 1),
+        &["--raw", &raw.url, "--streams", "call_records"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Every call record of the lake is one line of the raw zone, in its day's partition.
+    let mut lines = Vec::new();
+    for key in raw.keys("call_records") {
+        if key.ends_with(".jsonl.zst") {
+            assert!(
+                raw.get(&key.replace(key.rsplit('/').next().unwrap(), "_SUCCESS"))
+                    .is_some(),
+                "{key}"
+            );
+            let bytes = raw.get(&key).unwrap();
+            let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+            lines.extend(
+                text.lines()
+                    .map(|line| serde_json::from_str::<Value>(line).unwrap()),
+            );
+        }
+    }
+    let calls = lake.read_table("call_records");
+    assert!(!calls.is_empty());
+    assert!(
+        !lines.is_empty(),
+        "raw objects: {:?}\n{}",
+        raw.keys(""),
+        stderr(&output)
+    );
+    let mut raw_ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let mut lake_ids: Vec<&str> = calls
+        .iter()
+        .map(|c| c["call_id"].as_str().unwrap())
+        .collect();
+    raw_ids.sort_unstable();
+    lake_ids.sort_unstable();
+    assert_eq!(raw_ids, lake_ids);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["sessions"].is_array() && l["participants_v2"].is_array())
+    );
+    assert!(
+        raw.keys("_staging").is_empty(),
+        "the raw staging is removed"
+    );
+}
+
 /// The parquet keys of every partition of `tables`, with their bytes' length.
 fn snapshot(lake: &Lake, tables: &[&str]) -> BTreeMap<String, usize> {
     tables

@@ -113,10 +113,24 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
-/// Where one Parquet file goes while it is written.
-enum FileSink {
+/// Where one staged file goes while it is written.
+pub(crate) enum FileSink {
     Local(File),
     Object(Box<ObjectWriter>),
+}
+
+impl FileSink {
+    /// Makes the file durable (fsync, or the upload completed); returns its size.
+    pub(crate) fn finish(self, location: &str) -> Result<u64, SinkError> {
+        match self {
+            FileSink::Local(file) => {
+                let path = Path::new(location);
+                file.sync_all().map_err(io_error("fsync", path))?;
+                Ok(file.metadata().map_err(io_error("stat", path))?.len())
+            }
+            FileSink::Object(object) => Ok(object.finish()?),
+        }
+    }
 }
 
 impl Write for FileSink {
@@ -144,7 +158,7 @@ struct PartitionWriter {
 }
 
 /// Where the run stages its files.
-enum Staging {
+pub(crate) enum Staging {
     /// `<root>/_staging/<run_id>/`.
     Local(PathBuf),
     /// `_staging/<run_id>/` under the store's prefix, written from the writer thread
@@ -172,11 +186,11 @@ fn staging_prefix(run_id: &str) -> String {
     format!("{STAGING_DIR}/{run_id}")
 }
 
-impl ParquetSink {
-    /// Prepares the staging area of the run. On an object store it must be called within a
-    /// tokio runtime, whose handle the writer thread then uses for the uploads.
-    pub fn create(output: &Output, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
-        let staging = match output {
+impl Staging {
+    /// Prepares `<output>/_staging/<run_id>/`. On an object store it must be called within
+    /// a tokio runtime, whose handle the writer thread then uses for the uploads.
+    pub(crate) fn create(output: &Output, run_id: &str) -> Result<Self, SinkError> {
+        Ok(match output {
             Output::Local(root) => {
                 let staging = root.join(STAGING_DIR).join(run_id);
                 create_dirs(&staging)?;
@@ -186,7 +200,57 @@ impl ParquetSink {
                 output: object.clone(),
                 runtime: tokio::runtime::Handle::current(),
             },
-        };
+        })
+    }
+
+    /// A new staged file `<partition>/<file_name>` (partition = `<table>/dt=…`), and its
+    /// location for messages.
+    pub(crate) fn create_file(
+        &self,
+        run_id: &str,
+        partition: &str,
+        file_name: &str,
+    ) -> Result<(FileSink, String), SinkError> {
+        Ok(match self {
+            Staging::Local(staging) => {
+                let dir = staging.join(partition);
+                create_dirs(&dir)?;
+                let path = dir.join(file_name);
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE)
+                    .open(&path)
+                    .map_err(io_error("create", &path))?;
+                (FileSink::Local(file), path.display().to_string())
+            }
+            Staging::Object { output, runtime } => {
+                let relative = format!("{}/{partition}/{file_name}", staging_prefix(run_id));
+                let writer = output.writer(&relative, runtime.clone());
+                let location = writer.location().to_string();
+                (FileSink::Object(Box::new(writer)), location)
+            }
+        })
+    }
+
+    /// Removes the staged files (from a writer thread: it blocks on the uploads' runtime).
+    pub(crate) fn discard(&self, run_id: &str) {
+        match self {
+            Staging::Local(staging) => {
+                let _ = fs::remove_dir_all(staging);
+            }
+            Staging::Object { output, runtime } => {
+                let _ = runtime.block_on(output.delete_all(&staging_prefix(run_id)));
+            }
+        }
+    }
+}
+
+impl ParquetSink {
+    /// Prepares the staging area of the run. On an object store it must be called within a
+    /// tokio runtime, whose handle the writer thread then uses for the uploads.
+    pub fn create(output: &Output, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
+        let staging = Staging::create(output, run_id)?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
@@ -275,26 +339,9 @@ impl ParquetSink {
         let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
         *sequence += 1;
         let partition = format!("{table}/{}", partition_dir_name(dt));
-        let (sink, location) = match &self.staging {
-            Staging::Local(staging) => {
-                let dir = staging.join(&partition);
-                create_dirs(&dir)?;
-                let path = dir.join(&file_name);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(FILE_MODE)
-                    .open(&path)
-                    .map_err(io_error("create", &path))?;
-                (FileSink::Local(file), path.display().to_string())
-            }
-            Staging::Object { output, runtime } => {
-                let relative = format!("{}/{partition}/{file_name}", staging_prefix(&self.run_id));
-                let writer = output.writer(&relative, runtime.clone());
-                let location = writer.location().to_string();
-                (FileSink::Object(Box::new(writer)), location)
-            }
-        };
+        let (sink, location) = self
+            .staging
+            .create_file(&self.run_id, &partition, &file_name)?;
         let schema = batch.schema();
         let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
             .map_err(|source| SinkError::Parquet {
@@ -330,14 +377,7 @@ impl ParquetSink {
                 location: location.clone(),
                 source,
             })?;
-        let bytes = match sink {
-            FileSink::Local(file) => {
-                let path = Path::new(&location);
-                file.sync_all().map_err(io_error("fsync", path))?;
-                file.metadata().map_err(io_error("stat", path))?.len()
-            }
-            FileSink::Object(object) => object.finish()?,
-        };
+        let bytes = sink.finish(&location)?;
         self.written.push(WrittenFile {
             table: table.to_string(),
             dt,
@@ -367,14 +407,7 @@ impl ParquetSink {
     pub fn discard(mut self) {
         // Dropping an unfinished object writer aborts its upload.
         self.open.clear();
-        match &self.staging {
-            Staging::Local(staging) => {
-                let _ = fs::remove_dir_all(staging);
-            }
-            Staging::Object { output, runtime } => {
-                let _ = runtime.block_on(output.delete_all(&staging_prefix(&self.run_id)));
-            }
-        }
+        self.staging.discard(&self.run_id);
     }
 }
 
