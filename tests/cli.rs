@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::CALL_TABLES;
+
 use support::{binary, days_ago, stderr};
 
 use std::process::Output;
@@ -11,17 +13,6 @@ use callrecords_etl::emulator::Tenant;
 use callrecords_etl::schema;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-
-const CALL_TABLES: [&str; 8] = [
-    "call_records",
-    "call_participants",
-    "call_modalities",
-    "call_sessions",
-    "call_segments",
-    "call_media",
-    "call_media_streams",
-    "call_trace_route_hops",
-];
 
 fn run(args: &[&str]) -> Output {
     binary().args(args).output().unwrap()

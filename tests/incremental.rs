@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::CALL_TABLES;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,17 +24,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-const CALL_TABLES: [&str; 8] = [
-    "call_records",
-    "call_participants",
-    "call_modalities",
-    "call_sessions",
-    "call_segments",
-    "call_media",
-    "call_media_streams",
-    "call_trace_route_hops",
-];
 
 fn client(emulator: &RunningEmulator) -> GraphClient {
     let url = url::Url::parse(&emulator.base_url()).unwrap();

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::CALL_TABLES;
+
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::Output;
@@ -11,16 +13,6 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
-const CALL_TABLES: [&str; 8] = [
-    "call_records",
-    "call_participants",
-    "call_modalities",
-    "call_sessions",
-    "call_segments",
-    "call_media",
-    "call_media_streams",
-    "call_trace_route_hops",
-];
 const LOG_TABLES: [&str; 5] = [
     "pstn_calls",
     "direct_routing_calls",

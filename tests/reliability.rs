@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::CALL_TABLES;
+
 use support::{binary, date_days_ago as days_ago, stderr};
 
 use std::path::Path;
@@ -179,17 +181,6 @@ fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
     rows.sort();
     rows
 }
-
-const CALL_TABLES: [&str; 8] = [
-    "call_records",
-    "call_participants",
-    "call_modalities",
-    "call_sessions",
-    "call_segments",
-    "call_media",
-    "call_media_streams",
-    "call_trace_route_hops",
-];
 
 fn export(lake: &Path, extra: &[&str]) -> Output {
     let (from, to) = (days_ago(4).to_string(), days_ago(2).to_string());

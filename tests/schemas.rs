@@ -309,3 +309,11 @@ fn the_example_config_parses_and_validates() {
     assert_eq!(settings.graph.tenant_id, "contoso.onmicrosoft.com");
     assert_eq!(settings.output, std::path::PathBuf::from("./lake"));
 }
+
+#[test]
+fn the_tests_list_of_call_tables_is_the_declared_one() {
+    let declared: Vec<&str> = schema::tables_of_stream("call_records")
+        .map(|t| t.table.as_str())
+        .collect();
+    assert_eq!(declared, support::CALL_TABLES);
+}

@@ -17,6 +17,18 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
 
+/// The tables of the `call_records` stream, in declaration order.
+pub const CALL_TABLES: [&str; 8] = [
+    "call_records",
+    "call_participants",
+    "call_modalities",
+    "call_sessions",
+    "call_segments",
+    "call_media",
+    "call_media_streams",
+    "call_trace_route_hops",
+];
+
 /// The built binary, with the environment variables that would change its behaviour removed.
 pub fn binary() -> assert_cmd::Command {
     let mut command = assert_cmd::Command::cargo_bin("callrecords-etl").unwrap();
