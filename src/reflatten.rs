@@ -5,16 +5,16 @@
 //! the folder it was found in, and flattened exactly as `export` flattens it; the files are
 //! staged and published by the same sink, with a manifest under `_manifests/`.
 //!
-//! Work is spread over threads: one reader (decompression and line splitting, in chunks of
-//! [`CHUNK_BYTES`]), `workers` parse-and-flatten threads, each with its own builders per
-//! partition, and one Parquet writer. Channels are bounded and each worker holds at most
+//! Work is spread over threads: one reader (decompression, cut into chunks of whole lines
+//! of about [`CHUNK_BYTES`]), `workers` parse-and-flatten threads, each with its own
+//! builders per partition, and one Parquet writer. Channels are bounded and each worker holds at most
 //! [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
 //!
 //! May touch: raw files (reading), the output folder through [`crate::sink`] and
 //! [`crate::state`]'s lock.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -27,7 +27,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
+use crate::flatten::call_records::{self as flatten_calls, CallRecordTables, RecordParser};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::pipeline::{self, TableTotals};
 use crate::privacy::Privacy;
@@ -41,11 +41,10 @@ use crate::window::Window;
 
 /// Lines are handed to the workers in chunks of about this many bytes.
 const CHUNK_BYTES: usize = 4 << 20;
-/// A table's rows go to the writer once it holds this many (large row-group slices
-/// write several times faster than small ones).
-const FLUSH_ROWS: usize = 32 * 1024;
-/// Rows one worker may hold in all its builders together; past it, it flushes them all.
-const WORKER_MAX_ROWS: usize = 160 * 1024;
+/// Rows one worker holds in all its builders together before it sends them all to the
+/// writer: batches of a few thousand rows per table write about as fast as larger ones,
+/// and more would only hold memory (measured in BENCHMARKS.md).
+const WORKER_MAX_ROWS: usize = 32 * 1024;
 
 /// What to rebuild, from where, into where.
 #[derive(Debug, Clone)]
@@ -140,7 +139,9 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     let workers = plan.workers.max(1);
     let failed = AtomicBool::new(false);
     let (chunks, chunk_receiver) = sync_channel::<Chunk>(workers * 2);
-    let chunk_receiver = Mutex::new(chunk_receiver);
+    let (spent, spent_receiver) = sync_channel::<Vec<u8>>(workers * 3);
+    // Owned by the workers: when they are all gone (also by a panic) the reader's sends fail.
+    let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
     let (batches, batch_receiver) = sync_channel::<TableBatch>(workers * 8);
     let files: Vec<(StreamKind, PathBuf)> = inputs
         .into_iter()
@@ -150,13 +151,15 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
 
     let (read, counts, staged) = std::thread::scope(|scope| {
         let failed = &failed;
-        let reader = scope.spawn(move || read_chunks(&files, chunks, failed));
+        let reader = scope.spawn(move || read_chunks(&files, chunks, spent_receiver, failed));
         let worker_handles: Vec<_> = (0..workers)
             .map(|_| {
                 let batches = batches.clone();
-                let receiver = &chunk_receiver;
+                let receiver = chunk_receiver.clone();
+                let spent = spent.clone();
                 scope.spawn(move || {
-                    let outcome = Worker::new(&plan.privacy, plan.window, batches).run(receiver);
+                    let outcome =
+                        Worker::new(&plan.privacy, plan.window, batches).run(&receiver, &spent);
                     if outcome.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -164,7 +167,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
                 })
             })
             .collect();
-        drop(batches);
+        drop((batches, chunk_receiver, spent));
         let writer = scope.spawn(move || write_batches(sink, batch_receiver));
         let read = reader.join().expect("the reader thread does not panic");
         let counts: Vec<_> = worker_handles
@@ -270,44 +273,66 @@ fn find_inputs(
     Ok(inputs)
 }
 
-/// The reader thread: every file's lines, in chunks, to the workers. Returns the files and
-/// JSON bytes read.
+/// The reader thread: every file's lines, in chunks of whole lines, to the workers. Chunk
+/// buffers come back from the workers through `spent`, so reading allocates (and the kernel
+/// zeroes) no new memory once a few are in circulation. Returns the files and JSON bytes read.
 fn read_chunks(
     files: &[(StreamKind, PathBuf)],
     chunks: SyncSender<Chunk>,
+    spent: Receiver<Vec<u8>>,
     failed: &AtomicBool,
 ) -> anyhow::Result<(u64, u64)> {
     let mut bytes_read = 0u64;
     for (stream, path) in files {
         let file = Arc::new(path.clone());
-        let mut lines =
+        let mut source =
             raw::open_lines(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut line_number = 0u64;
+        // The start of a line that the previous chunk's end cut off.
+        let mut carry = Vec::new();
+        let mut next_line = 1u64;
         loop {
-            let mut bytes = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
-            let first_line = line_number + 1;
-            while bytes.len() < CHUNK_BYTES {
-                let read = lines.read_until(b'\n', &mut bytes).with_context(|| {
-                    format!("cannot read {} after line {line_number}", path.display())
-                })?;
-                if read == 0 {
-                    break;
+            let mut bytes = spent
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
+            bytes.clear();
+            bytes.append(&mut carry);
+            let complete = loop {
+                let wanted = (CHUNK_BYTES.max(bytes.len() + 1) - bytes.len()) as u64;
+                let read = (&mut source)
+                    .take(wanted)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| {
+                        format!("cannot read {} after line {next_line}", path.display())
+                    })?;
+                if (read as u64) < wanted {
+                    break true;
                 }
-                line_number += 1;
-            }
+                // Whole lines only: the rest goes to the next chunk. A line longer than a
+                // chunk makes the chunk longer.
+                if let Some(end) = memchr::memrchr(b'\n', &bytes) {
+                    carry.extend_from_slice(&bytes[end + 1..]);
+                    bytes.truncate(end + 1);
+                    break false;
+                }
+            };
             if bytes.is_empty() {
                 break;
             }
             bytes_read += bytes.len() as u64;
+            let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
             let chunk = Chunk {
                 stream: *stream,
                 file: file.clone(),
-                first_line,
+                first_line: next_line,
                 bytes,
             };
+            next_line += lines;
             // A worker that failed hung up or set `failed`; it reports why.
             if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
                 return Ok((0, 0));
+            }
+            if complete {
+                break;
             }
         }
     }
@@ -352,31 +377,55 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn run(mut self, chunks: &Mutex<Receiver<Chunk>>) -> anyhow::Result<Counts> {
+    fn run(
+        mut self,
+        chunks: &Mutex<Receiver<Chunk>>,
+        spent: &SyncSender<Vec<u8>>,
+    ) -> anyhow::Result<Counts> {
+        // Kept from chunk to chunk, so parsing allocates nothing once its buffers have grown.
+        let mut idle_parser = Some(RecordParser::<'static>::default());
         loop {
             let next = chunks.lock().expect("no worker panics holding it").recv();
             let Ok(chunk) = next else { break };
-            let lines = (chunk.first_line..).zip(chunk.bytes.split(|&b| b == b'\n'));
-            for (line_number, line) in lines {
-                if !line.iter().all(u8::is_ascii_whitespace) {
-                    self.object(chunk.stream, line)
+            let text = std::str::from_utf8(&chunk.bytes).map_err(|error| {
+                let before = &chunk.bytes[..error.valid_up_to()];
+                let line = chunk.first_line + memchr::memchr_iter(b'\n', before).count() as u64;
+                anyhow::anyhow!(
+                    "{} line {line}: not UTF-8 text (JSON lines must be UTF-8)",
+                    chunk.file.display()
+                )
+            })?;
+            let mut parser = idle_parser
+                .take()
+                .expect("put back after each chunk")
+                .recycle();
+            for (line_number, line) in (chunk.first_line..).zip(text.split('\n')) {
+                if !line.trim_ascii().is_empty() {
+                    self.object(&mut parser, chunk.stream, line)
                         .with_context(|| format!("{} line {line_number}", chunk.file.display()))?;
                 }
             }
-            self.flush(FLUSH_ROWS)?;
+            idle_parser = Some(parser.recycle());
+            // A full pool only means enough buffers circulate already.
+            let _ = spent.try_send(chunk.bytes);
             if self.buffered_rows() >= WORKER_MAX_ROWS {
-                self.flush(1)?;
+                self.flush()?;
             }
         }
-        self.flush(1)?;
+        self.flush()?;
         Ok(self.counts)
     }
 
     /// Places and flattens one raw line.
-    fn object(&mut self, stream: StreamKind, line: &[u8]) -> anyhow::Result<()> {
-        let object: Value = serde_json::from_slice(line).context("not a JSON object")?;
+    fn object<'line>(
+        &mut self,
+        parser: &mut RecordParser<'line>,
+        stream: StreamKind,
+        line: &'line str,
+    ) -> anyhow::Result<()> {
         let Some(log) = stream.log() else {
-            let (_, start) = flatten_calls::identify(&object)?;
+            let record = parser.parse(line).context("not a JSON object")?;
+            let (_, start) = flatten_calls::identify_item(record)?;
             if !self.keeps(start) {
                 return Ok(());
             }
@@ -386,9 +435,10 @@ impl<'a> Worker<'a> {
                 .calls
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(privacy));
-            flatten_calls::flatten(&object, tables, &mut self.issues)?;
+            flatten_calls::flatten_item(record, tables, &mut self.issues)?;
             return self.placed(stream, dt);
         };
+        let object: Value = serde_json::from_str(line).context("not a JSON object")?;
         let (time, context) = match log.row_time(&object) {
             Some(time) => (time.map_err(anyhow::Error::msg)?, RowContext::default()),
             None => {
@@ -452,11 +502,11 @@ impl<'a> Worker<'a> {
         calls.chain(logs)
     }
 
-    /// Sends every table holding at least `min_rows` rows to the writer.
-    fn flush(&mut self, min_rows: usize) -> anyhow::Result<()> {
+    /// Sends the rows of every table to the writer.
+    fn flush(&mut self) -> anyhow::Result<()> {
         let batches = self.batches.clone();
         for (dt, builder) in self.builders() {
-            if builder.len() >= min_rows {
+            if !builder.is_empty() {
                 let batch = TableBatch {
                     table: &builder.schema().table,
                     dt,

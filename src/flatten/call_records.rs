@@ -5,12 +5,170 @@
 //! id and the 0-based position keys (API order); the columns themselves come from the
 //! declarations in `schemas/call_*.json`.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::{FlattenIssue, RowContext, TableBuilder, child_array};
+use super::dom::{Dom, Item};
+use super::shape::{ShapeId, Shapes};
+use super::{FlattenIssue, RowContext, TableBuilder, declare_table, declare_table_kept_whole};
 use crate::privacy::Privacy;
-use crate::schema;
+use crate::schema::{self, TableSchema};
+
+/// Where each table's rows are in a callRecord: `(table, parent table, path from a parent
+/// row)`. The walker ([`flatten_item`]) follows the same links; the parser keeps what the
+/// tables read along them.
+const ROW_LINKS: &[(&str, &str, &str)] = &[
+    ("call_modalities", "call_records", "modalities"),
+    ("call_participants", "call_records", "organizer_v2"),
+    ("call_participants", "call_records", "participants_v2"),
+    ("call_sessions", "call_records", "sessions"),
+    ("call_segments", "call_sessions", "segments"),
+    ("call_media", "call_segments", "media"),
+    ("call_media_streams", "call_media", "streams"),
+    (
+        "call_trace_route_hops",
+        "call_media",
+        "callerNetwork.traceRouteHops",
+    ),
+    (
+        "call_trace_route_hops",
+        "call_media",
+        "calleeNetwork.traceRouteHops",
+    ),
+];
+
+/// The shapes of a complete callRecord and the slots the walker follows.
+struct Layout {
+    shapes: Shapes,
+    /// Row shape of each call table, by name.
+    rows: Vec<(&'static str, ShapeId)>,
+    record: ShapeId,
+    id: u16,
+    start: u16,
+    modalities: u16,
+    organizer: u16,
+    participants: u16,
+    sessions: u16,
+    session: ShapeId,
+    segments: u16,
+    segment: ShapeId,
+    media: u16,
+    medium: ShapeId,
+    streams: u16,
+    networks: [(&'static str, u16, ShapeId, u16); 2],
+}
+
+impl Layout {
+    fn get() -> &'static Layout {
+        static LAYOUT: OnceLock<Layout> = OnceLock::new();
+        LAYOUT.get_or_init(Layout::compile)
+    }
+
+    fn compile() -> Layout {
+        let mut shapes = Shapes::new();
+        let mut rows: Vec<(&'static str, ShapeId)> = Vec::new();
+        let mut row_of = |shapes: &mut Shapes, table: &'static str| {
+            if let Some(&(_, shape)) = rows.iter().find(|(name, _)| *name == table) {
+                return shape;
+            }
+            let shape = shapes.add();
+            rows.push((table, shape));
+            shape
+        };
+        let record = row_of(&mut shapes, "call_records");
+        for &(table, parent, path) in ROW_LINKS {
+            let parent = row_of(&mut shapes, parent);
+            let child = row_of(&mut shapes, table);
+            // Modalities are plain values: their rows are the array's items themselves.
+            if table == "call_modalities" {
+                shapes.slot(parent, path);
+                continue;
+            }
+            let (holder, slot) = shapes.path(parent, path);
+            shapes.link(holder, shapes.get(holder).key(slot), child);
+        }
+        for &(table, shape) in &rows {
+            declare_table(&mut shapes, shape, call_table(table));
+        }
+        for &(table, shape) in &rows {
+            declare_table_kept_whole(&mut shapes, shape, call_table(table));
+        }
+        let row = |table: &str| {
+            rows.iter()
+                .find(|(name, _)| *name == table)
+                .expect("linked")
+                .1
+        };
+        let (session, segment, medium) = (
+            row("call_sessions"),
+            row("call_segments"),
+            row("call_media"),
+        );
+        let mut slot = |shape: ShapeId, key: &'static str| shapes.slot(shape, key);
+        let (id, start) = (slot(record, "id"), slot(record, "startDateTime"));
+        let (modalities, organizer, participants, sessions) = (
+            slot(record, "modalities"),
+            slot(record, "organizer_v2"),
+            slot(record, "participants_v2"),
+            slot(record, "sessions"),
+        );
+        let (segments, media, streams) = (
+            slot(session, "segments"),
+            slot(segment, "media"),
+            slot(medium, "streams"),
+        );
+        let network = |shapes: &mut Shapes, side: &'static str, key: &'static str| {
+            let network_slot = shapes.slot(medium, key);
+            let network = shapes.object_at(medium, key);
+            (
+                side,
+                network_slot,
+                network,
+                shapes.slot(network, "traceRouteHops"),
+            )
+        };
+        let networks = [
+            network(&mut shapes, "caller", "callerNetwork"),
+            network(&mut shapes, "callee", "calleeNetwork"),
+        ];
+        Layout {
+            shapes,
+            rows,
+            record,
+            id,
+            start,
+            modalities,
+            organizer,
+            participants,
+            sessions,
+            session,
+            segments,
+            segment,
+            media,
+            medium,
+            streams,
+            networks,
+        }
+    }
+
+    fn shapes(&'static self) -> &'static Shapes {
+        &self.shapes
+    }
+
+    fn row(&self, table: &str) -> ShapeId {
+        self.rows
+            .iter()
+            .find(|(name, _)| *name == table)
+            .unwrap_or_else(|| panic!("{table} is not a call table"))
+            .1
+    }
+}
+
+fn call_table(name: &str) -> &'static TableSchema {
+    schema::table(name).unwrap_or_else(|| panic!("schemas/{name}.json is not declared"))
+}
 
 /// Builders of every table of the `call_records` stream, for one partition.
 pub struct CallRecordTables {
@@ -34,12 +192,9 @@ impl Default for CallRecordTables {
 impl CallRecordTables {
     /// Builders that write personal data as `privacy` says.
     pub fn new(privacy: &Privacy) -> Self {
+        let layout = Layout::get();
         let builder = |name: &str| {
-            TableBuilder::with_privacy(
-                schema::table(name)
-                    .unwrap_or_else(|| panic!("schemas/{name}.json is not declared")),
-                privacy,
-            )
+            TableBuilder::within(call_table(name), privacy, layout.shapes(), layout.row(name))
         };
         CallRecordTables {
             records: builder("call_records"),
@@ -67,6 +222,40 @@ impl CallRecordTables {
     }
 }
 
+/// A parser of complete callRecords; it keeps its buffers from record to record.
+pub struct RecordParser<'a> {
+    dom: Dom<'a>,
+}
+
+impl Default for RecordParser<'_> {
+    fn default() -> Self {
+        RecordParser {
+            dom: Dom::new(Layout::get().shapes()),
+        }
+    }
+}
+
+impl<'a> RecordParser<'a> {
+    /// Parses one raw line (a callRecord as JSON text).
+    pub fn parse(&mut self, line: &'a str) -> serde_json::Result<Item<'_, 'a>> {
+        self.dom.parse_str(line, Layout::get().record)?;
+        Ok(self.dom.root())
+    }
+
+    /// The same parser, with its buffers, for lines of another lifetime.
+    pub fn recycle<'b>(self) -> RecordParser<'b> {
+        RecordParser {
+            dom: self.dom.recycle(),
+        }
+    }
+
+    /// Reads a callRecord assembled from Graph pages.
+    pub fn read(&mut self, record: &'a Value) -> Item<'_, 'a> {
+        self.dom.parse_value(record, Layout::get().record);
+        self.dom.root()
+    }
+}
+
 /// Why a record cannot be flattened at all (it has no id or no start time to partition by).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -74,14 +263,28 @@ pub struct UnusableRecord(pub String);
 
 /// The record's id and the UTC start time that decides its `dt` partition.
 pub fn identify(record: &Value) -> Result<(&str, DateTime<Utc>), UnusableRecord> {
-    let id = record
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| UnusableRecord("the callRecord has no `id`".into()))?;
-    let start = record
-        .get("startDateTime")
-        .and_then(Value::as_str)
-        .ok_or_else(|| UnusableRecord(format!("callRecord {id} has no `startDateTime`")))?;
+    identify_by(
+        record.get("id").and_then(Value::as_str),
+        record.get("startDateTime").and_then(Value::as_str),
+    )
+}
+
+/// [`identify`] for a parsed record.
+pub fn identify_item<'d>(record: Item<'d, '_>) -> Result<(&'d str, DateTime<Utc>), UnusableRecord> {
+    let layout = Layout::get();
+    identify_by(
+        record.slot(layout.record, layout.id).as_str(),
+        record.slot(layout.record, layout.start).as_str(),
+    )
+}
+
+fn identify_by<'r>(
+    id: Option<&'r str>,
+    start: Option<&str>,
+) -> Result<(&'r str, DateTime<Utc>), UnusableRecord> {
+    let id = id.ok_or_else(|| UnusableRecord("the callRecord has no `id`".into()))?;
+    let start =
+        start.ok_or_else(|| UnusableRecord(format!("callRecord {id} has no `startDateTime`")))?;
     let start = DateTime::parse_from_rfc3339(start).map_err(|e| {
         UnusableRecord(format!(
             "callRecord {id} has an unreadable startDateTime `{start}`: {e}"
@@ -101,68 +304,92 @@ pub fn flatten(
     tables: &mut CallRecordTables,
     issues: &mut Vec<FlattenIssue>,
 ) -> Result<(), UnusableRecord> {
-    let (call_id, _) = identify(record)?;
+    let mut parser = RecordParser::default();
+    flatten_item(parser.read(record), tables, issues)
+}
+
+/// Appends the rows of one parsed record to `tables`.
+pub fn flatten_item(
+    record: Item<'_, '_>,
+    tables: &mut CallRecordTables,
+    issues: &mut Vec<FlattenIssue>,
+) -> Result<(), UnusableRecord> {
+    let layout = Layout::get();
+    let (call_id, _) = identify_item(record)?;
     let call = RowContext {
         call_id,
         ..RowContext::default()
     };
-    tables.records.append(record, &call, issues);
-    for modality in child_array(record, "modalities") {
-        tables.modalities.append(modality, &call, issues);
+    let records = layout.record;
+    tables.records.append_item(record, &call, issues);
+    for modality in record.slot(records, layout.modalities).items() {
+        tables.modalities.append_item(modality, &call, issues);
     }
-    if let Some(organizer) = record.get("organizer_v2").filter(|o| o.is_object()) {
+    let organizer = record.slot(records, layout.organizer);
+    if organizer.is_object() {
         let context = RowContext {
             role: "organizer",
             participant_index: 0,
             ..call
         };
-        tables.participants.append(organizer, &context, issues);
+        tables.participants.append_item(organizer, &context, issues);
     }
-    for (index, participant) in child_array(record, "participants_v2").iter().enumerate() {
+    let participants = record.slot(records, layout.participants).items();
+    for (index, participant) in participants.enumerate() {
         let context = RowContext {
             role: "participant",
             participant_index: position(index),
             ..call
         };
-        tables.participants.append(participant, &context, issues);
+        tables
+            .participants
+            .append_item(participant, &context, issues);
     }
-    for (session_index, session) in child_array(record, "sessions").iter().enumerate() {
+    let sessions = record.slot(records, layout.sessions).items();
+    for (session_index, session) in sessions.enumerate() {
         let session_context = RowContext {
             session_index: position(session_index),
             ..call
         };
-        tables.sessions.append(session, &session_context, issues);
-        for (segment_index, segment) in child_array(session, "segments").iter().enumerate() {
+        tables
+            .sessions
+            .append_item(session, &session_context, issues);
+        let segments = session.slot(layout.session, layout.segments).items();
+        for (segment_index, segment) in segments.enumerate() {
             let segment_context = RowContext {
                 segment_index: position(segment_index),
                 ..session_context
             };
-            tables.segments.append(segment, &segment_context, issues);
-            for (media_index, media) in child_array(segment, "media").iter().enumerate() {
+            tables
+                .segments
+                .append_item(segment, &segment_context, issues);
+            let media = segment.slot(layout.segment, layout.media).items();
+            for (media_index, medium) in media.enumerate() {
                 let media_context = RowContext {
                     media_index: position(media_index),
                     ..segment_context
                 };
-                tables.media.append(media, &media_context, issues);
-                for (stream_index, stream) in child_array(media, "streams").iter().enumerate() {
+                tables.media.append_item(medium, &media_context, issues);
+                let streams = medium.slot(layout.medium, layout.streams).items();
+                for (stream_index, stream) in streams.enumerate() {
                     let context = RowContext {
                         stream_index: position(stream_index),
                         ..media_context
                     };
-                    tables.streams.append(stream, &context, issues);
+                    tables.streams.append_item(stream, &context, issues);
                 }
-                for (side, network) in [("caller", "callerNetwork"), ("callee", "calleeNetwork")] {
-                    let hops = media
-                        .get(network)
-                        .map(|n| child_array(n, "traceRouteHops"))
-                        .unwrap_or_default();
-                    for (hop_index, hop) in hops.iter().enumerate() {
+                for &(side, network_slot, network, hops_slot) in &layout.networks {
+                    let hops = medium
+                        .slot(layout.medium, network_slot)
+                        .slot(network, hops_slot)
+                        .items();
+                    for (hop_index, hop) in hops.enumerate() {
                         let context = RowContext {
                             side,
                             hop_index: position(hop_index),
                             ..media_context
                         };
-                        tables.hops.append(hop, &context, issues);
+                        tables.hops.append_item(hop, &context, issues);
                     }
                 }
             }

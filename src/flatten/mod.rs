@@ -6,6 +6,12 @@
 //! walkers ([`call_records`]) decide which object is a row of which table and supply the
 //! values only they know (the call id, position keys) through a [`RowContext`].
 //!
+//! Rows are read from a [`dom::Dom`], parsed with the [`shape::Shapes`] the declarations
+//! compile to: only the members some column reads are kept, and a column's path is a list
+//! of slot numbers, so the hot path neither allocates per member nor compares keys. Raw
+//! JSON lines (`reflatten`) and records assembled from Graph pages (`export`) go through
+//! the same parser, so both give the same rows.
+//!
 //! Personal data is written as the run's [`Privacy`] says: each column's `pii` class is
 //! turned into a [`Protection`] once, when the builder is made, so the hot path only
 //! matches on it (no lookups per cell).
@@ -14,10 +20,12 @@
 //! HTTP or files.
 
 pub mod call_records;
+pub mod dom;
+pub mod shape;
 pub mod values;
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{
     BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
@@ -27,8 +35,10 @@ use arrow_array::types::Decimal128Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::Value;
 
+use self::dom::{Dom, Item, Node};
+use self::shape::{ShapeId, Shapes};
 use crate::privacy::{ColumnClass, PiiClass, Privacy, Treatment, is_phone_number};
-use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema, UTC};
+use crate::schema::{self, ColumnSchema, ColumnType, Convert, TableSchema, UTC};
 
 /// Values of a row that do not come from its JSON object: whose call it is and where it sits.
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,7 +119,8 @@ enum Source {
     Context(ContextKey),
     /// The row value itself (rows that are plain values, like a modality).
     Itself,
-    Path(Vec<String>),
+    /// Slots from the row object down to the value, each with the shape it is a slot of.
+    Path(Vec<(ShapeId, u16)>),
 }
 
 /// What the privacy settings do to one column's values.
@@ -168,7 +179,13 @@ struct CompiledColumn {
 }
 
 impl CompiledColumn {
-    fn compile(table: &'static str, column: &'static ColumnSchema, privacy: &Privacy) -> Self {
+    fn compile(
+        table: &'static str,
+        column: &'static ColumnSchema,
+        privacy: &Privacy,
+        shapes: &Shapes,
+        row: ShapeId,
+    ) -> Self {
         let source = if let Some(key) = column.path.strip_prefix('$') {
             Source::Context(ContextKey::parse(key).unwrap_or_else(|| {
                 panic!(
@@ -179,7 +196,7 @@ impl CompiledColumn {
         } else if column.path.is_empty() {
             Source::Itself
         } else {
-            Source::Path(column.path.split('.').map(str::to_string).collect())
+            Source::Path(slot_path(shapes, row, &column.path))
         };
         CompiledColumn {
             name: &column.name,
@@ -189,16 +206,82 @@ impl CompiledColumn {
         }
     }
 
-    fn lookup<'v>(&self, row: &'v Value) -> Option<&'v Value> {
+    fn lookup<'d, 'a>(&self, row: Item<'d, 'a>) -> Option<Item<'d, 'a>> {
         match &self.source {
             Source::Itself => Some(row),
-            Source::Path(segments) => segments
-                .iter()
-                .try_fold(row, |value, segment| value.get(segment)),
+            Source::Path(slots) => {
+                let value = slots
+                    .iter()
+                    .fold(row, |value, &(shape, slot)| value.slot(shape, slot));
+                value.is_present().then_some(value)
+            }
             Source::Context(_) => None,
         }
     }
 }
+
+/// The slots along a dotted `path` from objects of shape `row`, which must have been
+/// declared in `shapes` ([`declare_table`]).
+fn slot_path(shapes: &Shapes, row: ShapeId, path: &str) -> Vec<(ShapeId, u16)> {
+    let mut shape = Some(row);
+    path.split('.')
+        .map(|segment| {
+            let current = shape.unwrap_or_else(|| panic!("{path}: {segment} is below a value"));
+            let slot = shapes
+                .get(current)
+                .slot_of(segment)
+                .unwrap_or_else(|| panic!("{path}: {segment} was not declared"));
+            shape = shapes.get(current).child(slot);
+            (current, slot)
+        })
+        .collect()
+}
+
+/// Declares in `shapes` everything the columns of `table` read from rows of shape `row`.
+/// Where several tables share shapes (a callRecord's tree), every table is declared with
+/// this before any with [`declare_table_kept_whole`].
+pub(crate) fn declare_table(shapes: &mut Shapes, row: ShapeId, table: &'static TableSchema) {
+    for column in table.columns.iter().filter(|c| !c.path.starts_with('$')) {
+        values::declare_reads(shapes, row, &column.path, column.convert);
+    }
+}
+
+/// Declares the text the columns of `table` keep whole (see [`declare_table`]).
+pub(crate) fn declare_table_kept_whole(
+    shapes: &mut Shapes,
+    row: ShapeId,
+    table: &'static TableSchema,
+) {
+    for column in table.columns.iter().filter(|c| !c.path.starts_with('$')) {
+        values::declare_kept_whole(shapes, row, &column.path, column.convert);
+    }
+}
+
+/// The shapes of one table read alone (a log row), the row's shape being [`TABLE_ROW`].
+fn table_shapes(table: &'static TableSchema) -> &'static Shapes {
+    static SHAPES: OnceLock<Vec<Shapes>> = OnceLock::new();
+    let all = SHAPES.get_or_init(|| {
+        schema::tables()
+            .iter()
+            .map(|table| {
+                let mut shapes = Shapes::new();
+                let row = shapes.add();
+                debug_assert_eq!(row, TABLE_ROW);
+                declare_table(&mut shapes, row, table);
+                declare_table_kept_whole(&mut shapes, row, table);
+                shapes
+            })
+            .collect()
+    });
+    let position = schema::tables()
+        .iter()
+        .position(|t| std::ptr::eq(t, table))
+        .expect("a declared table");
+    &all[position]
+}
+
+/// The row shape in [`table_shapes`]: the first shape added after [`shape::KEEP_ALL`].
+const TABLE_ROW: ShapeId = 1;
 
 /// Arrow builders, one variant per declared column type.
 enum ColumnBuilder {
@@ -268,17 +351,17 @@ impl ColumnBuilder {
     }
 
     /// Appends `value` (absent or null → null). An error leaves a null appended.
-    fn append_json(&mut self, value: Option<&Value>) -> Result<(), String> {
+    fn append_item(&mut self, value: Option<Item<'_, '_>>) -> Result<(), String> {
         let Some(value) = value.filter(|v| !v.is_null()) else {
             self.append_null();
             return Ok(());
         };
         let result = match self {
             ColumnBuilder::Utf8(b) => {
-                match value {
-                    Value::String(s) => b.append_value(s),
+                match value.as_str() {
+                    Some(text) => b.append_value(text),
                     // A number or boolean where Graph declares a string: keep it as sent.
-                    other => b.append_value(other.to_string()),
+                    None => b.append_value(value.to_json_string()),
                 }
                 Ok(())
             }
@@ -292,28 +375,28 @@ impl ColumnBuilder {
             ColumnBuilder::Float32(b) => float(value).map(|n| b.append_value(n as f32)),
             ColumnBuilder::Float64(b) => float(value).map(|n| b.append_value(n)),
             ColumnBuilder::Boolean(b) => {
-                let parsed = match value {
-                    Value::Bool(v) => Some(*v),
-                    Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-                    Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+                let parsed = match value.node() {
+                    Node::Bool(v) => Some(*v),
+                    Node::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+                    Node::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
                     _ => None,
                 };
                 parsed
                     .map(|v| b.append_value(v))
                     .ok_or_else(|| format!("{value} is not a boolean"))
             }
-            ColumnBuilder::Timestamp(b) => match value {
-                Value::String(s) => {
-                    values::parse_timestamp_micros(s).map(|micros| b.append_option(micros))
-                }
-                other => Err(format!("{other} is not a timestamp")),
+            ColumnBuilder::Timestamp(b) => match value.as_str() {
+                Some(s) => values::parse_timestamp_micros(s).map(|micros| b.append_option(micros)),
+                None => Err(format!("{value} is not a timestamp")),
             },
             ColumnBuilder::Decimal(b, precision, scale) => {
                 // Graph sends money as JSON numbers (`12.83`); their shortest text form is the
                 // decimal that was sent, which is parsed exactly, never through a float.
-                let text = match value {
-                    Value::Number(n) => Some(n.to_string()),
-                    Value::String(s) => Some(s.clone()),
+                let text = match value.node() {
+                    Node::Int(_) | Node::Uint(_) | Node::Float(_) => {
+                        Some(Cow::Owned(value.to_json_string()))
+                    }
+                    Node::Str(s) => Some(Cow::Borrowed(s.as_ref())),
                     _ => None,
                 };
                 match text {
@@ -325,19 +408,19 @@ impl ColumnBuilder {
                     .map_err(|e| format!("{text} is not a decimal({precision},{scale}): {e}")),
                 }
             }
-            ColumnBuilder::List(b) => match value {
-                Value::Array(items) => {
-                    for item in items {
-                        match item {
-                            Value::String(s) => b.values().append_value(s),
-                            Value::Null => b.values().append_null(),
-                            other => b.values().append_value(other.to_string()),
+            ColumnBuilder::List(b) => match value.node() {
+                Node::Array { .. } => {
+                    for item in value.items() {
+                        match item.node() {
+                            Node::Str(s) => b.values().append_value(s),
+                            Node::Null | Node::Absent => b.values().append_null(),
+                            _ => b.values().append_value(item.to_json_string()),
                         }
                     }
                     b.append(true);
                     Ok(())
                 }
-                other => Err(format!("{other} is not an array")),
+                _ => Err(format!("{value} is not an array")),
             },
         };
         if result.is_err() {
@@ -381,38 +464,38 @@ impl ColumnBuilder {
     }
 }
 
-fn integer(value: &Value) -> Result<i64, String> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                    .map(|f| f as i64)
-            })
-            .ok_or_else(|| format!("{n} is not an integer")),
-        Value::String(s) => s
+fn integer(value: Item<'_, '_>) -> Result<i64, String> {
+    match value.node() {
+        Node::Int(n) => Ok(*n),
+        Node::Uint(n) => i64::try_from(*n).map_err(|_| format!("{n} is not an integer")),
+        Node::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
+        Node::Str(s) => s
             .trim()
             .parse()
             .map_err(|_| format!("\"{s}\" is not an integer")),
-        other => Err(format!("{other} is not an integer")),
+        _ => Err(format!("{value} is not an integer")),
     }
 }
 
-fn float(value: &Value) -> Result<f64, String> {
-    match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
-        Value::String(s) => s
+fn float(value: Item<'_, '_>) -> Result<f64, String> {
+    match value.node() {
+        Node::Int(n) => Ok(*n as f64),
+        Node::Uint(n) => Ok(*n as f64),
+        Node::Float(f) => Ok(*f),
+        Node::Str(s) => s
             .trim()
             .parse()
             .map_err(|_| format!("\"{s}\" is not a number")),
-        other => Err(format!("{other} is not a number")),
+        _ => Err(format!("{value} is not a number")),
     }
 }
 
 /// Builds one table's rows from JSON objects, by its declaration.
 pub struct TableBuilder {
     schema: &'static TableSchema,
+    /// The shapes rows are parsed with, and the shape of a row object among them.
+    shapes: &'static Shapes,
+    row_shape: ShapeId,
     columns: Vec<(CompiledColumn, ColumnBuilder)>,
     /// Positions of the not-null columns read from the row (keys such as a log row's `id`).
     required: Vec<usize>,
@@ -427,11 +510,23 @@ impl TableBuilder {
 
     /// A builder that writes personal data as `privacy` says, by each column's `pii` class.
     pub fn with_privacy(schema: &'static TableSchema, privacy: &Privacy) -> Self {
+        Self::within(schema, privacy, table_shapes(schema), TABLE_ROW)
+    }
+
+    /// A builder for rows of shape `row_shape` within `shapes`, in which [`declare_table`]
+    /// declared `schema`.
+    pub(crate) fn within(
+        schema: &'static TableSchema,
+        privacy: &Privacy,
+        shapes: &'static Shapes,
+        row_shape: ShapeId,
+    ) -> Self {
         let columns = schema
             .columns
             .iter()
             .map(|column| {
-                let compiled = CompiledColumn::compile(&schema.table, column, privacy);
+                let compiled =
+                    CompiledColumn::compile(&schema.table, column, privacy, shapes, row_shape);
                 check_convert_fits_type(&schema.table, column);
                 (compiled, ColumnBuilder::new(column.column_type))
             })
@@ -445,6 +540,8 @@ impl TableBuilder {
             .collect();
         TableBuilder {
             schema,
+            shapes,
+            row_shape,
             columns,
             required,
             rows: 0,
@@ -466,10 +563,22 @@ impl TableBuilder {
     /// Appends one row read from `row` (a JSON object, or a plain value for `""` paths).
     /// A row without a value for a not-null column is not appended; it is reported.
     pub fn append(&mut self, row: &Value, context: &RowContext, issues: &mut Vec<FlattenIssue>) {
+        let mut dom = Dom::new(self.shapes);
+        dom.parse_value(row, self.row_shape);
+        self.append_item(dom.root(), context, issues);
+    }
+
+    /// Appends one row read from `row`, parsed with this builder's row shape.
+    pub fn append_item(
+        &mut self,
+        row: Item<'_, '_>,
+        context: &RowContext,
+        issues: &mut Vec<FlattenIssue>,
+    ) {
         let table: &'static str = &self.schema.table;
         for &index in &self.required {
             let column = &self.columns[index].0;
-            if column.lookup(row).is_none_or(Value::is_null) {
+            if column.lookup(row).is_none_or(|value| value.is_null()) {
                 issues.push(FlattenIssue {
                     table,
                     column: column.name,
@@ -540,43 +649,43 @@ fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowCon
 fn append_converted(
     builder: &mut ColumnBuilder,
     convert: Convert,
-    value: Option<&Value>,
+    value: Option<Item<'_, '_>>,
     protection: &Protection,
 ) -> Result<(), String> {
     let value = value.filter(|v| !v.is_null());
-    let object = value.and_then(Value::as_object);
+    let object = value.filter(Item::is_object);
     let identity = || object.and_then(values::chosen_identity);
     let identity_field = |field: &str| {
         identity()
             .and_then(|(_, identity)| identity.get(field))
-            .and_then(Value::as_str)
+            .and_then(|value| value.as_str())
             .map(Cow::Borrowed)
     };
     let mut phone_identity = false;
     let text = match convert {
         Convert::Plain if matches!(protection, Protection::None) => {
-            return builder.append_json(value);
+            return builder.append_item(value);
         }
         // Personal-data columns are strings (checked by `declared_class`).
-        Convert::Plain => value.map(|value| match value {
-            Value::String(text) => Cow::Borrowed(text.as_str()),
-            other => Cow::Owned(other.to_string()),
+        Convert::Plain => value.map(|value| match value.as_str() {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(value.to_json_string()),
         }),
         Convert::DurationMs => return append_duration_ms(builder, value),
         Convert::Json => value.map(|value| match protection {
             Protection::IdentityJson(privacy) => {
-                let mut value = value.clone();
+                let mut value = value.to_value();
                 privacy.protect_identity_json(&mut value);
                 Cow::Owned(value.to_string())
             }
-            _ => Cow::Owned(value.to_string()),
+            _ => Cow::Owned(value.to_json_string()),
         }),
         Convert::IdentityKind => identity().map(|(kind, _)| Cow::Borrowed(kind)),
         Convert::IdentityId => identity().and_then(|(kind, identity)| {
             phone_identity = kind == "phone";
             identity
                 .get("id")
-                .and_then(Value::as_str)
+                .and_then(|id| id.as_str())
                 .map(Cow::Borrowed)
         }),
         Convert::IdentityDisplayName => identity_field("displayName"),
@@ -584,28 +693,52 @@ fn append_converted(
         Convert::IdentityUserPrincipalName => identity_field("userPrincipalName"),
         Convert::EndpointType => object.and_then(values::endpoint_type).map(Cow::Owned),
         Convert::UserAgentType => object.and_then(values::user_agent_type).map(Cow::Owned),
-        Convert::IdList => {
-            let ids = value.and_then(Value::as_array).map(|items| {
-                items
-                    .iter()
-                    .map(|item| item.get("id").cloned().unwrap_or(Value::Null))
-                    .collect::<Vec<_>>()
-            });
-            return builder.append_json(ids.map(Value::Array).as_ref());
-        }
+        Convert::IdList => return append_id_list(builder, value),
     };
     builder.append_str(protection.apply(text, phone_identity).as_deref());
     Ok(())
 }
 
-fn append_duration_ms(builder: &mut ColumnBuilder, value: Option<&Value>) -> Result<(), String> {
+/// The `id`s of an array of objects, as a list column (an item without one is a null).
+fn append_id_list(builder: &mut ColumnBuilder, value: Option<Item<'_, '_>>) -> Result<(), String> {
+    let ColumnBuilder::List(list) = builder else {
+        unreachable!("id_list is declared on list<string> columns (checked by TableBuilder::new)")
+    };
+    let Some(value) = value else {
+        list.append_null();
+        return Ok(());
+    };
+    if !matches!(value.node(), Node::Array { .. }) {
+        list.append_null();
+        return Err(format!("{value} is not an array"));
+    }
+    for item in value.items() {
+        match item.get("id") {
+            Some(id) if id.is_null() => list.values().append_null(),
+            Some(id) => match id.as_str() {
+                Some(text) => list.values().append_value(text),
+                None => list.values().append_value(id.to_json_string()),
+            },
+            None => list.values().append_null(),
+        }
+    }
+    list.append(true);
+    Ok(())
+}
+
+fn append_duration_ms(
+    builder: &mut ColumnBuilder,
+    value: Option<Item<'_, '_>>,
+) -> Result<(), String> {
     let ms = match value {
         None => {
             builder.append_null();
             return Ok(());
         }
-        Some(Value::String(text)) => values::parse_iso8601_duration_ms(text),
-        Some(other) => Err(format!("{other} is not an ISO-8601 duration string")),
+        Some(value) => match value.as_str() {
+            Some(text) => values::parse_iso8601_duration_ms(text),
+            None => Err(format!("{value} is not an ISO-8601 duration string")),
+        },
     };
     match &ms {
         Ok(ms) => builder.append_f64(*ms),
@@ -656,13 +789,4 @@ fn check_convert_fits_type(table: &str, column: &ColumnSchema) {
         column.path,
         expected.declared_name()
     );
-}
-
-/// The array at `key` (absent or null → empty).
-pub(crate) fn child_array<'v>(object: &'v Value, key: &str) -> &'v [Value] {
-    object
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
 }

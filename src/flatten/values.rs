@@ -1,8 +1,12 @@
 //! Conversions of single Graph JSON values: ISO-8601 durations, timestamps,
-//! identity sets and `@odata.type` subtypes. Pure functions, no Arrow, no I/O.
+//! identity sets and `@odata.type` subtypes; and, next to each conversion, the members it
+//! reads, which it declares in the parser's [`Shapes`]. Pure functions, no Arrow, no I/O.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+
+use super::dom::Item;
+use super::shape::{ShapeId, Shapes};
+use crate::schema::Convert;
 
 /// Why a value could not be converted; the flattener reports it with the column and record.
 pub type ConversionError = String;
@@ -111,28 +115,28 @@ const IDENTITY_MEMBERS: &[&str] = &[
     "device",
 ];
 
+/// The members of an identity that identity columns read.
+const IDENTITY_FIELDS: &[&str] = &["id", "displayName", "tenantId", "userPrincipalName"];
+
 /// The member of an identity set that identifies the party: `(kind, identity object)`.
-pub fn chosen_identity(set: &Map<String, Value>) -> Option<(&str, &Map<String, Value>)> {
+pub fn chosen_identity<'d, 'a>(set: Item<'d, 'a>) -> Option<(&'d str, Item<'d, 'a>)> {
     IDENTITY_MEMBERS
         .iter()
-        .filter_map(|member| set.get_key_value(*member))
-        .find_map(object_member)
-        .or_else(|| set.iter().find_map(object_member))
-}
-
-/// `(member name, identity)` when the member holds an identity object.
-fn object_member<'a>(
-    (kind, value): (&'a String, &'a Value),
-) -> Option<(&'a str, &'a Map<String, Value>)> {
-    match value {
-        Value::Object(identity) if !kind.starts_with('@') => Some((kind.as_str(), identity)),
-        _ => None,
-    }
+        .find_map(|member| {
+            set.get(member)
+                .filter(Item::is_object)
+                .map(|identity| (*member, identity))
+        })
+        .or_else(|| {
+            set.members()
+                .into_iter()
+                .find(|(kind, identity)| identity.is_object() && !kind.starts_with('@'))
+        })
 }
 
 /// The subtype named by `@odata.type` without its namespace (`#microsoft.graph.callRecords.X` → `X`).
-fn odata_subtype(object: &Map<String, Value>) -> Option<&str> {
-    let full = object.get("@odata.type")?.as_str()?;
+fn odata_subtype<'d>(object: Item<'d, '_>) -> Option<&'d str> {
+    let full = object.get(ODATA_TYPE)?.as_str()?;
     Some(
         full.rsplit('.')
             .next()
@@ -140,6 +144,8 @@ fn odata_subtype(object: &Map<String, Value>) -> Option<&str> {
             .trim_start_matches('#'),
     )
 }
+
+const ODATA_TYPE: &str = "@odata.type";
 
 /// Fields only a participant endpoint has.
 const PARTICIPANT_ENDPOINT_FIELDS: &[&str] = &[
@@ -155,19 +161,19 @@ const PARTICIPANT_ENDPOINT_FIELDS: &[&str] = &[
 /// `participantEndpoint` or `serviceEndpoint`. Without `@odata.type`, an endpoint with any
 /// participant-only field, or with a client user agent, is a participant endpoint; one whose
 /// user agent is a service user agent is a service endpoint.
-pub fn endpoint_type(endpoint: &Map<String, Value>) -> Option<String> {
+pub fn endpoint_type(endpoint: Item<'_, '_>) -> Option<String> {
     if let Some(subtype) = odata_subtype(endpoint) {
         return Some(subtype.to_string());
     }
     if PARTICIPANT_ENDPOINT_FIELDS
         .iter()
-        .any(|f| endpoint.get(*f).is_some_and(|v| !v.is_null()))
+        .any(|f| endpoint.get(f).is_some_and(|v| !v.is_null()))
     {
         return Some("participantEndpoint".into());
     }
     match endpoint
-        .get("userAgent")
-        .and_then(Value::as_object)
+        .get(USER_AGENT)
+        .filter(Item::is_object)
         .and_then(user_agent_type)
         .as_deref()
     {
@@ -176,6 +182,8 @@ pub fn endpoint_type(endpoint: &Map<String, Value>) -> Option<String> {
         None => None,
     }
 }
+
+const USER_AGENT: &str = "userAgent";
 
 /// Fields only a client user agent has.
 const CLIENT_USER_AGENT_FIELDS: &[&str] = &[
@@ -187,7 +195,7 @@ const CLIENT_USER_AGENT_FIELDS: &[&str] = &[
 
 /// `clientUserAgent` or `serviceUserAgent`, from `@odata.type` or, when it is missing,
 /// from the fields present (`role` → service; platform/productFamily/... → client).
-pub fn user_agent_type(user_agent: &Map<String, Value>) -> Option<String> {
+pub fn user_agent_type(user_agent: Item<'_, '_>) -> Option<String> {
     if let Some(subtype) = odata_subtype(user_agent) {
         return Some(subtype.to_string());
     }
@@ -196,17 +204,76 @@ pub fn user_agent_type(user_agent: &Map<String, Value>) -> Option<String> {
     }
     if CLIENT_USER_AGENT_FIELDS
         .iter()
-        .any(|f| user_agent.contains_key(*f))
+        .any(|f| user_agent.get(f).is_some())
     {
         return Some("clientUserAgent".into());
     }
     None
 }
 
+/// Declares in `shapes` what a column read at `path` of `row` with `convert` needs parsed:
+/// the value itself, and for the conversions that look around it, the members they read.
+/// Text kept whole (`json`) is declared by [`declare_kept_whole`], after every path.
+pub fn declare_reads(shapes: &mut Shapes, row: ShapeId, path: &'static str, convert: Convert) {
+    if !path.is_empty() {
+        shapes.path(row, path);
+    }
+    match convert {
+        Convert::Plain | Convert::DurationMs | Convert::Json => {}
+        Convert::IdentityKind
+        | Convert::IdentityId
+        | Convert::IdentityDisplayName
+        | Convert::IdentityTenantId
+        | Convert::IdentityUserPrincipalName => {
+            let set = shapes.object_at(row, path);
+            let identity = shapes.child(set, IDENTITY_MEMBERS[0]);
+            for member in &IDENTITY_MEMBERS[1..] {
+                shapes.link(set, member, identity);
+            }
+            for field in IDENTITY_FIELDS {
+                shapes.slot(identity, field);
+            }
+            // Members beyond the known ones (`teamsVoiceBot`, ...) are identities too.
+            shapes.keep_others(set, identity);
+        }
+        Convert::EndpointType => {
+            let endpoint = shapes.object_at(row, path);
+            for field in [ODATA_TYPE].iter().chain(PARTICIPANT_ENDPOINT_FIELDS) {
+                shapes.slot(endpoint, field);
+            }
+            let user_agent = shapes.child(endpoint, USER_AGENT);
+            declare_user_agent(shapes, user_agent);
+        }
+        Convert::UserAgentType => {
+            let user_agent = shapes.object_at(row, path);
+            declare_user_agent(shapes, user_agent);
+        }
+        Convert::IdList => {
+            let item = shapes.object_at(row, path);
+            shapes.slot(item, "id");
+        }
+    }
+}
+
+fn declare_user_agent(shapes: &mut Shapes, user_agent: ShapeId) {
+    for field in [ODATA_TYPE, "role"].iter().chain(CLIENT_USER_AGENT_FIELDS) {
+        shapes.slot(user_agent, field);
+    }
+}
+
+/// Declares that a column read at `path` of `row` with `convert` keeps its value's text
+/// whole: every member below it is parsed.
+pub fn declare_kept_whole(shapes: &mut Shapes, row: ShapeId, path: &'static str, convert: Convert) {
+    if convert == Convert::Json {
+        let kept = shapes.object_at(row, path);
+        shapes.keep_everything(kept);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn durations_follow_the_iso8601_grammar() {
@@ -261,52 +328,72 @@ mod tests {
         assert!(parse_timestamp_micros("2023-13-01T00:00:00Z").is_err());
     }
 
+    /// Parses `value` as the member `at` of a row, declared as `convert` reads it.
+    fn read(value: Value, convert: Convert, test: impl FnOnce(Item<'_, '_>)) {
+        let mut shapes = Shapes::new();
+        let row = shapes.add();
+        declare_reads(&mut shapes, row, "at", convert);
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let record = json!({ "at": value });
+        let mut dom = super::super::dom::Dom::new(shapes);
+        dom.parse_value(&record, row);
+        test(dom.root().get("at").expect("present"));
+    }
+
     #[test]
     fn identity_sets_pick_the_member_that_is_set() {
         let phone = json!({"user": null, "acsUser": null, "phone": {"id": "+5564981205182", "displayName": null}});
-        let (kind, identity) = chosen_identity(phone.as_object().unwrap()).unwrap();
-        assert_eq!(kind, "phone");
-        assert_eq!(identity["id"], "+5564981205182");
+        read(phone, Convert::IdentityId, |set| {
+            let (kind, identity) = chosen_identity(set).unwrap();
+            assert_eq!(kind, "phone");
+            assert_eq!(identity.get("id").unwrap().as_str(), Some("+5564981205182"));
+        });
         let open =
             json!({"@odata.type": "#microsoft.graph.identitySet", "spoolUser": {"id": "s1"}});
-        assert_eq!(
-            chosen_identity(open.as_object().unwrap()).unwrap().0,
-            "spoolUser"
-        );
-        let custom = json!({"user": null, "teamsVoiceBot": {"id": "b1"}});
-        assert_eq!(
-            chosen_identity(custom.as_object().unwrap()).unwrap().0,
-            "teamsVoiceBot"
-        );
-        assert!(chosen_identity(json!({"user": null}).as_object().unwrap()).is_none());
+        read(open, Convert::IdentityKind, |set| {
+            assert_eq!(chosen_identity(set).unwrap().0, "spoolUser");
+        });
+        let custom = json!({"user": null, "zeta": {"id": "z"}, "teamsVoiceBot": {"id": "b1"}});
+        read(custom, Convert::IdentityKind, |set| {
+            let (kind, identity) = chosen_identity(set).unwrap();
+            assert_eq!(kind, "teamsVoiceBot");
+            assert_eq!(identity.get("id").unwrap().as_str(), Some("b1"));
+        });
+        read(json!({"user": null}), Convert::IdentityKind, |set| {
+            assert!(chosen_identity(set).is_none());
+        });
     }
 
     #[test]
     fn subtypes_are_inferred_when_odata_type_is_missing() {
         let client = json!({"headerValue": "x", "platform": "windows", "productFamily": "teams"});
-        assert_eq!(
-            user_agent_type(client.as_object().unwrap()).unwrap(),
-            "clientUserAgent"
-        );
-        let service = json!({"role": "mediationServer"});
-        assert_eq!(
-            user_agent_type(service.as_object().unwrap()).unwrap(),
-            "serviceUserAgent"
+        read(client, Convert::UserAgentType, |agent| {
+            assert_eq!(user_agent_type(agent).unwrap(), "clientUserAgent");
+        });
+        read(
+            json!({"role": "mediationServer"}),
+            Convert::UserAgentType,
+            |agent| {
+                assert_eq!(user_agent_type(agent).unwrap(), "serviceUserAgent");
+            },
         );
         let typed = json!({"@odata.type": "#microsoft.graph.callRecords.serviceUserAgent"});
-        assert_eq!(
-            user_agent_type(typed.as_object().unwrap()).unwrap(),
-            "serviceUserAgent"
-        );
-        let service_endpoint = json!({"userAgent": {"role": "gateway"}});
-        assert_eq!(
-            endpoint_type(service_endpoint.as_object().unwrap()).unwrap(),
-            "serviceEndpoint"
+        read(typed, Convert::UserAgentType, |agent| {
+            assert_eq!(user_agent_type(agent).unwrap(), "serviceUserAgent");
+        });
+        read(
+            json!({"userAgent": {"role": "gateway"}}),
+            Convert::EndpointType,
+            |endpoint| {
+                assert_eq!(endpoint_type(endpoint).unwrap(), "serviceEndpoint");
+            },
         );
         let participant = json!({"name": "machine", "userAgent": {"headerValue": "x"}});
-        assert_eq!(
-            endpoint_type(participant.as_object().unwrap()).unwrap(),
-            "participantEndpoint"
-        );
+        read(participant, Convert::EndpointType, |endpoint| {
+            assert_eq!(endpoint_type(endpoint).unwrap(), "participantEndpoint");
+        });
+        read(json!({"platform": null}), Convert::UserAgentType, |agent| {
+            assert_eq!(user_agent_type(agent).unwrap(), "clientUserAgent");
+        });
     }
 }

@@ -1,0 +1,575 @@
+//! A borrowed, shape-pruned JSON tree: the one form in which the flattener reads a record.
+//!
+//! [`Dom::parse_slice`] (a raw JSON line) and [`Dom::parse_value`] (a record assembled from
+//! Graph pages) run the same serde [`DeserializeSeed`] over their input, guided by a
+//! [`Shape`]: members the shape names land in numbered slots, members it does not name
+//! are skipped with [`IgnoredAny`] (nothing allocated), and strings without escapes borrow
+//! from the input. Nodes live in a few flat vectors that are reused from record to record,
+//! so parsing a record allocates nothing once the vectors have grown.
+//!
+//! Compared with building a `serde_json::Value` (a `BTreeMap` and a `String` per member),
+//! this is what makes flattening run at the speed of the JSON scanner.
+//!
+//! May touch: serde, serde_json; no I/O.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
+
+use super::shape::{KEEP_ALL, Shape, ShapeId, Shapes};
+
+/// One JSON value. Objects and arrays point into their [`Dom`]'s vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'a> {
+    /// A member the object does not have (distinct from an explicit `null`).
+    Absent,
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Object(Object),
+    Array {
+        start: u32,
+        len: u32,
+    },
+}
+
+/// Where an object's members are: its shape's slots, then the members kept beyond them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Object {
+    shape: ShapeId,
+    slots: u32,
+    members: u32,
+    members_len: u32,
+}
+
+static ABSENT: Node<'static> = Node::Absent;
+
+/// The parsed tree of one JSON value, borrowing from the input `'a`.
+pub struct Dom<'a> {
+    shapes: &'static Shapes,
+    /// Object slots, a block of `shape.len()` per object.
+    nodes: Vec<Node<'a>>,
+    /// Array items, contiguous per array.
+    items: Vec<Node<'a>>,
+    /// Members kept beyond the slots, contiguous per object.
+    members: Vec<(Cow<'a, str>, Node<'a>)>,
+    /// Items and members of the arrays and objects being parsed (nested ones finish first).
+    item_stack: Vec<Node<'a>>,
+    member_stack: Vec<(Cow<'a, str>, Node<'a>)>,
+    root: Node<'a>,
+    /// Per shape, where its slots' entries start in `predicted`.
+    prediction_base: Vec<u32>,
+    /// Per shape and slot (and one entry for "no key yet"): the slot whose key followed it
+    /// last time. Objects of one kind list their members in one order (Graph's, or sorted
+    /// in raw lines), so a key is usually matched by one comparison instead of a hash lookup.
+    predicted: Vec<u16>,
+}
+
+/// No prediction yet.
+const UNPREDICTED: u16 = u16::MAX;
+
+fn index(len: usize) -> u32 {
+    u32::try_from(len).expect("a JSON document has fewer than 2^32 values")
+}
+
+/// An emptied vector of another lifetime that keeps the allocation (collected in place).
+fn emptied<T, U>(mut vector: Vec<T>) -> Vec<U> {
+    vector.clear();
+    vector
+        .into_iter()
+        .map(|_| unreachable!("the vector was emptied"))
+        .collect()
+}
+
+impl<'a> Dom<'a> {
+    pub fn new(shapes: &'static Shapes) -> Self {
+        let mut prediction_base = Vec::with_capacity(shapes.len());
+        let mut entries = 0u32;
+        for id in 0..shapes.len() {
+            prediction_base.push(entries);
+            entries += index(shapes.get(id as ShapeId).len() + 1);
+        }
+        Dom {
+            shapes,
+            nodes: Vec::new(),
+            items: Vec::new(),
+            members: Vec::new(),
+            item_stack: Vec::new(),
+            member_stack: Vec::new(),
+            root: Node::Absent,
+            prediction_base,
+            predicted: vec![UNPREDICTED; entries as usize],
+        }
+    }
+
+    /// The same tree, emptied, for input that lives shorter or longer: its buffers (and
+    /// learnt key orders) are kept, so parsing the next chunk of lines allocates nothing.
+    pub fn recycle<'b>(self) -> Dom<'b> {
+        Dom {
+            shapes: self.shapes,
+            nodes: emptied(self.nodes),
+            items: emptied(self.items),
+            members: emptied(self.members),
+            item_stack: emptied(self.item_stack),
+            member_stack: emptied(self.member_stack),
+            root: Node::Absent,
+            prediction_base: self.prediction_base,
+            predicted: self.predicted,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.items.clear();
+        self.members.clear();
+        self.item_stack.clear();
+        self.member_stack.clear();
+        self.root = Node::Absent;
+    }
+
+    /// Parses one JSON text (trailing whitespace allowed) with `shape` as the root's shape.
+    /// Taking `str` (the caller checked UTF-8 once for many lines) spares a check per string.
+    pub fn parse_str(&mut self, json: &'a str, shape: ShapeId) -> serde_json::Result<()> {
+        self.clear();
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let root = NodeSeed {
+            dom: self,
+            shape: Some(shape),
+        }
+        .deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        self.root = root;
+        Ok(())
+    }
+
+    /// Reads a `serde_json::Value` with `shape` as the root's shape (its strings are borrowed).
+    pub fn parse_value(&mut self, value: &'a Value, shape: ShapeId) {
+        self.clear();
+        self.root = NodeSeed {
+            dom: self,
+            shape: Some(shape),
+        }
+        .deserialize(value)
+        .expect("every JSON value is a node");
+    }
+
+    pub fn root(&self) -> Item<'_, 'a> {
+        Item {
+            dom: self,
+            node: &self.root,
+        }
+    }
+}
+
+/// A node together with its tree: what the flattener navigates.
+#[derive(Clone, Copy)]
+pub struct Item<'d, 'a> {
+    dom: &'d Dom<'a>,
+    node: &'d Node<'a>,
+}
+
+impl<'d, 'a> Item<'d, 'a> {
+    fn at(&self, node: &'d Node<'a>) -> Self {
+        Item {
+            dom: self.dom,
+            node,
+        }
+    }
+
+    pub fn node(&self) -> &'d Node<'a> {
+        self.node
+    }
+
+    /// Whether the member exists (it may be `null`).
+    pub fn is_present(&self) -> bool {
+        !matches!(self.node, Node::Absent)
+    }
+
+    /// Absent or `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self.node, Node::Absent | Node::Null)
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self.node, Node::Object(_))
+    }
+
+    pub fn as_str(&self) -> Option<&'d str> {
+        match self.node {
+            Node::Str(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The member in slot `slot` of `shape` (absent when this is not such an object).
+    pub fn slot(&self, shape: ShapeId, slot: u16) -> Self {
+        match self.node {
+            Node::Object(object) if object.shape == shape => {
+                self.at(&self.dom.nodes[object.slots as usize + usize::from(slot)])
+            }
+            Node::Object(_) => self
+                .get(self.dom.shapes.get(shape).key(slot))
+                .unwrap_or(self.at(&ABSENT)),
+            _ => self.at(&ABSENT),
+        }
+    }
+
+    /// The member `key`, if this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<Self> {
+        let Node::Object(object) = self.node else {
+            return None;
+        };
+        if let Some(slot) = self.dom.shapes.get(object.shape).slot_of(key) {
+            let node = &self.dom.nodes[object.slots as usize + usize::from(slot)];
+            return (!matches!(node, Node::Absent)).then(|| self.at(node));
+        }
+        self.kept_members(object)
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, node)| self.at(node))
+    }
+
+    /// The items of an array (none when this is not one).
+    pub fn items(&self) -> impl Iterator<Item = Item<'d, 'a>> + use<'d, 'a> {
+        let items: &'d [Node<'a>] = match self.node {
+            Node::Array { start, len } => {
+                &self.dom.items[*start as usize..(*start + *len) as usize]
+            }
+            _ => &[],
+        };
+        let dom = self.dom;
+        items.iter().map(move |node| Item { dom, node })
+    }
+
+    /// The members of an object in key order (as a `serde_json::Value` map holds them),
+    /// the last of duplicate keys winning.
+    pub fn members(&self) -> Vec<(&'d str, Item<'d, 'a>)> {
+        let Node::Object(object) = self.node else {
+            return Vec::new();
+        };
+        let shape: &'static Shape = self.dom.shapes.get(object.shape);
+        let slots = &self.dom.nodes[object.slots as usize..object.slots as usize + shape.len()];
+        let mut members: Vec<(&'d str, Item<'d, 'a>)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| !matches!(node, Node::Absent))
+            .map(|(slot, node)| (shape.key(slot as u16), self.at(node)))
+            .chain(
+                self.kept_members(object)
+                    .iter()
+                    .map(|(name, node)| (name.as_ref(), self.at(node))),
+            )
+            .collect();
+        // Stable: of equal keys the one read last stays last, and is kept.
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        members.reverse();
+        members.dedup_by(|later, earlier| later.0 == earlier.0);
+        members.reverse();
+        members
+    }
+
+    fn kept_members(&self, object: &Object) -> &'d [(Cow<'a, str>, Node<'a>)] {
+        &self.dom.members[object.members as usize..(object.members + object.members_len) as usize]
+    }
+
+    /// The value as compact JSON text, members in key order (as `serde_json::Value` writes it).
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).expect("a parsed JSON value serializes")
+    }
+
+    /// The value as a `serde_json::Value` (for the rare rewrites that need one).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a parsed JSON value converts")
+    }
+}
+
+impl fmt::Display for Item<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json_string())
+    }
+}
+
+impl fmt::Debug for Item<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Item<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.node {
+            Node::Absent | Node::Null => serializer.serialize_unit(),
+            Node::Bool(value) => serializer.serialize_bool(*value),
+            Node::Int(value) => serializer.serialize_i64(*value),
+            Node::Uint(value) => serializer.serialize_u64(*value),
+            Node::Float(value) => serializer.serialize_f64(*value),
+            Node::Str(text) => serializer.serialize_str(text),
+            Node::Array { len, .. } => {
+                let mut seq = serializer.serialize_seq(Some(*len as usize))?;
+                for item in self.items() {
+                    seq.serialize_element(&item)?;
+                }
+                seq.end()
+            }
+            Node::Object(_) => {
+                let members = self.members();
+                let mut map = serializer.serialize_map(Some(members.len()))?;
+                for (key, value) in members {
+                    map.serialize_entry(key, &value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Parses one value into the tree; `shape` applies if it is an object (or array of them).
+struct NodeSeed<'d, 'a> {
+    dom: &'d mut Dom<'a>,
+    shape: Option<ShapeId>,
+}
+
+impl<'a> DeserializeSeed<'a> for NodeSeed<'_, 'a> {
+    type Value = Node<'a>;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Node<'a>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
+    type Value = Node<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Node<'a>, E> {
+        Ok(Node::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Node<'a>, E> {
+        Ok(Node::Int(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Node<'a>, E> {
+        Ok(Node::Uint(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Node<'a>, E> {
+        Ok(Node::Float(value))
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'a str) -> Result<Node<'a>, E> {
+        Ok(Node::Str(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Node<'a>, E> {
+        Ok(Node::Str(Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Node<'a>, E> {
+        Ok(Node::Str(Cow::Owned(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'a>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Node<'a>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'a>>(self, deserializer: D) -> Result<Node<'a>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<Node<'a>, A::Error> {
+        let mark = self.dom.item_stack.len();
+        while let Some(node) = seq.next_element_seed(NodeSeed {
+            dom: &mut *self.dom,
+            shape: self.shape,
+        })? {
+            self.dom.item_stack.push(node);
+        }
+        let start = index(self.dom.items.len());
+        let len = index(self.dom.item_stack.len() - mark);
+        self.dom.items.extend(self.dom.item_stack.drain(mark..));
+        Ok(Node::Array { start, len })
+    }
+
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Node<'a>, A::Error> {
+        let shape_id = self.shape.unwrap_or(KEEP_ALL);
+        let shapes: &'static Shapes = self.dom.shapes;
+        let shape = shapes.get(shape_id);
+        let slots = self.dom.nodes.len();
+        self.dom
+            .nodes
+            .resize_with(slots + shape.len(), || Node::Absent);
+        let mark = self.dom.member_stack.len();
+        let predictions = self.dom.prediction_base[shape_id as usize] as usize;
+        // The entry after the last slot stands for "before the first key".
+        let mut previous = shape.len();
+        while let Some(key) = map.next_key_seed(KeySeed {
+            shape,
+            guess: self.dom.predicted[predictions + previous],
+        })? {
+            match key {
+                Key::Slot(slot) => {
+                    self.dom.predicted[predictions + previous] = slot;
+                    previous = usize::from(slot);
+                    let node = map.next_value_seed(NodeSeed {
+                        dom: &mut *self.dom,
+                        shape: shape.child(slot),
+                    })?;
+                    self.dom.nodes[slots + usize::from(slot)] = node;
+                }
+                Key::Kept(name) => {
+                    let node = map.next_value_seed(NodeSeed {
+                        dom: &mut *self.dom,
+                        shape: shape.others(),
+                    })?;
+                    self.dom.member_stack.push((name, node));
+                }
+                Key::Skipped => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let members = index(self.dom.members.len());
+        let members_len = index(self.dom.member_stack.len() - mark);
+        self.dom.members.extend(self.dom.member_stack.drain(mark..));
+        Ok(Node::Object(Object {
+            shape: shape_id,
+            slots: index(slots),
+            members,
+            members_len,
+        }))
+    }
+}
+
+/// What a member's key means for its object's shape.
+enum Key<'a> {
+    Slot(u16),
+    Kept(Cow<'a, str>),
+    Skipped,
+}
+
+struct KeySeed {
+    shape: &'static Shape,
+    /// The slot whose key is expected next ([`UNPREDICTED`]: none).
+    guess: u16,
+}
+
+impl KeySeed {
+    fn resolve<'a>(&self, key: &str, owned: impl FnOnce() -> Cow<'a, str>) -> Key<'a> {
+        if self.guess != UNPREDICTED && self.shape.key(self.guess) == key {
+            return Key::Slot(self.guess);
+        }
+        match self.shape.slot_of(key) {
+            Some(slot) => Key::Slot(slot),
+            None if self.shape.others().is_some() => Key::Kept(owned()),
+            None => Key::Skipped,
+        }
+    }
+}
+
+impl<'a> DeserializeSeed<'a> for KeySeed {
+    type Value = Key<'a>;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Key<'a>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'a> Visitor<'a> for KeySeed {
+    type Value = Key<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'a str) -> Result<Key<'a>, E> {
+        Ok(self.resolve(key, || Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'a>, E> {
+        Ok(self.resolve(key, || Cow::Owned(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shapes() -> (&'static Shapes, ShapeId, u16, u16) {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        let (network, speed) = shapes.path(root, "network.linkSpeed");
+        assert_eq!(network, shapes.object_at(root, "network"));
+        let name = shapes.slot(root, "name");
+        (Box::leak(Box::new(shapes)), root, speed, name)
+    }
+
+    #[test]
+    fn only_declared_members_are_kept_and_both_inputs_agree() {
+        let (shapes, root, _, name) = shapes();
+        let text = r#"{"name":"a\"b","skipped":{"deep":[1,2,{"x":null}]},"network":{"linkSpeed":5,"other":1}}"#;
+        let mut from_bytes = Dom::new(shapes);
+        from_bytes.parse_str(text, root).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        let mut from_value = Dom::new(shapes);
+        from_value.parse_value(&value, root);
+        for dom in [&from_bytes, &from_value] {
+            let record = dom.root();
+            assert_eq!(record.slot(root, name).as_str(), Some("a\"b"));
+            assert!(record.get("skipped").is_none());
+            assert_eq!(
+                record.to_json_string(),
+                r#"{"name":"a\"b","network":{"linkSpeed":5}}"#
+            );
+        }
+    }
+
+    #[test]
+    fn text_kept_whole_matches_serde_json_value() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        shapes.slot(root, "z");
+        shapes.keep_everything(root);
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let value = json!({"z": 1.5, "b": [true, null, -3, 18446744073709551615u64, "é\n"], "a": {"y": {}, "x": []}});
+        let text = value.to_string();
+        let mut dom = Dom::new(shapes);
+        dom.parse_str(&text, root).unwrap();
+        assert_eq!(dom.root().to_json_string(), value.to_string());
+        assert_eq!(dom.root().to_value(), value);
+        assert_eq!(dom.root().get("b").unwrap().items().count(), 5);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value_as_serde_json_does() {
+        let (shapes, root, _, name) = shapes();
+        let text = r#"{"name":"first","name":"second"}"#;
+        let mut dom = Dom::new(shapes);
+        dom.parse_str(text, root).unwrap();
+        assert_eq!(dom.root().slot(root, name).as_str(), Some("second"));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error() {
+        let (shapes, root, ..) = shapes();
+        let mut dom = Dom::new(shapes);
+        assert!(dom.parse_str(r#"{"name":"a""#, root).is_err());
+        assert!(dom.parse_str(r#"{"name":"a"} x"#, root).is_err());
+        assert!(dom.parse_str("{\"name\":\"a\"}  \n", root).is_ok());
+    }
+}
