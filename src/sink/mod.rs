@@ -87,8 +87,10 @@ pub struct SinkOptions {
     pub row_group_rows: usize,
     /// A partition's file is closed and a new one started past this size.
     pub target_file_bytes: usize,
-    /// Encoded rows all open partitions may hold in memory together; past it the largest
-    /// open row group is written out early, so memory does not grow with the partitions.
+    /// Memory all open partition writers may hold together (their row groups being
+    /// encoded: column buffers, dictionaries, pages); past it the row group of the partition
+    /// written least recently is ended early, so memory does not grow with the partitions
+    /// or the input.
     pub buffered_bytes: usize,
 }
 
@@ -97,7 +99,7 @@ impl Default for SinkOptions {
         SinkOptions {
             row_group_rows: 128 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
-            buffered_bytes: 128 * 1024 * 1024,
+            buffered_bytes: 96 * 1024 * 1024,
         }
     }
 }
@@ -155,6 +157,10 @@ struct PartitionWriter {
     location: String,
     file_name: String,
     rows: u64,
+    /// `writer.memory_size()` after its last write or flush (it changes only then).
+    memory: usize,
+    /// When it was last written to, in writes of the run.
+    last_write: u64,
 }
 
 /// Where the run stages its files.
@@ -179,6 +185,9 @@ pub struct ParquetSink {
     open: BTreeMap<(String, NaiveDate), PartitionWriter>,
     next_file: BTreeMap<(String, NaiveDate), u32>,
     written: Vec<WrittenFile>,
+    /// The sum of the open writers' `memory`.
+    buffered: usize,
+    writes: u64,
 }
 
 /// `_staging/<run_id>`, relative to the output root.
@@ -267,6 +276,8 @@ impl ParquetSink {
             open: BTreeMap::new(),
             next_file: BTreeMap::new(),
             written: Vec::new(),
+            buffered: 0,
+            writes: 0,
         })
     }
 
@@ -294,37 +305,41 @@ impl ParquetSink {
                 source,
             })?;
         partition.rows += batch.num_rows() as u64;
+        self.writes += 1;
+        partition.last_write = self.writes;
+        let memory = partition.writer.memory_size();
+        self.buffered = self.buffered - partition.memory + memory;
+        partition.memory = memory;
         if partition.writer.bytes_written() + partition.writer.in_progress_size()
             >= self.options.target_file_bytes
         {
             let full = self.open.remove(&key).expect("present");
+            self.buffered -= full.memory;
             self.close(table, dt, full)?;
         }
         self.bound_buffers()
     }
 
-    /// Ends the largest open row group while all of them hold more than the budget.
+    /// Ends row groups, least recently written partition first, until the open writers
+    /// hold at most the budget. Input arrives roughly in time order, so the partitions
+    /// ended first are mostly the days already complete.
     fn bound_buffers(&mut self) -> Result<(), SinkError> {
-        let buffered: usize = self
-            .open
-            .values()
-            .map(|p| p.writer.in_progress_size())
-            .sum();
-        if buffered <= self.options.buffered_bytes {
-            return Ok(());
-        }
-        if let Some(largest) = self
-            .open
-            .values_mut()
-            .max_by_key(|p| p.writer.in_progress_size())
-        {
-            largest
-                .writer
-                .flush()
-                .map_err(|source| SinkError::Parquet {
-                    location: largest.location.clone(),
-                    source,
-                })?;
+        while self.buffered > self.options.buffered_bytes {
+            let Some(oldest) = self
+                .open
+                .values_mut()
+                .filter(|p| p.memory > 0)
+                .min_by_key(|p| p.last_write)
+            else {
+                break;
+            };
+            oldest.writer.flush().map_err(|source| SinkError::Parquet {
+                location: oldest.location.clone(),
+                source,
+            })?;
+            let memory = oldest.writer.memory_size();
+            self.buffered = self.buffered - oldest.memory + memory;
+            oldest.memory = memory;
         }
         Ok(())
     }
@@ -360,6 +375,8 @@ impl ParquetSink {
             location,
             file_name,
             rows: 0,
+            memory: 0,
+            last_write: 0,
         })
     }
 
