@@ -470,7 +470,7 @@ struct KeySeed {
 
 impl KeySeed {
     fn resolve<'a>(&self, key: &str, owned: impl FnOnce() -> Cow<'a, str>) -> Key<'a> {
-        if self.guess != UNPREDICTED && self.shape.key(self.guess) == key {
+        if self.guess != UNPREDICTED && same_key(self.shape.key(self.guess), key) {
             return Key::Slot(self.guess);
         }
         match self.shape.slot_of(key) {
@@ -479,6 +479,28 @@ impl KeySeed {
             None => Key::Skipped,
         }
     }
+}
+
+/// `a == b` for member names, inlined: names are short, and a call to `memcmp` per member
+/// costs more than comparing them eight bytes at a time.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a_words = a.chunks_exact(8);
+    let mut b_words = b.chunks_exact(8);
+    let words_equal = a_words.by_ref().zip(b_words.by_ref()).all(|(x, y)| {
+        u64::from_ne_bytes(x.try_into().expect("8 bytes"))
+            == u64::from_ne_bytes(y.try_into().expect("8 bytes"))
+    });
+    words_equal
+        && a_words
+            .remainder()
+            .iter()
+            .zip(b_words.remainder())
+            .all(|(x, y)| x == y)
 }
 
 impl<'a> DeserializeSeed<'a> for KeySeed {
@@ -562,6 +584,23 @@ mod tests {
         let mut dom = Dom::new(shapes);
         dom.parse_str(text, root).unwrap();
         assert_eq!(dom.root().slot(root, name).as_str(), Some("second"));
+    }
+
+    #[test]
+    fn member_names_compare_like_strings() {
+        for (a, b) in [
+            ("", ""),
+            ("id", "id"),
+            ("id", "ix"),
+            ("averageJitter", "averageJitter"),
+            ("averageJitter", "averageJitteR"),
+            ("averageJitteR", "averageJitter"),
+            ("abcdefgh", "abcdefgh"),
+            ("abcdefgh", "abcdefgX"),
+            ("short", "longer name"),
+        ] {
+            assert_eq!(same_key(a, b), a == b, "{a} vs {b}");
+        }
     }
 
     #[test]
