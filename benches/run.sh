@@ -1,32 +1,89 @@
 #!/usr/bin/env bash
-# Reflatten vs. pyarrow on the same JSON lines; prints wall time, GB/s, peak RSS and the ratio.
-# Usage: benches/run.sh [CALLS_PER_DAY (default 1900: 13,300 records, ~0.49 GB)] [SCRATCH dir]
-# Needs: a release build (cargo build --release), python3 with pyarrow, /usr/bin/time.
+# reflatten vs. pyarrow on the same JSON lines, in the same run (BENCHMARKS.md).
+#
+# Builds the input once (the emulator's synthetic tenant, complete callRecords as JSON
+# lines), warms the page cache, then runs `reflatten` (all 8 call tables) and the pyarrow
+# baseline (stream table only) REPEAT times each, alternating, and prints median wall time,
+# GB/s of JSON, peak RSS and the ratio, each against its target. Then reflatten once more on
+# SCALE times the input, to show that peak memory does not grow with the input.
+#
+# Usage: benches/run.sh
+# Environment: CALLS_PER_DAY (1900: 13,300 records over 7 days, ~0.49 GB), REPEAT (5),
+#   SCALE (5; 0 skips the memory-growth run), SCRATCH (${TMPDIR:-/tmp}/callrecords-bench),
+#   WORKERS (reflatten --workers; default: one per core).
+# Needs: a release build (cargo build --release), python3 with pyarrow, GNU time.
 set -euo pipefail
-calls_per_day=${1:-1900}
-scratch=${2:-${TMPDIR:-/tmp}/callrecords-bench}
+calls_per_day=${CALLS_PER_DAY:-1900}
+repeat=${REPEAT:-5}
+scale=${SCALE:-5}
+scratch=${SCRATCH:-${TMPDIR:-/tmp}/callrecords-bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release/callrecords-etl
+[ -x "$bin" ] || { echo "no release build at $bin: run cargo build --release" >&2; exit 2; }
+python3 -c 'import pyarrow' 2>/dev/null || { echo "pyarrow is missing: pip install pyarrow" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is missing: apt-get install time" >&2; exit 2; }
+workers=()
+[ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS")
 mkdir -p "$scratch"
-input=$scratch/records-$calls_per_day.jsonl
-[ -s "$input" ] || "$bin" emulator --dump-jsonl "$input" --calls-per-day "$calls_per_day" --dump-days 7
-bytes=$(stat -c %s "$input")
-cat "$input" > /dev/null # warm page cache, as for both runs
 
-measure() { # label, command...
-    local label=$1; shift
-    local log=$scratch/$label.time
-    /usr/bin/time -v "$@" > /dev/null 2> "$log"
-    local wall rss
-    wall=$(grep "Elapsed (wall clock)" "$log" | awk -F': ' '{print $2}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-    rss=$(grep "Maximum resident" "$log" | awk '{print $6}')
-    printf '%-10s wall %6.2f s  %5.2f GB/s  peak RSS %5d MiB  CPU %s\n' "$label" "$wall" \
-        "$(echo "$bytes / $wall / 1000000000" | bc -l)" $((rss / 1024)) "$(grep 'Percent of CPU' "$log" | awk '{print $NF}')"
-    echo "$wall" > "$scratch/$label.wall"
+input_for() { # calls per day -> path of the JSON lines (generated once)
+    local path=$scratch/records-$1.jsonl
+    if [ ! -s "$path" ]; then
+        echo "generating $path ($1 calls/day x 7 days) ..." >&2
+        "$bin" emulator --dump-jsonl "$path.tmp" --calls-per-day "$1" --dump-days 7
+        mv "$path.tmp" "$path"
+    fi
+    echo "$path"
 }
 
-rm -rf "$scratch/out-reflatten" "$scratch/out-pyarrow"
-measure reflatten "$bin" -q reflatten --raw "$input" --out "$scratch/out-reflatten"
-measure pyarrow python3 "$root/benches/pyarrow_streams.py" "$input" "$scratch/out-pyarrow"
-echo "input: $(wc -l < "$input") records, $((bytes / 1000000)) MB"
-echo "ratio (pyarrow wall / reflatten wall): $(echo "$(cat "$scratch/pyarrow.wall") / $(cat "$scratch/reflatten.wall")" | bc -l | cut -c1-4)"
+# One timed run: label, command... Appends "wall_s peak_rss_kib cpu_s" to $scratch/<label>.runs.
+measure() {
+    local label=$1; shift
+    local log=$scratch/$label.time
+    rm -rf "$scratch/out-$label"
+    /usr/bin/time -f '%e %M %U %S' -o "$log" "$@" > /dev/null
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$log" >> "$scratch/$label.runs"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+column() { awk -v c="$1" '{ print $c }' "$scratch/$2.runs"; }
+verdict() { if awk -v a="$1" -v b="$2" "BEGIN { exit !(a $3 b) }"; then echo met; else echo "NOT met"; fi; }
+
+input=$(input_for "$calls_per_day")
+bytes=$(stat -c %s "$input")
+cat "$input" > /dev/null
+rm -f "$scratch"/reflatten.runs "$scratch"/pyarrow.runs "$scratch"/scaled.runs
+for _ in $(seq "$repeat"); do
+    measure reflatten "$bin" -q reflatten --raw "$input" --out "$scratch/out-reflatten" "${workers[@]}"
+    measure pyarrow python3 "$root/benches/pyarrow_streams.py" "$input" "$scratch/out-pyarrow"
+done
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+echo "input:   $(wc -l < "$input") callRecords, $((bytes / 1000000)) MB of JSON lines ($input)"
+echo "runs:    $repeat of each, alternating; medians"
+for label in reflatten pyarrow; do
+    wall=$(column 1 $label | median)
+    printf '%-10s wall %6.2f s (min %.2f, max %.2f)  %5.2f GB/s  peak RSS %4d MiB  CPU %5.2f s\n' "$label" "$wall" \
+        "$(column 1 $label | sort -n | head -1)" "$(column 1 $label | sort -n | tail -1)" \
+        "$(echo "$bytes / $wall / 1000000000" | bc -l)" "$(( $(column 2 $label | sort -n | tail -1) / 1024 ))" \
+        "$(column 3 $label | median)"
+done
+reflatten_wall=$(column 1 reflatten | median)
+ratio=$(echo "$(column 1 pyarrow | median) / $reflatten_wall" | bc -l)
+throughput=$(echo "$bytes / $reflatten_wall / 1000000000" | bc -l)
+peak_mib=$(( $(column 2 reflatten | sort -n | tail -1) / 1024 ))
+printf 'target: >= 2x pyarrow        %5.2fx       %s\n' "$ratio" "$(verdict "$ratio" 2 '>=')"
+printf 'target: >= 1 GB/s of JSON    %5.2f GB/s   %s\n' "$throughput" "$(verdict "$throughput" 1 '>=')"
+printf 'target: peak RSS <= 512 MiB  %5d MiB    %s\n' "$peak_mib" "$(verdict "$peak_mib" 512 '<=')"
+
+if [ "$scale" -gt 0 ]; then
+    scaled=$(input_for $((calls_per_day * scale)))
+    scaled_bytes=$(stat -c %s "$scaled")
+    measure scaled "$bin" -q reflatten --raw "$scaled" --out "$scratch/out-scaled" "${workers[@]}"
+    scaled_wall=$(column 1 scaled)
+    scaled_mib=$(( $(column 2 scaled) / 1024 ))
+    growth=$(echo "($scaled_mib - $peak_mib) * 100 / $peak_mib" | bc -l)
+    printf 'scaled:  %dx input, %d MB: wall %.2f s  %.2f GB/s  peak RSS %d MiB\n' "$scale" \
+        $((scaled_bytes / 1000000)) "$scaled_wall" "$(echo "$scaled_bytes / $scaled_wall / 1000000000" | bc -l)" "$scaled_mib"
+    printf 'target: %dx input, < 20 %% more peak memory   %+5.1f %%   %s\n' "$scale" "$growth" "$(verdict "$growth" 20 '<')"
+fi

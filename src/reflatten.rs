@@ -339,6 +339,19 @@ fn read_chunks(
     Ok((files.len() as u64, bytes_read))
 }
 
+/// The lines of `text` (split with the SIMD `memchr`, which `str::split` does not use).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text.as_bytes())
+        .chain(std::iter::once(text.len()))
+        .map(move |end| {
+            // Both ends are at a `\n` or at the end: char boundaries.
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
+}
+
 /// The writer thread.
 fn write_batches(
     mut sink: ParquetSink,
@@ -399,7 +412,7 @@ impl<'a> Worker<'a> {
                 .take()
                 .expect("put back after each chunk")
                 .recycle();
-            for (line_number, line) in (chunk.first_line..).zip(text.split('\n')) {
+            for (line_number, line) in (chunk.first_line..).zip(lines(text)) {
                 if !line.trim_ascii().is_empty() {
                     self.object(&mut parser, chunk.stream, line)
                         .with_context(|| format!("{} line {line_number}", chunk.file.display()))?;
@@ -518,5 +531,21 @@ impl<'a> Worker<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn lines_split_like_str_split() {
+        for text in ["", "a", "a\n", "a\nb", "\n\n{\"x\":\"é\"}\r\n", "é\nü\n\n"] {
+            assert_eq!(
+                lines(text).collect::<Vec<_>>(),
+                text.split('\n').collect::<Vec<_>>(),
+                "{text:?}"
+            );
+        }
     }
 }
