@@ -386,29 +386,45 @@ impl ParquetSink {
         dt: NaiveDate,
         partition: PartitionWriter,
     ) -> Result<(), SinkError> {
-        let location = partition.location;
-        let sink = partition
-            .writer
-            .into_inner()
-            .map_err(|source| SinkError::Parquet {
-                location: location.clone(),
-                source,
-            })?;
-        let bytes = sink.finish(&location)?;
-        self.written.push(WrittenFile {
-            table: table.to_string(),
-            dt,
-            path: format!("{table}/{}/{}", partition_dir_name(dt), partition.file_name),
-            rows: partition.rows,
-            bytes,
-        });
+        let file = close_partition(table, dt, partition)?;
+        self.written.push(file);
         Ok(())
     }
 
     /// Closes every file; nothing is visible to readers until [`StagedRun::publish`].
+    /// Each file's last row group is encoded as it closes: that is spread over the cores
+    /// (the rest of the run has stopped producing by then).
     pub fn finish(mut self) -> Result<StagedRun, SinkError> {
-        for ((table, dt), partition) in std::mem::take(&mut self.open) {
-            self.close(&table, dt, partition)?;
+        let mut open: Vec<_> = std::mem::take(&mut self.open).into_iter().collect();
+        // Largest first, dealt round-robin: the threads get similar shares of work.
+        open.sort_by_key(|(_, partition)| std::cmp::Reverse(partition.memory));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(open.len())
+            .max(1);
+        let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+        for (index, partition) in open.into_iter().enumerate() {
+            shares[index % threads].push(partition);
+        }
+        let closed: Vec<Result<Vec<WrittenFile>, SinkError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        share
+                            .into_iter()
+                            .map(|((table, dt), partition)| close_partition(&table, dt, partition))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("closing a file does not panic"))
+                .collect()
+        });
+        for files in closed {
+            self.written.extend(files?);
         }
         let mut files = std::mem::take(&mut self.written);
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -426,6 +442,30 @@ impl ParquetSink {
         self.open.clear();
         self.staging.discard(&self.run_id);
     }
+}
+
+/// Writes the footer of `partition`'s file and makes it durable.
+fn close_partition(
+    table: &str,
+    dt: NaiveDate,
+    partition: PartitionWriter,
+) -> Result<WrittenFile, SinkError> {
+    let location = partition.location;
+    let sink = partition
+        .writer
+        .into_inner()
+        .map_err(|source| SinkError::Parquet {
+            location: location.clone(),
+            source,
+        })?;
+    let bytes = sink.finish(&location)?;
+    Ok(WrittenFile {
+        table: table.to_string(),
+        dt,
+        path: format!("{table}/{}/{}", partition_dir_name(dt), partition.file_name),
+        rows: partition.rows,
+        bytes,
+    })
 }
 
 /// The closed, durable files of a run, waiting to be published.
