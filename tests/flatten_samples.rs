@@ -2,8 +2,11 @@
 
 mod support;
 
+use arrow_array::RecordBatch;
 use callrecords_etl::flatten::FlattenIssue;
-use callrecords_etl::flatten::call_records::{CallRecordTables, flatten, partition_date};
+use callrecords_etl::flatten::call_records::{
+    CallRecordTables, RecordParser, flatten, flatten_item, partition_date,
+};
 use serde_json::{Map, Value, json};
 use support::{rows, sample};
 
@@ -369,4 +372,80 @@ fn beta_log_streams_flatten_their_samples() {
     assert_eq!(dialout["total_call_charge"], "12.8300000000");
     assert_eq!(dialout["total_calls"], 12);
     assert_eq!(dialout["total_call_seconds"], 723);
+}
+
+/// Every table and every reported issue of `records`, flattened from their JSON text (as
+/// `reflatten` reads raw lines) and from `serde_json::Value`s (as `export` assembles them).
+fn flattened_both_ways(text: &str) -> [(Vec<RecordBatch>, Vec<FlattenIssue>); 2] {
+    let finish = |mut tables: CallRecordTables, issues| {
+        let batches = tables.builders_mut().map(|b| b.finish()).to_vec();
+        (batches, issues)
+    };
+    let (mut from_text, mut text_issues) = (CallRecordTables::default(), Vec::new());
+    let mut parser = RecordParser::default();
+    for line in text.lines() {
+        let record = parser.parse(line).unwrap();
+        flatten_item(record, &mut from_text, &mut text_issues).unwrap();
+    }
+    let (mut from_value, mut value_issues) = (CallRecordTables::default(), Vec::new());
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        flatten(&record, &mut from_value, &mut value_issues).unwrap();
+    }
+    [
+        finish(from_text, text_issues),
+        finish(from_value, value_issues),
+    ]
+}
+
+#[test]
+fn raw_lines_and_assembled_records_give_the_same_rows() {
+    let mut lines: Vec<String> = [
+        full_record(),
+        sample("v1.0-get-callrecord-expand-sessions-segments.json"),
+        sample("v1.0-get-callrecord.json"),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    // What Graph may also send: members in another order and with whitespace, escapes,
+    // unknown members, numbers and booleans as strings, objects where values are expected,
+    // duplicate keys, members of identity sets no column names, explicit nulls.
+    lines.push(
+        r##"{ "unknown": {"deep": [1, {"x": null}]}, "id": "r\u0032", "version": "3",
+        "type": "peerToPeer", "startDateTime": "2026-11-20T10:00:00Z", "startDateTime": "2026-11-21T10:00:00.1234567Z",
+        "modalities": ["audio", null, 7], "organizer_v2": {"id": "o", "identity": {"teamsVoiceBot": {"id": "b\"1", "displayName": "Bot"}, "user": null}},
+        "participants_v2": [{"id": "p", "administrativeUnitInfos": [{"id": "a1"}, {"id": null}, {}, "x"],
+            "identity": {"@odata.type": "#microsoft.graph.communicationsIdentitySet", "phone": {"id": "+15550100", "extra": [true]}}}],
+        "sessions": [{"id": "s", "isTest": "true", "caller": {"name": "m", "userAgent": {"platform": null}, "associatedIdentity": {"id": "u", "z": {"y": 1.50}}},
+            "callee": {"@odata.type": "#microsoft.graph.callRecords.serviceEndpoint", "userAgent": {"role": "voicemail"}, "feedback": {"rating": "good", "tokens": {"NoSound": "false"}}},
+            "failureInfo": "gone", "segments": [{"id": "g", "media": [{"label": {"an": "object"}, "callerNetwork": {"port": "443", "linkSpeed": 1e3, "traceRouteHops": [{"hopCount": 1.0, "roundTripTime": "PT0,5S"}]},
+            "streams": [{"averageJitter": "PT1M", "packetUtilization": 18446744073709551615, "averageAudioDegradation": "0.5"}]}]}]}] }"##
+            .replace('\n', " "),
+    );
+    let [(text_batches, text_issues), (value_batches, value_issues)] =
+        flattened_both_ways(&lines.join("\n"));
+    assert_eq!(text_issues, value_issues);
+    assert!(
+        !text_issues.is_empty(),
+        "the odd record has unreadable values"
+    );
+    for (from_text, from_value) in text_batches.iter().zip(&value_batches) {
+        assert_eq!(from_text, from_value);
+    }
+    let rows_in = |table: usize| text_batches[table].num_rows();
+    assert_eq!(rows_in(0), 4, "every record is a call_records row");
+    assert!(
+        rows_in(6) > 0 && rows_in(7) > 0,
+        "streams and hops are read"
+    );
+    // Text kept whole keeps every member, also those no column names, in key order.
+    let sessions = rows(&text_batches[3]);
+    let odd = sessions.last().unwrap();
+    assert_eq!(
+        odd["caller_associated_identity_json"],
+        r#"{"id":"u","z":{"y":1.5}}"#
+    );
+    assert_eq!(odd["callee_feedback_tokens"], r#"{"NoSound":"false"}"#);
+    assert_eq!(odd["is_test"], true);
 }
