@@ -136,6 +136,9 @@ Examples:
   # Rebuild the call tables of three days (objects placed by their own start time)
   callrecords-etl reflatten --raw ./raw --out ./lake --from 2026-11-20 --to 2026-11-23 --streams call_records
 
+  # Rebuild with the export's privacy modes (the hashing key from its salt_env variable)
+  callrecords-etl reflatten --raw ./raw --out ./lake --config /etc/callrecords/etl.toml
+
 Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
 folders, or a single file, is read as call records.";
 
@@ -160,6 +163,11 @@ struct ReflattenArgs {
     /// Parse-and-flatten threads. Default: the number of cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// The export's configuration file: its [privacy] modes apply to the rebuilt tables, as
+    /// they did when the export wrote them (nothing else of it is used). Without it,
+    /// personal data is written as read.
+    #[arg(long, value_name = "FILE", env = "CALLRECORDS_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -854,9 +862,11 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         output: args.out,
         window,
         streams,
-        // The raw zone holds what Graph sent; rebuilt tables keep it as the export with
-        // privacy mode `keep` would.
-        privacy: Privacy::default(),
+        // The raw zone holds what Graph sent; rebuilt tables protect it as the export did.
+        privacy: match &args.config {
+            Some(path) => config::load_privacy(path, |name| std::env::var(name).ok())?,
+            None => Privacy::default(),
+        },
         workers,
     };
     let summary = reflatten::reflatten(&plan).await?;

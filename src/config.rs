@@ -338,21 +338,42 @@ pub enum ConfigError {
     },
 }
 
-/// Reads and validates the file at `path`; `env` looks up environment variables.
-pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+fn read(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.into(),
         source,
     })?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.into(),
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Reads and validates the file at `path`; `env` looks up environment variables.
+pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let file = read(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     validate(file, base, env).map_err(|problems| ConfigError::Invalid {
         path: path.into(),
         problems,
     })
+}
+
+/// Only the privacy modes of the file at `path` (what `reflatten` applies to rebuilt
+/// tables). The rest of the file must parse but is not checked: no Graph credential is needed.
+pub fn load_privacy(
+    path: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Privacy, ConfigError> {
+    let file = read(path)?;
+    let mut problems = Vec::new();
+    match privacy(&file.privacy, &env, &mut problems) {
+        Some(privacy) if problems.is_empty() => Ok(privacy),
+        _ => Err(ConfigError::Invalid {
+            path: path.into(),
+            problems,
+        }),
+    }
 }
 
 /// Checks every value and collects all problems, so one run shows everything to fix.

@@ -249,3 +249,76 @@ fn a_raw_zone_with_hashed_or_dropped_personal_data_must_be_allowed_explicitly() 
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("allow_personal_data"));
 }
+
+#[test]
+fn reflatten_with_the_export_config_protects_personal_data_as_the_export_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
+    let (clear, protected) = (dir.path().join("clear"), dir.path().join("protected"));
+    export(&lake, &raw, &days_ago(3), &days_ago(2));
+    let key = "k".repeat(32);
+    // Only [privacy] is read: the file needs no Graph settings or credential.
+    let config = dir.path().join("etl.toml");
+    std::fs::write(
+        &config,
+        "[privacy]\nmode = \"keep\"\ndisplay_names = \"hash\"\nuser_principal_names = \"drop\"\nsalt_env = \"TEST_HASH_KEY\"\n",
+    )
+    .unwrap();
+    let raw_arg = raw.to_str().unwrap();
+    assert_success(&run(&[
+        "reflatten",
+        "--raw",
+        raw_arg,
+        "--out",
+        clear.to_str().unwrap(),
+    ]));
+    let reflatten_with_config = |key: Option<&str>| {
+        let mut command = Command::cargo_bin("callrecords-etl").unwrap();
+        command.env_remove("RUST_LOG").env_remove("TEST_HASH_KEY");
+        if let Some(key) = key {
+            command.env("TEST_HASH_KEY", key);
+        }
+        command
+            .args([
+                "reflatten",
+                "--raw",
+                raw_arg,
+                "--out",
+                protected.to_str().unwrap(),
+            ])
+            .args(["--config", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // A hash mode without its key is a configuration error naming the variable.
+    let refused = reflatten_with_config(None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TEST_HASH_KEY"));
+    assert!(!protected.join("call_participants").exists());
+    assert_success(&reflatten_with_config(Some(&key)));
+
+    let hasher = callrecords_etl::privacy::HashKey::new(&callrecords_etl::graph::Secret::new(key));
+    let by_key = |lake: &Path| {
+        let mut rows = support::read_table(lake, "call_participants");
+        rows.sort_by_key(|row| {
+            let key = |name: &str| row[name].to_string();
+            (key("call_id"), key("role"), key("participant_index"))
+        });
+        rows
+    };
+    let (clear_rows, protected_rows) = (by_key(&clear), by_key(&protected));
+    assert_eq!(clear_rows.len(), protected_rows.len());
+    assert!(
+        clear_rows
+            .iter()
+            .any(|row| row["identity_display_name"].is_string())
+    );
+    for (clear, protected) in clear_rows.iter().zip(&protected_rows) {
+        let expected = clear["identity_display_name"]
+            .as_str()
+            .map_or(Value::Null, |name| Value::String(hasher.hash(name)));
+        assert_eq!(protected["identity_display_name"], expected);
+        assert_eq!(protected["identity_user_principal_name"], Value::Null);
+        assert_eq!(protected["participant_id"], clear["participant_id"]);
+    }
+}

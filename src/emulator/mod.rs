@@ -124,6 +124,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// The injected fault or enforced limit that shaped the answer, if any.
     pub fault: Option<FaultKind>,
+    /// When it arrived, after the emulator started (tokio's clock).
+    pub received: Duration,
 }
 
 /// A running emulator. Dropping it aborts the server; [`RunningEmulator::shutdown`] stops

@@ -51,6 +51,8 @@ pub struct Shared {
     pub tokens: TokenStore,
     /// Every request answered, in the order the answers were produced.
     pub requests: Mutex<Vec<RecordedRequest>>,
+    /// When the emulator started (the zero of [`RecordedRequest::received`]).
+    pub started: tokio::time::Instant,
     /// Per-URL attempt numbers and fault counters.
     pub ledger: FaultLedger,
     /// Graph's limits, when enforced.
@@ -82,6 +84,7 @@ impl EmulatorState {
             base_url,
             tokens: TokenStore::default(),
             requests: Mutex::default(),
+            started: tokio::time::Instant::now(),
             ledger: FaultLedger::default(),
             lists: Memo::new(2),
             log_rows: Memo::new(2),
@@ -162,6 +165,7 @@ async fn record_request(
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
+    let received = state.started.elapsed();
     let response = next.run(request).await;
     let fault = response
         .extensions()
@@ -178,6 +182,7 @@ async fn record_request(
         query,
         status,
         fault,
+        received,
     };
     state
         .requests

@@ -1,0 +1,157 @@
+//! How close an export runs to Graph's allowed request rate (BENCHMARKS.md).
+//!
+//! Starts the embedded emulator enforcing Graph's documented throttling limits (1,500
+//! call-record requests per 20 s for the application in the tenant, 40 per 20 s per record
+//! and for listing), exports a large window of call records with the default settings, and
+//! prints: requests per record, records per second, and the share of the allowed requests
+//! used in every full 20-second window of the run (the target is at least 90 %), with the
+//! 429s and failed records (the target is none).
+//!
+//! Run: `cargo bench --bench request_rate` (DAYS=14 days of 200 calls: about 2,800 records
+//! and 70 s; CALLS_PER_DAY and CONCURRENCY change the load).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use callrecords_etl::emulator::{self, EmulatorConfig, Limits};
+use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
+use callrecords_etl::pipeline::{self, ExportPlan};
+use callrecords_etl::progress::{Progress, ProgressMode};
+use callrecords_etl::sink::store::Output;
+use callrecords_etl::streams::StreamKind;
+use callrecords_etl::window::{Window, midnight};
+use tokio_util::sync::CancellationToken;
+
+fn setting(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .map(|value| {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; this benchmark takes no arguments.
+    let days = setting("DAYS", 14);
+    let calls_per_day = setting("CALLS_PER_DAY", 200);
+    let concurrency = setting("CONCURRENCY", 8) as usize;
+    let limits = Limits::default();
+    let config = EmulatorConfig {
+        calls_per_day,
+        enforce_limits: true,
+        limits: limits.clone(),
+        ..EmulatorConfig::default()
+    };
+    let emulator = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = url::Url::parse(&emulator.base_url())?;
+    let client = GraphClient::new(ClientSettings::new(
+        url.clone(),
+        url,
+        emulator.config().tenant_id.clone(),
+        emulator.config().client_id.clone(),
+        Secret::new(emulator.config().client_secret.clone()),
+    ))?;
+    let lake = tempfile::tempdir()?;
+    let today = chrono::Utc::now().date_naive();
+    let plan = ExportPlan {
+        window: Window::new(
+            midnight(today - chrono::Days::new(u64::from(days))),
+            midnight(today),
+        )?,
+        streams: vec![StreamKind::CallRecords],
+        output: Output::Local(lake.path().to_path_buf()),
+        concurrency,
+        api_version: "v1.0".into(),
+        log_chunk_days: 30,
+        privacy: Default::default(),
+        raw: None,
+        full: false,
+    };
+    println!(
+        "export of {days} days x {calls_per_day} calls against the emulator enforcing Graph's limits \
+         ({} requests / {} s per app; concurrency {concurrency}) ...",
+        limits.call_records.requests,
+        limits.call_records.per.as_secs()
+    );
+    let clock = Instant::now();
+    let summary = pipeline::export(
+        &client,
+        &plan,
+        &Progress::new(ProgressMode::Hidden),
+        &CancellationToken::new(),
+    )
+    .await?;
+    let elapsed = clock.elapsed();
+
+    let requests = emulator.requests();
+    let throttled = requests.iter().filter(|r| r.status == 429).count();
+    let admitted: Vec<Duration> = requests
+        .iter()
+        .filter(|r| r.status != 429 && r.path.contains("/communications/callRecords"))
+        .map(|r| r.received)
+        .collect();
+    let lists = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/communications/callRecords"))
+        .count();
+    let records = summary.records_exported;
+    let failed = summary.records_rejected.len() + summary.records_not_found.len();
+    let per_record = (admitted.len() - lists) as f64 / records as f64;
+    println!(
+        "records: {records} exported, {failed} failed; {:.1} s, {:.1} records/s",
+        elapsed.as_secs_f64(),
+        records as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "requests: {} admitted ({lists} list pages), {:.2} per record (details + participants + extra pages), \
+         {throttled} answered 429",
+        admitted.len(),
+        per_record
+    );
+
+    // Full windows of the limit's length from the first request: the share of the
+    // allowed requests each one used.
+    let window = limits.call_records.per;
+    let allowed = f64::from(limits.call_records.requests);
+    let (first, last) = (admitted[0], *admitted.last().expect("requests were made"));
+    let mut shares = Vec::new();
+    let mut start = first;
+    while start + window <= last {
+        let used = admitted
+            .iter()
+            .filter(|t| **t >= start && **t < start + window)
+            .count();
+        shares.push(used as f64 / allowed);
+        start += window;
+    }
+    let shown: Vec<String> = shares
+        .iter()
+        .map(|s| format!("{:.0} %", s * 100.0))
+        .collect();
+    println!(
+        "allowed rate used, per full {} s window: {}",
+        window.as_secs(),
+        shown.join(", ")
+    );
+    let lowest = shares.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean = shares.iter().sum::<f64>() / shares.len().max(1) as f64;
+    let rate = admitted.len() as f64 / (last - first).as_secs_f64();
+    println!(
+        "mean {:.1} %, lowest {:.1} %; over the whole run {rate:.1} requests/s (allowed on average: {:.1}/s)",
+        mean * 100.0,
+        lowest * 100.0,
+        allowed / window.as_secs_f64()
+    );
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "target: >= 90 % of the allowed rate in every full window: {}",
+        met(!shares.is_empty() && lowest >= 0.9)
+    );
+    println!("target: no failed record: {}", met(failed == 0));
+    emulator.shutdown().await;
+    Ok(())
+}
