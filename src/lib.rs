@@ -17,7 +17,10 @@
 //! - [`ddl`]: what `schema` prints: the declared tables as text, or the SQL that registers
 //!   the lake in Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
-//!   by the column paths declared in the schemas.
+//!   by the column paths declared in the schemas. Records are parsed into a borrowed tree
+//!   that keeps only the members the declarations read ([`flatten::shape`],
+//!   [`flatten::dom`]); raw lines and records assembled from Graph pages take the same
+//!   parser.
 //! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),

@@ -1,6 +1,6 @@
 //! A borrowed, shape-pruned JSON tree: the one form in which the flattener reads a record.
 //!
-//! [`Dom::parse_slice`] (a raw JSON line) and [`Dom::parse_value`] (a record assembled from
+//! [`Dom::parse_str`] (a raw JSON line) and [`Dom::parse_value`] (a record assembled from
 //! Graph pages) run the same serde [`DeserializeSeed`] over their input, guided by a
 //! [`Shape`]: members the shape names land in numbered slots, members it does not name
 //! are skipped with [`IgnoredAny`] (nothing allocated), and strings without escapes borrow
