@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -210,6 +210,22 @@ pub fn open_lines(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     } else {
         Box::new(BufReader::with_capacity(BUFFER, file))
     })
+}
+
+/// How many lines the first `bytes` bytes (decompressed) of the raw file `path` hold:
+/// turns a position into a line number for messages.
+pub fn count_lines(path: &Path, bytes: u64) -> io::Result<u64> {
+    let mut lines = 0u64;
+    let mut reader = open_lines(path)?.take(bytes);
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(lines);
+        }
+        lines += memchr::memchr_iter(b'\n', buffer).count() as u64;
+        let consumed = buffer.len();
+        reader.consume(consumed);
+    }
 }
 
 #[cfg(test)]

@@ -90,9 +90,28 @@ pub struct ReflattenSummary {
 struct Chunk {
     stream: StreamKind,
     file: Arc<PathBuf>,
-    /// 1-based number of the chunk's first line in its file.
-    first_line: u64,
+    /// Where the chunk starts in its (decompressed) file. Line numbers are counted from
+    /// here only for a message: counting every chunk's lines would cost the reader time.
+    offset: u64,
     bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// `path line N` for the line that starts `within` bytes into the chunk.
+    fn line_at(&self, within: usize) -> String {
+        let before_chunk = raw::count_lines(&self.file, self.offset);
+        let line = before_chunk.map(|lines| {
+            lines + memchr::memchr_iter(b'\n', &self.bytes[..within]).count() as u64 + 1
+        });
+        match line {
+            Ok(line) => format!("{} line {line}", self.file.display()),
+            Err(_) => format!(
+                "{} at byte {}",
+                self.file.display(),
+                self.offset + within as u64
+            ),
+        }
+    }
 }
 
 struct TableBatch {
@@ -289,7 +308,7 @@ fn read_chunks(
             raw::open_lines(path).with_context(|| format!("cannot open {}", path.display()))?;
         // The start of a line that the previous chunk's end cut off.
         let mut carry = Vec::new();
-        let mut next_line = 1u64;
+        let mut offset = 0u64;
         loop {
             let mut bytes = spent
                 .try_recv()
@@ -302,7 +321,7 @@ fn read_chunks(
                     .take(wanted)
                     .read_to_end(&mut bytes)
                     .with_context(|| {
-                        format!("cannot read {} after line {next_line}", path.display())
+                        format!("cannot read {} after byte {offset}", path.display())
                     })?;
                 if (read as u64) < wanted {
                     break true;
@@ -319,14 +338,13 @@ fn read_chunks(
                 break;
             }
             bytes_read += bytes.len() as u64;
-            let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
             let chunk = Chunk {
                 stream: *stream,
                 file: file.clone(),
-                first_line: next_line,
+                offset,
                 bytes,
             };
-            next_line += lines;
+            offset += chunk.bytes.len() as u64;
             // A worker that failed hung up or set `failed`; it reports why.
             if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
                 return Ok((0, 0));
@@ -401,21 +419,24 @@ impl<'a> Worker<'a> {
             let next = chunks.lock().expect("no worker panics holding it").recv();
             let Ok(chunk) = next else { break };
             let text = std::str::from_utf8(&chunk.bytes).map_err(|error| {
-                let before = &chunk.bytes[..error.valid_up_to()];
-                let line = chunk.first_line + memchr::memchr_iter(b'\n', before).count() as u64;
+                let line_start = memchr::memrchr(b'\n', &chunk.bytes[..error.valid_up_to()])
+                    .map_or(0, |end| end + 1);
                 anyhow::anyhow!(
-                    "{} line {line}: not UTF-8 text (JSON lines must be UTF-8)",
-                    chunk.file.display()
+                    "{}: not UTF-8 text (JSON lines must be UTF-8)",
+                    chunk.line_at(line_start)
                 )
             })?;
             let mut parser = idle_parser
                 .take()
                 .expect("put back after each chunk")
                 .recycle();
-            for (line_number, line) in (chunk.first_line..).zip(lines(text)) {
+            for line in lines(text) {
                 if !line.trim_ascii().is_empty() {
                     self.object(&mut parser, chunk.stream, line)
-                        .with_context(|| format!("{} line {line_number}", chunk.file.display()))?;
+                        .with_context(|| {
+                            // `line` lies within `text`: its start is its distance from text's.
+                            chunk.line_at(line.as_ptr() as usize - text.as_ptr() as usize)
+                        })?;
                 }
             }
             idle_parser = Some(parser.recycle());

@@ -322,3 +322,53 @@ fn reflatten_with_the_export_config_protects_personal_data_as_the_export_did() {
         assert_eq!(protected["participant_id"], clear["participant_id"]);
     }
 }
+
+#[test]
+fn a_broken_line_fails_reflatten_naming_its_file_and_line_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("records.jsonl");
+    assert_success(&run(&[
+        "emulator",
+        "--dump-jsonl",
+        dump.to_str().unwrap(),
+        "--calls-per-day",
+        "400",
+        "--dump-days",
+        "1",
+    ]));
+    let good = std::fs::read(&dump).unwrap();
+    let lines = good.iter().filter(|b| **b == b'\n').count();
+    assert!(
+        good.len() > 2 * (4 << 20),
+        "the file spans several chunks of 4 MiB"
+    );
+    for (name, bad_line, message) in [
+        (
+            "broken.jsonl",
+            &b"{\"id\": \"x\", \"startDateTime\": "[..],
+            "not a JSON object",
+        ),
+        ("latin1.jsonl", &b"{\"id\": \"caf\xe9\"}"[..], "not UTF-8"),
+    ] {
+        let path = dir.path().join(name);
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(bad_line);
+        bytes.extend_from_slice(b"\n");
+        bytes.extend_from_slice(&good[..good.iter().position(|b| *b == b'\n').unwrap() + 1]);
+        std::fs::write(&path, bytes).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let output = run(&[
+            "reflatten",
+            "--raw",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!("{} line {}", path.display(), lines + 1);
+        assert!(stderr.contains(&expected), "{expected} in {stderr}");
+        assert!(stderr.contains(message), "{message} in {stderr}");
+        assert!(!out.join("call_records").exists(), "nothing is published");
+    }
+}

@@ -318,6 +318,20 @@ impl Serialize for Item<'_, '_> {
                 }
                 seq.end()
             }
+            Node::Object(object) if object.members_len == 0 => {
+                // Only slots: their key order is known, nothing to collect or sort.
+                let shape = self.dom.shapes.get(object.shape);
+                let slots = &self.dom.nodes[object.slots as usize..][..shape.len()];
+                let present = slots.iter().filter(|n| !matches!(n, Node::Absent)).count();
+                let mut map = serializer.serialize_map(Some(present))?;
+                for &slot in shape.slots_in_key_order() {
+                    let node = &slots[usize::from(slot)];
+                    if !matches!(node, Node::Absent) {
+                        map.serialize_entry(shape.key(slot), &self.at(node))?;
+                    }
+                }
+                map.end()
+            }
             Node::Object(_) => {
                 let members = self.members();
                 let mut map = serializer.serialize_map(Some(members.len()))?;
@@ -575,6 +589,23 @@ mod tests {
         assert_eq!(dom.root().to_json_string(), value.to_string());
         assert_eq!(dom.root().to_value(), value);
         assert_eq!(dom.root().get("b").unwrap().items().count(), 5);
+    }
+
+    #[test]
+    fn objects_of_slots_only_are_written_in_key_order() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        for key in ["zeta", "alpha", "mid", "absent"] {
+            shapes.slot(root, key);
+        }
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let mut dom = Dom::new(shapes);
+        dom.parse_str(r#"{"mid":null,"zeta":[1],"alpha":"a"}"#, root)
+            .unwrap();
+        assert_eq!(
+            dom.root().to_json_string(),
+            r#"{"alpha":"a","mid":null,"zeta":[1]}"#
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Shape {
     children: Vec<Option<ShapeId>>,
     /// What happens to keys that are not slots: skipped (`None`), or kept with this shape.
     others: Option<ShapeId>,
+    /// The slots in the order of their keys (for writing objects as `serde_json` does).
+    in_key_order: std::sync::OnceLock<Vec<u16>>,
 }
 
 impl Shape {
@@ -37,6 +39,7 @@ impl Shape {
             index: FxHashMap::default(),
             children: Vec::new(),
             others: None,
+            in_key_order: std::sync::OnceLock::new(),
         }
     }
 
@@ -62,6 +65,15 @@ impl Shape {
 
     pub fn others(&self) -> Option<ShapeId> {
         self.others
+    }
+
+    /// The slots ordered by their keys. Computed on first use: shapes are complete by then.
+    pub fn slots_in_key_order(&self) -> &[u16] {
+        self.in_key_order.get_or_init(|| {
+            let mut slots: Vec<u16> = (0..self.keys.len() as u16).collect();
+            slots.sort_by_key(|&slot| self.keys[usize::from(slot)]);
+            slots
+        })
     }
 }
 
@@ -113,6 +125,10 @@ impl Shapes {
         if let Some(&slot) = shape.index.get(key) {
             return slot;
         }
+        assert!(
+            shape.in_key_order.get().is_none(),
+            "a shape gains no key once parsing has used it"
+        );
         let slot = u16::try_from(shape.keys.len()).expect("fewer than 2^16 keys per object");
         shape.keys.push(key);
         shape.index.insert(key, slot);
