@@ -7,8 +7,8 @@
 //!
 //! Work is spread over threads: one reader (decompression, cut into chunks of whole lines
 //! of about [`CHUNK_BYTES`]), `workers` parse-and-flatten threads, each with its own
-//! builders per partition, and one Parquet writer. Channels are bounded and each worker holds at most
-//! [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
+//! builders per partition, and one Parquet writer. Channels are bounded and each worker
+//! holds at most [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
 //!
 //! May touch: raw files (reading), the output folder through [`crate::sink`] and
 //! [`crate::state`]'s lock.

@@ -707,3 +707,69 @@ fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
     fs::rename(&parked, a).map_err(io_error("move aside", a))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn batch(from: i64, rows: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("text", DataType::Utf8, false),
+        ]));
+        let numbers: Vec<i64> = (from..from + rows).collect();
+        let texts: Vec<String> = numbers
+            .iter()
+            .map(|n| format!("value number {n}"))
+            .collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(numbers)),
+                Arc::new(StringArray::from(texts)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn open_writers_stay_within_their_memory_budget_and_lose_no_row() {
+        let root = tempfile::tempdir().unwrap();
+        let options = SinkOptions {
+            buffered_bytes: 1 << 20,
+            ..SinkOptions::default()
+        };
+        let output = Output::Local(root.path().to_path_buf());
+        let mut sink = ParquetSink::create(&output, "run", options).unwrap();
+        let days: Vec<NaiveDate> = (1..=3)
+            .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
+            .collect();
+        for round in 0..40 {
+            for dt in &days {
+                sink.write("t", *dt, &batch(round * 5_000, 5_000)).unwrap();
+                assert!(sink.buffered <= 1 << 20, "{} bytes buffered", sink.buffered);
+                let measured: usize = sink.open.values().map(|p| p.writer.memory_size()).sum();
+                assert_eq!(measured, sink.buffered);
+            }
+        }
+        let staged = sink.finish().unwrap();
+        assert_eq!(staged.files().len(), 3);
+        for file in staged.files() {
+            let path = root.path().join(STAGING_DIR).join("run").join(&file.path);
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+            let row_groups = reader.metadata().num_row_groups();
+            let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+            assert_eq!(rows, 200_000, "{}", file.path);
+            assert_eq!(file.rows, 200_000);
+            // Ended early to stay within the budget, not only at 128 Ki rows.
+            assert!(row_groups > 2, "{} has {row_groups} row groups", file.path);
+        }
+    }
+}
