@@ -95,16 +95,10 @@ impl Layout {
         for &(table, shape) in &rows {
             declare_table_kept_whole(&mut shapes, shape, call_table(table));
         }
-        let row = |table: &str| {
-            rows.iter()
-                .find(|(name, _)| *name == table)
-                .expect("linked")
-                .1
-        };
         let (session, segment, medium) = (
-            row("call_sessions"),
-            row("call_segments"),
-            row("call_media"),
+            row_shape(&rows, "call_sessions"),
+            row_shape(&rows, "call_segments"),
+            row_shape(&rows, "call_media"),
         );
         let mut slot = |shape: ShapeId, key: &'static str| shapes.slot(shape, key);
         let (id, start) = (slot(record, "id"), slot(record, "startDateTime"));
@@ -158,12 +152,16 @@ impl Layout {
     }
 
     fn row(&self, table: &str) -> ShapeId {
-        self.rows
-            .iter()
-            .find(|(name, _)| *name == table)
-            .unwrap_or_else(|| panic!("{table} is not a call table"))
-            .1
+        row_shape(&self.rows, table)
     }
+}
+
+/// The row shape of `table` among `rows`.
+fn row_shape(rows: &[(&'static str, ShapeId)], table: &str) -> ShapeId {
+    rows.iter()
+        .find(|(name, _)| *name == table)
+        .unwrap_or_else(|| panic!("{table} is not a call table"))
+        .1
 }
 
 fn call_table(name: &str) -> &'static TableSchema {
