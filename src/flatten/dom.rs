@@ -21,6 +21,8 @@ use serde_json::Value;
 
 use super::shape::{KEEP_ALL, Shape, ShapeId, Shapes};
 
+mod text;
+
 /// One JSON value. Objects and arrays point into their [`Dom`]'s vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node<'a> {
@@ -135,7 +137,21 @@ impl<'a> Dom<'a> {
 
     /// Parses one JSON text (trailing whitespace allowed) with `shape` as the root's shape.
     /// Taking `str` (the caller checked UTF-8 once for many lines) spares a check per string.
+    ///
+    /// The text is read by [`text::Reader`] first, which builds the same tree several times
+    /// faster than serde's visitors; text it is not sure to read exactly as `serde_json`
+    /// does (escapes, exponents, errors, ...) is read again by `serde_json`.
     pub fn parse_str(&mut self, json: &'a str, shape: ShapeId) -> serde_json::Result<()> {
+        self.clear();
+        if let Ok(root) = text::Reader::new(json).document(self, shape) {
+            self.root = root;
+            return Ok(());
+        }
+        self.parse_str_with_serde(json, shape)
+    }
+
+    /// [`Dom::parse_str`] by `serde_json` alone.
+    fn parse_str_with_serde(&mut self, json: &'a str, shape: ShapeId) -> serde_json::Result<()> {
         self.clear();
         let mut deserializer = serde_json::Deserializer::from_str(json);
         let root = NodeSeed {
@@ -406,49 +422,32 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
     }
 
     fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<Node<'a>, A::Error> {
-        let mark = self.dom.item_stack.len();
+        let mark = self.dom.begin_array();
         while let Some(node) = seq.next_element_seed(NodeSeed {
             dom: &mut *self.dom,
             shape: self.shape,
         })? {
             self.dom.item_stack.push(node);
         }
-        let start = index(self.dom.items.len());
-        let len = index(self.dom.item_stack.len() - mark);
-        self.dom.items.extend(self.dom.item_stack.drain(mark..));
-        Ok(Node::Array { start, len })
+        Ok(self.dom.end_array(mark))
     }
 
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Node<'a>, A::Error> {
-        let shape_id = self.shape.unwrap_or(KEEP_ALL);
-        let shapes: &'static Shapes = self.dom.shapes;
-        let shape = shapes.get(shape_id);
-        let slots = self.dom.nodes.len();
-        self.dom
-            .nodes
-            .resize_with(slots + shape.len(), || Node::Absent);
-        let mark = self.dom.member_stack.len();
-        let predictions = self.dom.prediction_base[shape_id as usize] as usize;
-        // The entry after the last slot stands for "before the first key".
-        let mut previous = shape.len();
-        while let Some(key) = map.next_key_seed(KeySeed {
-            shape,
-            guess: self.dom.predicted[predictions + previous],
-        })? {
+        let mut fill = self.dom.begin_object(self.shape);
+        while let Some(key) = map.next_key_seed(self.dom.key_seed(&fill))? {
             match key {
                 Key::Slot(slot) => {
-                    self.dom.predicted[predictions + previous] = slot;
-                    previous = usize::from(slot);
+                    self.dom.follow(&mut fill, slot);
                     let node = map.next_value_seed(NodeSeed {
                         dom: &mut *self.dom,
-                        shape: shape.child(slot),
+                        shape: fill.shape.child(slot),
                     })?;
-                    self.dom.nodes[slots + usize::from(slot)] = node;
+                    self.dom.set_slot(&fill, slot, node);
                 }
                 Key::Kept(name) => {
                     let node = map.next_value_seed(NodeSeed {
                         dom: &mut *self.dom,
-                        shape: shape.others(),
+                        shape: fill.shape.others(),
                     })?;
                     self.dom.member_stack.push((name, node));
                 }
@@ -457,15 +456,82 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
                 }
             }
         }
-        let members = index(self.dom.members.len());
-        let members_len = index(self.dom.member_stack.len() - mark);
-        self.dom.members.extend(self.dom.member_stack.drain(mark..));
-        Ok(Node::Object(Object {
-            shape: shape_id,
-            slots: index(slots),
+        Ok(self.dom.end_object(fill))
+    }
+}
+
+/// An object being read: its slots are reserved in the tree's nodes and its kept members
+/// gather on the member stack until [`Dom::end_object`]. Both readers fill objects so.
+struct ObjectFill {
+    id: ShapeId,
+    shape: &'static Shape,
+    /// Where its slots start in `nodes`.
+    slots: usize,
+    /// Where its kept members start on the member stack.
+    mark: usize,
+    /// Where its shape's key predictions start.
+    predictions: usize,
+    /// The slot of the last key read; `shape.len()` before the first key.
+    previous: usize,
+}
+
+impl<'a> Dom<'a> {
+    fn begin_array(&self) -> usize {
+        self.item_stack.len()
+    }
+
+    /// The array whose items were pushed on the item stack since `mark`.
+    fn end_array(&mut self, mark: usize) -> Node<'a> {
+        let start = index(self.items.len());
+        let len = index(self.item_stack.len() - mark);
+        self.items.extend(self.item_stack.drain(mark..));
+        Node::Array { start, len }
+    }
+
+    fn begin_object(&mut self, shape: Option<ShapeId>) -> ObjectFill {
+        let id = shape.unwrap_or(KEEP_ALL);
+        let shapes: &'static Shapes = self.shapes;
+        let shape = shapes.get(id);
+        let slots = self.nodes.len();
+        self.nodes.resize_with(slots + shape.len(), || Node::Absent);
+        ObjectFill {
+            id,
+            shape,
+            slots,
+            mark: self.member_stack.len(),
+            predictions: self.prediction_base[id as usize] as usize,
+            previous: shape.len(),
+        }
+    }
+
+    /// How to read the object's next key: its shape, and the slot expected next.
+    fn key_seed(&self, fill: &ObjectFill) -> KeySeed {
+        KeySeed {
+            shape: fill.shape,
+            guess: self.predicted[fill.predictions + fill.previous],
+        }
+    }
+
+    /// Notes that the key of `slot` was read: it is expected after the previous key next time.
+    fn follow(&mut self, fill: &mut ObjectFill, slot: u16) {
+        self.predicted[fill.predictions + fill.previous] = slot;
+        fill.previous = usize::from(slot);
+    }
+
+    fn set_slot(&mut self, fill: &ObjectFill, slot: u16, node: Node<'a>) {
+        self.nodes[fill.slots + usize::from(slot)] = node;
+    }
+
+    fn end_object(&mut self, fill: ObjectFill) -> Node<'a> {
+        let members = index(self.members.len());
+        let members_len = index(self.member_stack.len() - fill.mark);
+        self.members.extend(self.member_stack.drain(fill.mark..));
+        Node::Object(Object {
+            shape: fill.id,
+            slots: index(fill.slots),
             members,
             members_len,
-        }))
+        })
     }
 }
 

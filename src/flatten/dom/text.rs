@@ -1,0 +1,459 @@
+//! The fast path of [`Dom::parse_str`]: a hand-written reader of JSON text that fills the
+//! tree through the same object and array steps as the serde visitors, without serde's
+//! per-value calls, and finds the end of strings sixteen bytes at a time.
+//!
+//! It reads only what it is sure to read exactly as `serde_json` (1.x, without
+//! `float_roundtrip`) does: strings without escapes, integers of up to 64 bits, decimals
+//! without exponent of at most 22 fraction digits and a significand of 64 bits, `true`,
+//! `false`, `null`, and nesting below serde_json's depth limit. For anything else, and for
+//! every syntax error, it gives up ([`GiveUp`]), and [`Dom::parse_str`] reads the text again
+//! with `serde_json`, which gives the same tree or the error message. Graph's records (and
+//! the raw lines written from them) are almost all of the first kind.
+//!
+//! May touch: the [`Dom`] being filled; no I/O.
+
+use std::borrow::Cow;
+
+use super::{Dom, Key, Node, ShapeId};
+
+/// The text is not of the kind this reader is sure of; `serde_json` reads it instead.
+#[derive(Debug)]
+pub(super) struct GiveUp;
+
+type Read<T> = Result<T, GiveUp>;
+
+/// Nesting beyond this is left to `serde_json` (which stops at 128 with an error).
+const MAX_DEPTH: u32 = 100;
+
+/// `10^n` as `serde_json` divides by it (`f64_from_parts`: the significand, converted to
+/// `f64`, divided by the power of ten of the fraction's digits). Literals, so correctly rounded.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+pub(super) struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    position: usize,
+    depth: u32,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        Reader {
+            text,
+            bytes: text.as_bytes(),
+            position: 0,
+            depth: 0,
+        }
+    }
+
+    /// One JSON value filling the whole text (whitespace around it allowed).
+    pub(super) fn document(mut self, dom: &mut Dom<'a>, shape: ShapeId) -> Read<Node<'a>> {
+        self.whitespace();
+        let root = self.value(dom, Some(shape))?;
+        self.whitespace();
+        if self.position == self.bytes.len() {
+            Ok(root)
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Read<u8> {
+        self.bytes.get(self.position).copied().ok_or(GiveUp)
+    }
+
+    #[inline]
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.position) {
+            self.position += 1;
+        }
+    }
+
+    /// Steps over `byte` (after whitespace), which must come next.
+    #[inline]
+    fn expect(&mut self, byte: u8) -> Read<()> {
+        self.whitespace();
+        if self.peek()? != byte {
+            return Err(GiveUp);
+        }
+        self.position += 1;
+        Ok(())
+    }
+
+    fn value(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
+        match self.peek()? {
+            b'"' => Ok(Node::Str(Cow::Borrowed(self.string()?))),
+            b'{' => self.object(dom, shape),
+            b'[' => self.array(dom, shape),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => self.literal(),
+        }
+    }
+
+    /// Reads a value as [`Reader::value`] does, keeping nothing (a member no column reads).
+    fn skip(&mut self) -> Read<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.enter()?;
+                if !self.opens(b'}') {
+                    loop {
+                        self.key()?;
+                        self.skip()?;
+                        if !self.continues(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b'[' => {
+                self.enter()?;
+                if !self.opens(b']') {
+                    loop {
+                        self.skip()?;
+                        if !self.continues(b']')? {
+                            break;
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Ok(())
+            }
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            _ => self.literal().map(drop),
+        }
+    }
+
+    /// Steps into an object or array (its opening byte), within the depth this reader takes.
+    fn enter(&mut self) -> Read<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(GiveUp);
+        }
+        self.position += 1;
+        Ok(())
+    }
+
+    /// After an opening bracket: whether the object or array is empty (`close` follows);
+    /// then the closing byte is consumed.
+    #[inline]
+    fn opens(&mut self, close: u8) -> bool {
+        self.whitespace();
+        let empty = self.bytes.get(self.position) == Some(&close);
+        if empty {
+            self.position += 1;
+        }
+        empty
+    }
+
+    /// After an item or member: `true` at a comma (another follows), `false` at `close`.
+    #[inline]
+    fn continues(&mut self, close: u8) -> Read<bool> {
+        self.whitespace();
+        let byte = self.peek()?;
+        self.position += 1;
+        if byte == b',' {
+            self.whitespace();
+            Ok(true)
+        } else if byte == close {
+            Ok(false)
+        } else {
+            Err(GiveUp)
+        }
+    }
+
+    /// A member's key and its colon.
+    #[inline]
+    fn key(&mut self) -> Read<&'a str> {
+        if self.peek()? != b'"' {
+            return Err(GiveUp);
+        }
+        let key = self.string()?;
+        self.expect(b':')?;
+        self.whitespace();
+        Ok(key)
+    }
+
+    fn object(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
+        self.enter()?;
+        let mut fill = dom.begin_object(shape);
+        if !self.opens(b'}') {
+            loop {
+                let key = self.key()?;
+                match dom.key_seed(&fill).resolve(key, || Cow::Borrowed(key)) {
+                    Key::Slot(slot) => {
+                        dom.follow(&mut fill, slot);
+                        let node = self.value(dom, fill.shape.child(slot))?;
+                        dom.set_slot(&fill, slot, node);
+                    }
+                    Key::Kept(name) => {
+                        let node = self.value(dom, fill.shape.others())?;
+                        dom.member_stack.push((name, node));
+                    }
+                    Key::Skipped => self.skip()?,
+                }
+                if !self.continues(b'}')? {
+                    break;
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(dom.end_object(fill))
+    }
+
+    fn array(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
+        self.enter()?;
+        let mark = dom.begin_array();
+        if !self.opens(b']') {
+            loop {
+                let node = self.value(dom, shape)?;
+                dom.item_stack.push(node);
+                if !self.continues(b']')? {
+                    break;
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(dom.end_array(mark))
+    }
+
+    /// A string without escapes (at its opening quote), borrowed from the text.
+    #[inline]
+    fn string(&mut self) -> Read<&'a str> {
+        let start = self.position + 1;
+        let length = plain_string_length(&self.bytes[start..]).ok_or(GiveUp)?;
+        self.position = start + length + 1;
+        // Both ends are next to an ASCII quote: char boundaries.
+        Ok(&self.text[start..start + length])
+    }
+
+    fn literal(&mut self) -> Read<Node<'a>> {
+        let rest = &self.bytes[self.position..];
+        let (node, length) = if rest.starts_with(b"null") {
+            (Node::Null, 4)
+        } else if rest.starts_with(b"true") {
+            (Node::Bool(true), 4)
+        } else if rest.starts_with(b"false") {
+            (Node::Bool(false), 5)
+        } else {
+            return Err(GiveUp);
+        };
+        self.position += length;
+        Ok(node)
+    }
+
+    /// A number as `serde_json` makes it: a non-negative integer is `Uint`, a negative one
+    /// `Int` (`-0` and those below `i64::MIN` are floats), a decimal is its significand
+    /// divided by the power of ten of its fraction digits.
+    fn number(&mut self) -> Read<Node<'a>> {
+        let negative = self.bytes[self.position] == b'-';
+        if negative {
+            self.position += 1;
+        }
+        let mut significand = match self.peek()? {
+            b'0' => {
+                self.position += 1;
+                if self.peek().is_ok_and(|b| b.is_ascii_digit()) {
+                    return Err(GiveUp);
+                }
+                0
+            }
+            b'1'..=b'9' => self.digits(0)?.0,
+            _ => return Err(GiveUp),
+        };
+        let mut fraction_digits = 0;
+        if self.bytes.get(self.position) == Some(&b'.') {
+            self.position += 1;
+            (significand, fraction_digits) = self.digits(significand)?;
+            if fraction_digits == 0 {
+                return Err(GiveUp);
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.position) {
+            return Err(GiveUp);
+        }
+        if fraction_digits == 0 {
+            return Ok(match (negative, (significand as i64).wrapping_neg()) {
+                (false, _) => Node::Uint(significand),
+                (true, negated) if negated < 0 => Node::Int(negated),
+                (true, _) => Node::Float(-(significand as f64)),
+            });
+        }
+        let power = POWERS_OF_TEN.get(fraction_digits).ok_or(GiveUp)?;
+        let magnitude = significand as f64 / power;
+        Ok(Node::Float(if negative { -magnitude } else { magnitude }))
+    }
+
+    /// Appends the digits that follow to `significand`; returns it and how many digits
+    /// there were. Gives up where the significand would pass 64 bits.
+    #[inline]
+    fn digits(&mut self, mut significand: u64) -> Read<(u64, usize)> {
+        let start = self.position;
+        while let Some(&byte) = self.bytes.get(self.position) {
+            if !byte.is_ascii_digit() {
+                break;
+            }
+            significand = significand
+                .checked_mul(10)
+                .and_then(|s| s.checked_add(u64::from(byte - b'0')))
+                .ok_or(GiveUp)?;
+            self.position += 1;
+        }
+        Ok((significand, self.position - start))
+    }
+}
+
+/// The bytes of a string's text before its closing quote, where no backslash (an escape)
+/// or control character (an error) comes first and the quote is there at all.
+#[inline]
+fn plain_string_length(bytes: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Sixteen bytes compared at once.
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        while start + 16 <= bytes.len() {
+            // SAFETY: SSE2 is part of the x86_64 baseline, and the sixteen bytes loaded
+            // from `start` lie within `bytes` (unaligned loads are allowed).
+            let mask = unsafe {
+                let block = _mm_loadu_si128(bytes.as_ptr().add(start).cast::<__m128i>());
+                let quotes = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+                let backslashes = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+                // Unsigned `byte <= 0x1f`: the smaller of the two is the byte itself.
+                let controls = _mm_cmpeq_epi8(_mm_min_epu8(block, _mm_set1_epi8(0x1f)), block);
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quotes, backslashes), controls))
+            };
+            if mask != 0 {
+                let at = start + mask.trailing_zeros() as usize;
+                return (bytes[at] == b'"').then_some(at);
+            }
+            start += 16;
+        }
+    }
+    let at = start
+        + bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (bytes[at] == b'"').then_some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::shape::Shapes;
+    use super::*;
+    use serde_json::Value;
+
+    /// The tree the reader builds, or None where it gives up.
+    fn read(text: &str, shapes: &'static Shapes, root: ShapeId) -> Option<Value> {
+        let mut dom = Dom::new(shapes);
+        let node = Reader::new(text).document(&mut dom, root).ok()?;
+        dom.root = node;
+        Some(dom.root().to_value())
+    }
+
+    fn with_serde(text: &str, shapes: &'static Shapes, root: ShapeId) -> Option<Value> {
+        let mut dom = Dom::new(shapes);
+        dom.parse_str_with_serde(text, root).ok()?;
+        Some(dom.root().to_value())
+    }
+
+    fn keep_all() -> (&'static Shapes, ShapeId) {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        shapes.keep_everything(root);
+        (Box::leak(Box::new(shapes)), root)
+    }
+
+    #[test]
+    fn plain_strings_end_at_their_quote_in_every_position() {
+        for length in 0..40 {
+            let body = "é".repeat(length / 2) + &"x".repeat(length % 2);
+            let text = format!("{body}\"tail\"");
+            assert_eq!(plain_string_length(text.as_bytes()), Some(body.len()));
+            for special in ["\\", "\u{1}", "\n", "\u{1f}"] {
+                let text = format!("{body}{special}\"");
+                assert_eq!(plain_string_length(text.as_bytes()), None, "{text:?}");
+            }
+            assert_eq!(plain_string_length(body.as_bytes()), None);
+        }
+        assert_eq!(plain_string_length("\u{7f}\u{80}ÿ\"".as_bytes()), Some(5));
+    }
+
+    #[test]
+    fn what_it_reads_is_what_serde_json_reads() {
+        let (shapes, root) = keep_all();
+        for text in [
+            r#"{"a":1,"b":-2,"c":0,"d":-0,"e":18446744073709551615,"f":-9223372036854775808}"#,
+            r#"{"g":-9223372036854775809,"h":0.1,"i":-0.0,"j":12.83,"k":0.0414,"l":1.5}"#,
+            r#"{"m":22.4656,"n":0.30000000000000004,"o":1.7976931348623157,"p":-78.0}"#,
+            r#"{"q":0.0000000000000000000001,"r":1844674407370955161.5}"#,
+            r#" { "s" : [ true , false , null , "x" , { } , [ ] ] , "t":{"u":{"v":[[1]]}} } "#,
+            r#"{"w":"é ü","dup":1,"dup":2,"x":"1234567890abcdefghijklmnopqrst"}"#,
+            "[1,2,3]\r",
+            r#""text""#,
+        ] {
+            let fast = read(text, shapes, root).unwrap_or_else(|| panic!("read: {text}"));
+            let serde = with_serde(text, shapes, root).expect("valid JSON");
+            assert_eq!(fast, serde, "{text}");
+            // Integers and floats stay apart.
+            assert_eq!(fast.to_string(), serde.to_string(), "{text}");
+        }
+    }
+
+    #[test]
+    fn it_gives_up_on_what_it_is_not_sure_of_and_on_every_error() {
+        let (shapes, root) = keep_all();
+        for text in [
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":0.12345678901234567890123}"#,
+            &format!("{}1{}", "[".repeat(101), "]".repeat(101)),
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1"#,
+            r#"{"a":"x"#,
+            "{\"a\":\"\t\"}",
+            r#"{"a":nul}"#,
+            r#"{"a":1} x"#,
+            r#"[1 2]"#,
+            "",
+        ] {
+            assert!(read(text, shapes, root).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn skipped_members_are_checked_like_kept_ones() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        shapes.slot(root, "kept");
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let good = r#"{"skipped":{"x":[1,-2.5,"s",true,null,{}]},"kept":3}"#;
+        assert_eq!(read(good, shapes, root), with_serde(good, shapes, root));
+        assert_eq!(
+            read(good, shapes, root).unwrap().to_string(),
+            r#"{"kept":3}"#
+        );
+        for bad in [
+            r#"{"skipped":[1,,2],"kept":3}"#,
+            r#"{"skipped":{"x" 1},"kept":3}"#,
+            r#"{"skipped":tru,"kept":3}"#,
+        ] {
+            assert!(read(bad, shapes, root).is_none(), "{bad}");
+            assert!(with_serde(bad, shapes, root).is_none(), "{bad}");
+        }
+    }
+}
