@@ -212,6 +212,11 @@ pub fn open_lines(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     })
 }
 
+/// Whether the raw file `path` holds its lines as they are (`.jsonl`), not compressed.
+pub fn is_plain(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".jsonl")
+}
+
 /// How many lines the first `bytes` bytes (decompressed) of the raw file `path` hold:
 /// turns a position into a line number for messages.
 pub fn count_lines(path: &Path, bytes: u64) -> io::Result<u64> {

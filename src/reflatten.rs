@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -93,7 +94,55 @@ struct Chunk {
     /// Where the chunk starts in its (decompressed) file. Line numbers are counted from
     /// here only for a message: counting every chunk's lines would cost the reader time.
     offset: u64,
-    bytes: Vec<u8>,
+    bytes: ChunkBytes,
+}
+
+/// Where a chunk's lines are.
+enum ChunkBytes {
+    /// Read into a buffer of the pool (a compressed file, decompressed).
+    Read(Vec<u8>),
+    /// A range of a plain file mapped into memory: parsed in place, never copied.
+    Mapped(MappedRange),
+}
+
+impl ChunkBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Read(buffer) => buffer,
+            ChunkBytes::Mapped(mapped) => &mapped.map[mapped.range.clone()],
+        }
+    }
+}
+
+/// Lines of a mapped file. When the chunk is done with, its pages leave the process's
+/// memory (they stay in the page cache): mapped pages count as the process's own while
+/// they are mapped, and a whole file's would make memory grow with the input.
+struct MappedRange {
+    map: Arc<memmap2::Mmap>,
+    range: Range<usize>,
+}
+
+impl Drop for MappedRange {
+    fn drop(&mut self) {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        // Only the pages that lie wholly within this chunk: those at its ends may hold the
+        // neighbouring chunks' lines, which other workers may still be reading.
+        let start = self.range.start.next_multiple_of(page);
+        let end = self.range.end / page * page;
+        if start < end {
+            // SAFETY: the map is shared and read-only, so dropped pages read back from the
+            // file unchanged, and nothing borrows these pages: they hold only this
+            // chunk's lines, whose last reader is going away.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
 }
 
 impl Chunk {
@@ -101,7 +150,8 @@ impl Chunk {
     fn line_at(&self, within: usize) -> String {
         let before_chunk = raw::count_lines(&self.file, self.offset);
         let line = before_chunk.map(|lines| {
-            lines + memchr::memchr_iter(b'\n', &self.bytes[..within]).count() as u64 + 1
+            let before = &self.bytes.as_slice()[..within];
+            lines + memchr::memchr_iter(b'\n', before).count() as u64 + 1
         });
         match line {
             Ok(line) => format!("{} line {line}", self.file.display()),
@@ -304,6 +354,14 @@ fn read_chunks(
     let mut bytes_read = 0u64;
     for (stream, path) in files {
         let file = Arc::new(path.clone());
+        if raw::is_plain(path) {
+            let sent = send_mapped(*stream, &file, &chunks, failed)?;
+            match sent {
+                Some(bytes) => bytes_read += bytes,
+                None => return Ok((0, 0)),
+            }
+            continue;
+        }
         let mut source =
             raw::open_lines(path).with_context(|| format!("cannot open {}", path.display()))?;
         // The start of a line that the previous chunk's end cut off.
@@ -338,13 +396,13 @@ fn read_chunks(
                 break;
             }
             bytes_read += bytes.len() as u64;
+            offset += bytes.len() as u64;
             let chunk = Chunk {
                 stream: *stream,
                 file: file.clone(),
-                offset,
-                bytes,
+                offset: offset - bytes.len() as u64,
+                bytes: ChunkBytes::Read(bytes),
             };
-            offset += chunk.bytes.len() as u64;
             // A worker that failed hung up or set `failed`; it reports why.
             if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
                 return Ok((0, 0));
@@ -355,6 +413,50 @@ fn read_chunks(
         }
     }
     Ok((files.len() as u64, bytes_read))
+}
+
+/// Hands the lines of the plain file `path` to the workers in place: the file is mapped
+/// into memory and cut into chunks of whole lines. Returns the bytes sent, or None when a
+/// worker stopped (it reports why).
+fn send_mapped(
+    stream: StreamKind,
+    path: &Arc<PathBuf>,
+    chunks: &SyncSender<Chunk>,
+    failed: &AtomicBool,
+) -> anyhow::Result<Option<u64>> {
+    let file = std::fs::File::open(path.as_path())
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+        return Ok(Some(0));
+    }
+    // SAFETY: raw files are written once, published by rename and never changed after;
+    // a file cut short while it is read would stop the process (SIGBUS), never feed it
+    // other bytes. The map lives as long as the last chunk that points into it.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    // Read front to back once: the kernel may read ahead and drop pages behind.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let map = Arc::new(map);
+    let mut start = 0;
+    while start < map.len() {
+        let wanted = (start + CHUNK_BYTES).min(map.len());
+        // Whole lines only: the chunk ends after the first line end from `wanted` on.
+        let end = memchr::memchr(b'\n', &map[wanted..]).map_or(map.len(), |at| wanted + at + 1);
+        let chunk = Chunk {
+            stream,
+            file: path.clone(),
+            offset: start as u64,
+            bytes: ChunkBytes::Mapped(MappedRange {
+                map: map.clone(),
+                range: start..end,
+            }),
+        };
+        if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
+            return Ok(None);
+        }
+        start = end;
+    }
+    Ok(Some(map.len() as u64))
 }
 
 /// The lines of `text` (split with the SIMD `memchr`, which `str::split` does not use).
@@ -418,9 +520,10 @@ impl<'a> Worker<'a> {
         loop {
             let next = chunks.lock().expect("no worker panics holding it").recv();
             let Ok(chunk) = next else { break };
-            let text = std::str::from_utf8(&chunk.bytes).map_err(|error| {
-                let line_start = memchr::memrchr(b'\n', &chunk.bytes[..error.valid_up_to()])
-                    .map_or(0, |end| end + 1);
+            let bytes = chunk.bytes.as_slice();
+            let text = simdutf8::compat::from_utf8(bytes).map_err(|error| {
+                let line_start =
+                    memchr::memrchr(b'\n', &bytes[..error.valid_up_to()]).map_or(0, |end| end + 1);
                 anyhow::anyhow!(
                     "{}: not UTF-8 text (JSON lines must be UTF-8)",
                     chunk.line_at(line_start)
@@ -441,7 +544,9 @@ impl<'a> Worker<'a> {
             }
             idle_parser = Some(parser.recycle());
             // A full pool only means enough buffers circulate already.
-            let _ = spent.try_send(chunk.bytes);
+            if let ChunkBytes::Read(buffer) = chunk.bytes {
+                let _ = spent.try_send(buffer);
+            }
             if self.buffered_rows() >= WORKER_MAX_ROWS {
                 self.flush()?;
             }
