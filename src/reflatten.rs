@@ -5,10 +5,12 @@
 //! the folder it was found in, and flattened exactly as `export` flattens it; the files are
 //! staged and published by the same sink, with a manifest under `_manifests/`.
 //!
-//! Work is spread over threads: one reader (decompression, cut into chunks of whole lines
-//! of about [`CHUNK_BYTES`]), `workers` parse-and-flatten threads, each with its own
-//! builders per partition, and one Parquet writer. Channels are bounded and each worker
-//! holds at most [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
+//! Work is spread over threads: one reader, which cuts every file into chunks of whole
+//! lines of about [`CHUNK_BYTES`] (plain files mapped into memory and parsed in place,
+//! compressed ones decompressed into pooled buffers), `workers` parse-and-flatten threads,
+//! each with its own builders per partition, and one Parquet writer. Channels are bounded,
+//! a mapped chunk's pages are released when it is done, and each worker holds at most
+//! [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
 //!
 //! May touch: raw files (reading), the output folder through [`crate::sink`] and
 //! [`crate::state`]'s lock.
@@ -342,9 +344,10 @@ fn find_inputs(
     Ok(inputs)
 }
 
-/// The reader thread: every file's lines, in chunks of whole lines, to the workers. Chunk
-/// buffers come back from the workers through `spent`, so reading allocates (and the kernel
-/// zeroes) no new memory once a few are in circulation. Returns the files and JSON bytes read.
+/// The reader thread: every file's lines, in chunks of whole lines, to the workers. Plain
+/// files go in place ([`send_mapped`]); the buffers of decompressed chunks come back from
+/// the workers through `spent`, so reading allocates (and the kernel zeroes) no new memory
+/// once a few are in circulation. Returns the files and JSON bytes read.
 fn read_chunks(
     files: &[(StreamKind, PathBuf)],
     chunks: SyncSender<Chunk>,
@@ -662,7 +665,47 @@ impl<'a> Worker<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::lines;
+    use super::*;
+
+    /// The chunks `send_mapped` makes of a file holding `content`.
+    fn mapped_chunks(content: &[u8]) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("lines.jsonl"));
+        std::fs::write(path.as_path(), content).unwrap();
+        let (sender, receiver) = sync_channel(64);
+        let sent = send_mapped(
+            StreamKind::CallRecords,
+            &path,
+            &sender,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(sent.unwrap(), Some(content.len() as u64));
+        drop(sender);
+        receiver
+            .iter()
+            .map(|chunk| {
+                let bytes = chunk.bytes.as_slice().to_vec();
+                let offset = usize::try_from(chunk.offset).unwrap();
+                assert_eq!(&content[offset..offset + bytes.len()], bytes.as_slice());
+                bytes
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mapped_files_are_cut_into_chunks_of_whole_lines() {
+        let line = |n: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(n % 997));
+        let mut content: Vec<u8> = (0..30_000).flat_map(|n| line(n).into_bytes()).collect();
+        assert!(content.len() > 2 * CHUNK_BYTES);
+        let chunks = mapped_chunks(&content);
+        assert!(chunks.len() >= 3);
+        assert!(chunks.iter().all(|c| c.ends_with(b"\n")));
+        assert_eq!(chunks.concat(), content);
+        // No line end at the very end: the last chunk ends with the last line all the same.
+        content.extend_from_slice(b"{\"last\":true}");
+        assert_eq!(mapped_chunks(&content).concat(), content);
+        assert!(mapped_chunks(b"").is_empty());
+    }
 
     #[test]
     fn lines_split_like_str_split() {
