@@ -398,14 +398,15 @@ fn read_chunks(
             if bytes.is_empty() {
                 break;
             }
-            bytes_read += bytes.len() as u64;
-            offset += bytes.len() as u64;
+            let length = bytes.len() as u64;
+            bytes_read += length;
             let chunk = Chunk {
                 stream: *stream,
                 file: file.clone(),
-                offset: offset - bytes.len() as u64,
+                offset,
                 bytes: ChunkBytes::Read(bytes),
             };
+            offset += length;
             // A worker that failed hung up or set `failed`; it reports why.
             if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
                 return Ok((0, 0));
@@ -429,7 +430,12 @@ fn send_mapped(
 ) -> anyhow::Result<Option<u64>> {
     let file = std::fs::File::open(path.as_path())
         .with_context(|| format!("cannot open {}", path.display()))?;
-    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+    let length = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if length == 0 {
+        // Nothing to map (and an empty mapping is refused on some systems).
         return Ok(Some(0));
     }
     // SAFETY: raw files are written once, published by rename and never changed after;

@@ -138,9 +138,9 @@ impl<'a> Dom<'a> {
     /// Parses one JSON text (trailing whitespace allowed) with `shape` as the root's shape.
     /// Taking `str` (the caller checked UTF-8 once for many lines) spares a check per string.
     ///
-    /// The text is read by [`text::Reader`] first, which builds the same tree several times
-    /// faster than serde's visitors; text it is not sure to read exactly as `serde_json`
-    /// does (escapes, exponents, errors, ...) is read again by `serde_json`.
+    /// The text is read by [`text::Reader`] first, which builds the same tree with a third
+    /// less work than serde's visitors (BENCHMARKS.md); text it is not sure to read exactly
+    /// as `serde_json` does (escapes, exponents, errors, ...) is read again by `serde_json`.
     pub fn parse_str(&mut self, json: &'a str, shape: ShapeId) -> serde_json::Result<()> {
         self.clear();
         if let Ok(root) = text::Reader::new(json).document(self, shape) {
@@ -449,7 +449,7 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
                         dom: &mut *self.dom,
                         shape: fill.shape.others(),
                     })?;
-                    self.dom.member_stack.push((name, node));
+                    self.dom.keep_member(name, node);
                 }
                 Key::Skipped => {
                     map.next_value::<IgnoredAny>()?;
@@ -522,6 +522,11 @@ impl<'a> Dom<'a> {
         self.nodes[fill.slots + usize::from(slot)] = node;
     }
 
+    /// A member that is no slot, kept beyond the slots of the object being read.
+    fn keep_member(&mut self, name: Cow<'a, str>, node: Node<'a>) {
+        self.member_stack.push((name, node));
+    }
+
     fn end_object(&mut self, fill: ObjectFill) -> Node<'a> {
         let members = index(self.members.len());
         let members_len = index(self.member_stack.len() - fill.mark);
@@ -549,6 +554,8 @@ struct KeySeed {
 }
 
 impl KeySeed {
+    // Once per member, from both readers.
+    #[inline]
     fn resolve<'a>(&self, key: &str, owned: impl FnOnce() -> Cow<'a, str>) -> Key<'a> {
         if self.guess != UNPREDICTED && same_key(self.shape.key(self.guess), key) {
             return Key::Slot(self.guess);

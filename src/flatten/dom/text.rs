@@ -98,74 +98,45 @@ impl<'a> Reader<'a> {
     fn skip(&mut self) -> Read<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' => {
-                self.enter()?;
-                if !self.opens(b'}') {
-                    loop {
-                        self.key()?;
-                        self.skip()?;
-                        if !self.continues(b'}')? {
-                            break;
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
-            b'[' => {
-                self.enter()?;
-                if !self.opens(b']') {
-                    loop {
-                        self.skip()?;
-                        if !self.continues(b']')? {
-                            break;
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Ok(())
-            }
+            b'{' => self.container(b'}', |reader| {
+                reader.key()?;
+                reader.skip()
+            }),
+            b'[' => self.container(b']', Reader::skip),
             b'-' | b'0'..=b'9' => self.number().map(drop),
             _ => self.literal().map(drop),
         }
     }
 
-    /// Steps into an object or array (its opening byte), within the depth this reader takes.
-    fn enter(&mut self) -> Read<()> {
+    /// An object or array from its opening byte to `close`: `each` reads one member or
+    /// item; commas, whitespace and the depth this reader takes are seen to here.
+    #[inline]
+    fn container(&mut self, close: u8, mut each: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(GiveUp);
         }
         self.position += 1;
-        Ok(())
-    }
-
-    /// After an opening bracket: whether the object or array is empty (`close` follows);
-    /// then the closing byte is consumed.
-    #[inline]
-    fn opens(&mut self, close: u8) -> bool {
         self.whitespace();
-        let empty = self.bytes.get(self.position) == Some(&close);
-        if empty {
+        if self.bytes.get(self.position) == Some(&close) {
             self.position += 1;
-        }
-        empty
-    }
-
-    /// After an item or member: `true` at a comma (another follows), `false` at `close`.
-    #[inline]
-    fn continues(&mut self, close: u8) -> Read<bool> {
-        self.whitespace();
-        let byte = self.peek()?;
-        self.position += 1;
-        if byte == b',' {
-            self.whitespace();
-            Ok(true)
-        } else if byte == close {
-            Ok(false)
         } else {
-            Err(GiveUp)
+            loop {
+                each(self)?;
+                self.whitespace();
+                let byte = self.peek()?;
+                self.position += 1;
+                if byte == close {
+                    break;
+                }
+                if byte != b',' {
+                    return Err(GiveUp);
+                }
+                self.whitespace();
+            }
         }
+        self.depth -= 1;
+        Ok(())
     }
 
     /// A member's key and its colon.
@@ -181,45 +152,33 @@ impl<'a> Reader<'a> {
     }
 
     fn object(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
-        self.enter()?;
         let mut fill = dom.begin_object(shape);
-        if !self.opens(b'}') {
-            loop {
-                let key = self.key()?;
-                match dom.key_seed(&fill).resolve(key, || Cow::Borrowed(key)) {
-                    Key::Slot(slot) => {
-                        dom.follow(&mut fill, slot);
-                        let node = self.value(dom, fill.shape.child(slot))?;
-                        dom.set_slot(&fill, slot, node);
-                    }
-                    Key::Kept(name) => {
-                        let node = self.value(dom, fill.shape.others())?;
-                        dom.member_stack.push((name, node));
-                    }
-                    Key::Skipped => self.skip()?,
+        self.container(b'}', |reader| {
+            let key = reader.key()?;
+            match dom.key_seed(&fill).resolve(key, || Cow::Borrowed(key)) {
+                Key::Slot(slot) => {
+                    dom.follow(&mut fill, slot);
+                    let node = reader.value(dom, fill.shape.child(slot))?;
+                    dom.set_slot(&fill, slot, node);
                 }
-                if !self.continues(b'}')? {
-                    break;
+                Key::Kept(name) => {
+                    let node = reader.value(dom, fill.shape.others())?;
+                    dom.keep_member(name, node);
                 }
+                Key::Skipped => reader.skip()?,
             }
-        }
-        self.depth -= 1;
+            Ok(())
+        })?;
         Ok(dom.end_object(fill))
     }
 
     fn array(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
-        self.enter()?;
         let mark = dom.begin_array();
-        if !self.opens(b']') {
-            loop {
-                let node = self.value(dom, shape)?;
-                dom.item_stack.push(node);
-                if !self.continues(b']')? {
-                    break;
-                }
-            }
-        }
-        self.depth -= 1;
+        self.container(b']', |reader| {
+            let node = reader.value(dom, shape)?;
+            dom.item_stack.push(node);
+            Ok(())
+        })?;
         Ok(dom.end_array(mark))
     }
 
@@ -348,8 +307,8 @@ fn plain_string_length(bytes: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::shape::Shapes;
     use super::*;
+    use crate::flatten::shape::Shapes;
     use serde_json::Value;
 
     /// The tree the reader builds, or None where it gives up.
