@@ -691,8 +691,8 @@ fn append_converted(
         Convert::IdentityDisplayName => identity_field("displayName"),
         Convert::IdentityTenantId => identity_field("tenantId"),
         Convert::IdentityUserPrincipalName => identity_field("userPrincipalName"),
-        Convert::EndpointType => object.and_then(values::endpoint_type).map(Cow::Owned),
-        Convert::UserAgentType => object.and_then(values::user_agent_type).map(Cow::Owned),
+        Convert::EndpointType => object.and_then(values::endpoint_type).map(Cow::Borrowed),
+        Convert::UserAgentType => object.and_then(values::user_agent_type).map(Cow::Borrowed),
         Convert::IdList => return append_id_list(builder, value),
     };
     builder.append_str(protection.apply(text, phone_identity).as_deref());

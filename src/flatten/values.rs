@@ -32,18 +32,21 @@ pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
     const SECOND: f64 = 1000.0;
     const DAY: f64 = 86_400.0 * SECOND;
     let mut total = 0.0;
-    let mut number = String::new();
+    // Where the digits before the next designator start; they are read in place (this runs
+    // for every stream's durations, so it allocates nothing).
+    let mut number_start = None;
     let mut in_time = false;
     let mut components = 0;
     let mut time_components = 0;
     // Components must come in order (years first, seconds last), each at most once.
     let mut last_rank = 0u8;
-    for ch in rest.chars() {
+    for (at, ch) in rest.char_indices() {
         match ch {
-            '0'..='9' => number.push(ch),
-            '.' | ',' => number.push('.'),
+            '0'..='9' | '.' | ',' => {
+                number_start.get_or_insert(at);
+            }
             'T' | 't' => {
-                if in_time || !number.is_empty() {
+                if in_time || number_start.is_some() {
                     return Err(invalid());
                 }
                 in_time = true;
@@ -59,12 +62,14 @@ pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
                     (true, 'S') => (7, SECOND),
                     _ => return Err(invalid()),
                 };
-                if number.is_empty() || rank <= last_rank {
+                let Some(start) = number_start.take() else {
+                    return Err(invalid());
+                };
+                if rank <= last_rank {
                     return Err(invalid());
                 }
-                let value: f64 = number.parse().map_err(|_| invalid())?;
+                let value = parse_decimal(&rest[start..at]).ok_or_else(invalid)?;
                 total += value * unit_ms;
-                number.clear();
                 last_rank = rank;
                 components += 1;
                 if in_time {
@@ -73,10 +78,20 @@ pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
             }
         }
     }
-    if !number.is_empty() || components == 0 || (in_time && time_components == 0) {
+    if number_start.is_some() || components == 0 || (in_time && time_components == 0) {
         return Err(invalid());
     }
     Ok(if negative { -total } else { total })
+}
+
+/// A duration component's number: digits with at most one decimal mark, `.` or `,`
+/// (ISO 8601 allows both).
+fn parse_decimal(digits: &str) -> Option<f64> {
+    if digits.contains(',') {
+        digits.replace(',', ".").parse().ok()
+    } else {
+        digits.parse().ok()
+    }
 }
 
 /// Graph's "no date" sentinel (Direct Routing `failureDateTime` of successful calls).
@@ -161,24 +176,23 @@ const PARTICIPANT_ENDPOINT_FIELDS: &[&str] = &[
 /// `participantEndpoint` or `serviceEndpoint`. Without `@odata.type`, an endpoint with any
 /// participant-only field, or with a client user agent, is a participant endpoint; one whose
 /// user agent is a service user agent is a service endpoint.
-pub fn endpoint_type(endpoint: Item<'_, '_>) -> Option<String> {
+pub fn endpoint_type<'d>(endpoint: Item<'d, '_>) -> Option<&'d str> {
     if let Some(subtype) = odata_subtype(endpoint) {
-        return Some(subtype.to_string());
+        return Some(subtype);
     }
     if PARTICIPANT_ENDPOINT_FIELDS
         .iter()
         .any(|f| endpoint.get(f).is_some_and(|v| !v.is_null()))
     {
-        return Some("participantEndpoint".into());
+        return Some("participantEndpoint");
     }
     match endpoint
         .get(USER_AGENT)
         .filter(Item::is_object)
         .and_then(user_agent_type)
-        .as_deref()
     {
-        Some("serviceUserAgent") => Some("serviceEndpoint".into()),
-        Some(_) => Some("participantEndpoint".into()),
+        Some("serviceUserAgent") => Some("serviceEndpoint"),
+        Some(_) => Some("participantEndpoint"),
         None => None,
     }
 }
@@ -195,18 +209,18 @@ const CLIENT_USER_AGENT_FIELDS: &[&str] = &[
 
 /// `clientUserAgent` or `serviceUserAgent`, from `@odata.type` or, when it is missing,
 /// from the fields present (`role` → service; platform/productFamily/... → client).
-pub fn user_agent_type(user_agent: Item<'_, '_>) -> Option<String> {
+pub fn user_agent_type<'d>(user_agent: Item<'d, '_>) -> Option<&'d str> {
     if let Some(subtype) = odata_subtype(user_agent) {
-        return Some(subtype.to_string());
+        return Some(subtype);
     }
     if user_agent.get("role").is_some_and(|v| !v.is_null()) {
-        return Some("serviceUserAgent".into());
+        return Some("serviceUserAgent");
     }
     if CLIENT_USER_AGENT_FIELDS
         .iter()
         .any(|f| user_agent.get(f).is_some())
     {
-        return Some("clientUserAgent".into());
+        return Some("clientUserAgent");
     }
     None
 }
@@ -299,6 +313,7 @@ mod tests {
         }
         for bad in [
             "", "P", "PT", "T1S", "1S", "PT1", "PTS", "P1S", "PT1H1D", "PT1S1M", "abc", "P1DT",
+            "PT1.2.3S", "PT1,2.3S", "PT.S", "PT1 S", "P1TD", "PT1é", "PT1ST",
         ] {
             assert!(
                 parse_iso8601_duration_ms(bad).is_err(),
