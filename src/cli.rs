@@ -139,17 +139,22 @@ Examples:
   # Rebuild with the export's privacy modes (the hashing key from its salt_env variable)
   callrecords-etl reflatten --raw ./raw --out ./lake --config /etc/callrecords/etl.toml
 
+  # Rebuild a lake on S3 from its raw zone there ([output.options] of the config apply)
+  callrecords-etl reflatten --raw s3://bucket/teams-raw --out s3://bucket/teams --config /etc/callrecords/etl.toml
+
 Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
-folders, or a single file, is read as call records.";
+folders, or a single local file, is read as call records. On an object store, a partition with a
+_SUCCESS marker gives only the files the marker names.";
 
 #[derive(Debug, Args)]
 struct ReflattenArgs {
-    /// The raw zone's root, a folder of raw files, or one raw file (of call records).
-    #[arg(long, value_name = "PATH")]
-    raw: PathBuf,
-    /// Output folder (the lake).
-    #[arg(long, value_name = "PATH")]
-    out: PathBuf,
+    /// The raw zone's root, a folder of raw files, or one raw file (of call records): a
+    /// path, or an object-store URL (s3://, az://, abfss://, gs://) of a folder.
+    #[arg(long, value_name = "PATH|URL")]
+    raw: String,
+    /// The lake: a folder, or an object-store URL (s3://, az://, abfss://, gs://).
+    #[arg(long, value_name = "PATH|URL")]
+    out: String,
     /// Only objects starting at or after this UTC date or time; with --to, the window's
     /// partitions are replaced (also by empty ones).
     #[arg(long, value_name = "DATE|TIME", value_parser = parse_bound, requires = "to")]
@@ -164,8 +169,8 @@ struct ReflattenArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
     /// The export's configuration file: its [privacy] modes apply to the rebuilt tables, as
-    /// they did when the export wrote them (nothing else of it is used). Without it,
-    /// personal data is written as read.
+    /// they did when the export wrote them, and its [output.options] to object-store
+    /// locations (nothing else of it is used). Without it, personal data is written as read.
     #[arg(long, value_name = "FILE", env = "CALLRECORDS_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -857,16 +862,26 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
     let workers = args.workers.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
+    // The raw zone holds what Graph sent; rebuilt tables protect it as the export did.
+    let settings = match &args.config {
+        Some(path) => config::load_for_reflatten(path, |name| std::env::var(name).ok())?,
+        None => config::ReflattenSettings::default(),
+    };
+    // The options are the export's lake's; a local copy (of the raw zone, say) takes none.
+    let no_options = std::collections::BTreeMap::new();
+    let location = |flag: &str, location: &str| {
+        let options = match location.contains("://") {
+            true => &settings.output_options,
+            false => &no_options,
+        };
+        Output::parse(location, options).map_err(|error| Failure::usage(format!("{flag}: {error}")))
+    };
     let plan = ReflattenPlan {
-        raw: args.raw,
-        output: args.out,
+        raw: location("--raw", &args.raw)?,
+        output: location("--out", &args.out)?,
         window,
         streams,
-        // The raw zone holds what Graph sent; rebuilt tables protect it as the export did.
-        privacy: match &args.config {
-            Some(path) => config::load_privacy(path, |name| std::env::var(name).ok())?,
-            None => Privacy::default(),
-        },
+        privacy: settings.privacy,
         workers,
     };
     let summary = reflatten::reflatten(&plan).await?;
@@ -876,7 +891,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
             summary.objects,
             summary.input_bytes as f64 / 1e6,
             summary.input_files,
-            plan.output.display(),
+            plan.output,
             summary.elapsed_seconds,
             summary.run_id
         );

@@ -359,16 +359,28 @@ pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Setting
     })
 }
 
-/// Only the privacy modes of the file at `path` (what `reflatten` applies to rebuilt
-/// tables). The rest of the file must parse but is not checked: no Graph credential is needed.
-pub fn load_privacy(
+/// What `reflatten` takes from the export's configuration file.
+#[derive(Debug, Default)]
+pub struct ReflattenSettings {
+    /// `[privacy]`: applied to the rebuilt tables, as the export applied it.
+    pub privacy: Privacy,
+    /// `[output.options]`: for a raw zone or lake on an object store.
+    pub output_options: BTreeMap<String, String>,
+}
+
+/// Only what `reflatten` uses of the file at `path`: the privacy modes and the object-store
+/// options. The rest of the file must parse but is not checked: no Graph credential is needed.
+pub fn load_for_reflatten(
     path: &Path,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Privacy, ConfigError> {
+) -> Result<ReflattenSettings, ConfigError> {
     let file = read(path)?;
     let mut problems = Vec::new();
     match privacy(&file.privacy, &env, &mut problems) {
-        Some(privacy) if problems.is_empty() => Ok(privacy),
+        Some(privacy) if problems.is_empty() => Ok(ReflattenSettings {
+            privacy,
+            output_options: file.output.options,
+        }),
         _ => Err(ConfigError::Invalid {
             path: path.into(),
             problems,

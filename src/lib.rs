@@ -26,10 +26,12 @@
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and then published. Knows nothing of Graph.
 //! - [`raw`]: the raw landing zone (`<raw>/<stream>/dt=…/*.jsonl.zst`): what Graph returned,
-//!   staged and published with the tables; and reading raw files back.
+//!   staged and published with the tables; and reading raw files back (on disk or from an
+//!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
 //! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
-//!   rows of unchanged records into the partitions a run replaces.
+//!   rows of unchanged records into the partitions a run replaces (on disk or on an object
+//!   store alike).
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
 //!   nightly runs (`_state.json`), from which a run without a window plans its own.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded

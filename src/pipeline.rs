@@ -17,7 +17,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -367,19 +366,8 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
-                    // Reusing rows reads the lake's files, and the raw zone's lines, from
-                    // local disk; with either on an object store every record is fetched.
-                    lake: match (&plan.output, &plan.raw) {
-                        (Output::Local(root), None | Some(Output::Local(_))) => {
-                            Some(root.as_path())
-                        }
-                        _ => None,
-                    },
-                    keep_raw: plan.raw.is_some(),
-                    raw: match &plan.raw {
-                        Some(Output::Local(raw)) => Some(raw.as_path()),
-                        _ => None,
-                    },
+                    lake: &plan.output,
+                    raw: plan.raw.as_ref(),
                     full: plan.full,
                     window,
                     concurrency: plan.concurrency,
@@ -528,14 +516,11 @@ async fn send_raw(
 struct CallRecordRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
-    /// The lake's local root, whose rows of unchanged records are reused; None on an object
-    /// store, where every record is fetched.
-    lake: Option<&'a Path>,
-    /// Whether the run keeps a raw zone: every fetched record is also sent as a raw line.
-    keep_raw: bool,
-    /// The raw zone's local root, read to reuse unchanged records' lines; None without a
-    /// raw zone or with one on an object store (then no record is reused).
-    raw: Option<&'a Path>,
+    /// The lake, whose rows of unchanged records are reused.
+    lake: &'a Output,
+    /// The raw zone, if the run keeps one: every fetched record is also sent as a raw line,
+    /// and an unchanged record is reused only with its line.
+    raw: Option<&'a Output>,
     /// Refetch records whose version the lake already holds.
     full: bool,
     window: Window,
@@ -560,9 +545,9 @@ impl CallRecordRun<'_> {
             progress.listing_complete();
             Ok::<Vec<Value>, GraphError>(Vec::new())
         });
-        let known = match self.lake {
-            Some(lake) if !self.full => self.known_records(lake)?,
-            _ => HashMap::new(),
+        let known = match self.full {
+            false => self.known_records().await?,
+            true => HashMap::new(),
         };
         // Filled while the list is read, used after the fetches.
         let reused = RefCell::new(BTreeMap::<NaiveDate, HashSet<String>>::new());
@@ -642,7 +627,7 @@ impl CallRecordRun<'_> {
                 .entry(dt)
                 .or_insert_with(|| CallRecordTables::new(self.privacy));
             flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
-            if self.keep_raw {
+            if self.raw.is_some() {
                 let line = serde_json::to_vec(&record).expect("a JSON value serializes");
                 send_raw(batches, StreamKind::CallRecords, dt, line).await?;
             }
@@ -656,16 +641,14 @@ impl CallRecordRun<'_> {
         let reused = reused.take();
         outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
         outcome.records_exported += outcome.records_reused;
-        if let Some(lake) = self.lake.filter(|_| !reused.is_empty()) {
-            let (lake, raw) = (lake.to_path_buf(), self.raw.map(Path::to_path_buf));
+        if !reused.is_empty() {
+            let (lake, raw) = (self.lake.clone(), self.raw.cloned());
             let sender = batches.clone();
-            // Blocking file reads, sent with `blocking_send`: off the async threads.
-            tokio::task::spawn_blocking(move || {
-                copy_reused(&lake, raw.as_deref(), &reused, &sender)
-            })
-            .await
-            .context("the copy of unchanged records stopped")?
-            .context("cannot copy the unchanged call records from the lake")?;
+            // Blocking reads, sent with `blocking_send`: off the async threads.
+            tokio::task::spawn_blocking(move || copy_reused(&lake, raw.as_ref(), &reused, &sender))
+                .await
+                .context("the copy of unchanged records stopped")?
+                .context("cannot copy the unchanged call records from the lake")?;
         }
         progress.finish();
         Ok(outcome)
@@ -673,23 +656,30 @@ impl CallRecordRun<'_> {
 
     /// `call_id → (dt, version)` of the records the window's partitions hold. With a raw zone,
     /// only records that are also in its partition: a reused record keeps its raw line too.
-    fn known_records(&self, lake: &Path) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
-        let mut known = HashMap::new();
-        for dt in self.window.days() {
-            let mut versions = reuse::lake_versions(lake, dt)
-                .context("cannot read which call records the lake holds")?;
-            if let Some(raw) = self.raw {
-                let mut in_raw = HashSet::new();
-                reuse::raw_records(raw, dt, |id, _| {
-                    in_raw.insert(id.to_string());
-                    Ok(())
-                })
-                .context("cannot read which call records the raw zone holds")?;
-                versions.retain(|id, _| in_raw.contains(id));
+    async fn known_records(&self) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
+        let (lake, raw, days) = (self.lake.clone(), self.raw.cloned(), self.window.days());
+        // Blocking reads (files, or GETs waited for on this runtime): off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Handle::current();
+            let mut known = HashMap::new();
+            for dt in days {
+                let mut versions = reuse::lake_versions(&lake, dt, &runtime)
+                    .context("cannot read which call records the lake holds")?;
+                if let Some(raw) = &raw {
+                    let mut in_raw = HashSet::new();
+                    reuse::raw_records(raw, dt, &runtime, |id, _| {
+                        in_raw.insert(id.to_string());
+                        Ok(())
+                    })
+                    .context("cannot read which call records the raw zone holds")?;
+                    versions.retain(|id, _| in_raw.contains(id));
+                }
+                known.extend(versions.into_iter().map(|(id, v)| (id, (dt, v))));
             }
-            known.extend(versions.into_iter().map(|(id, v)| (id, (dt, v))));
-        }
-        Ok(known)
+            Ok(known)
+        })
+        .await
+        .context("the reading of the lake's call records stopped")?
     }
 }
 
@@ -715,8 +705,8 @@ fn reuses(
 /// Copies the rows (and raw lines) of the reused records from the live partitions into the
 /// run's staged files.
 fn copy_reused(
-    lake: &Path,
-    raw: Option<&Path>,
+    lake: &Output,
+    raw: Option<&Output>,
     reused: &BTreeMap<NaiveDate, HashSet<String>>,
     batches: &mpsc::Sender<ToWriter>,
 ) -> anyhow::Result<()> {
@@ -725,13 +715,14 @@ fn copy_reused(
             .blocking_send(message)
             .map_err(|_| anyhow::anyhow!("the writer stopped"))
     };
+    let runtime = tokio::runtime::Handle::current();
     for (dt, ids) in reused {
         let dt = *dt;
-        reuse::copy_rows(lake, dt, ids, |table, batch| {
+        reuse::copy_rows(lake, dt, ids, &runtime, |table, batch| {
             send(ToWriter::Batch(TableBatch { table, dt, batch }))
         })?;
         if let Some(raw) = raw {
-            reuse::raw_records(raw, dt, |id, line| match ids.contains(id) {
+            reuse::raw_records(raw, dt, &runtime, |id, line| match ids.contains(id) {
                 true => send(ToWriter::Raw {
                     stream: StreamKind::CallRecords.name(),
                     dt,

@@ -9,10 +9,11 @@
 //!
 //! Files are written (streaming zstd, level [`ZSTD_LEVEL`]) into `<raw>/_staging/<run_id>/`
 //! and handed to the sink as a [`StagedRun`], so they are published by the same
-//! partition swap as the tables. Also reads raw files back (`.jsonl`, `.jsonl.zst`,
-//! `.jsonl.gz`) for `reflatten` and for reusing unchanged records.
+//! partition swap as the tables. Also reads raw files back ([`RawInput`]: `.jsonl`,
+//! `.jsonl.zst`, `.jsonl.gz`, on disk or in an object store) for `reflatten` and for reusing
+//! unchanged records.
 //!
-//! May touch: the file system under the raw root (writing), any raw file (reading).
+//! May touch: the raw zone under its root (writing), any raw file or object (reading).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::sink::store::Output;
+use crate::sink::store::{ObjectOutput, Output, StoreError};
 use crate::sink::{self, FileSink, SinkError, StagedRun, Staging, WrittenFile, io_error};
 use crate::streams::logs::LogStream;
 use crate::window::Window;
@@ -161,12 +162,10 @@ pub fn report_range(row: &Value) -> Result<Window, String> {
     })
 }
 
-/// Whether `path` is a file `reflatten` reads.
-pub fn is_raw_file(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+/// Whether the file or object `name` (a path; only its last part counts) is one `reflatten`
+/// reads.
+pub fn is_raw_file(name: &str) -> bool {
+    let name = name.rsplit('/').next().unwrap_or(name);
     !name.starts_with('.') && EXTENSIONS.iter().any(|ext| name.ends_with(ext))
 }
 
@@ -188,49 +187,126 @@ pub fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
             if !hidden {
                 found.extend(files_under(&path)?);
             }
-        } else if is_raw_file(&path) {
+        } else if is_raw_file(&path.to_string_lossy()) {
             found.push(path);
         }
     }
     Ok(found)
 }
 
-/// The lines of a raw file, decompressed by its name's ending.
-pub fn open_lines(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+/// One raw file to read: on local disk, or an object in a store (read by a streamed GET).
+#[derive(Debug, Clone)]
+pub enum RawInput {
+    Local(PathBuf),
+    Object {
+        zone: ObjectOutput,
+        /// The object's path under the zone's prefix.
+        relative: String,
+        /// Reading blocks on this runtime: from threads outside its async tasks only.
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+impl RawInput {
+    /// Every raw file under `relative` in `zone` (recursively, in name order; a folder
+    /// starting with `_` or `.` is skipped, and on an object store a partition with a
+    /// commit marker gives only the files it names). On disk `relative` may be one file.
+    /// Must be called within a tokio runtime: objects are read through its handle.
+    pub async fn list(zone: &Output, relative: &str) -> Result<Vec<RawInput>, StoreError> {
+        match zone {
+            Output::Local(root) => {
+                // `join("")` would add a slash, and the root may be one file.
+                let dir = match relative {
+                    "" => root.clone(),
+                    _ => root.join(relative),
+                };
+                let files = files_under(&dir).map_err(io_error("list", &dir))?;
+                Ok(files.into_iter().map(RawInput::Local).collect())
+            }
+            Output::Object(object) => {
+                let runtime = tokio::runtime::Handle::current();
+                let files = sink::object::committed_files(object, relative).await?;
+                Ok(files
+                    .into_iter()
+                    .filter(|path| is_raw_file(path))
+                    .map(|relative| RawInput::Object {
+                        zone: object.clone(),
+                        relative,
+                        runtime: runtime.clone(),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The lines of the file, decompressed by its name's ending.
+    pub fn open_lines(&self) -> io::Result<Box<dyn BufRead + Send>> {
+        match self {
+            RawInput::Local(path) => lines_of(&path.to_string_lossy(), File::open(path)?),
+            RawInput::Object {
+                zone,
+                relative,
+                runtime,
+            } => {
+                let reader = zone
+                    .reader(relative, runtime.clone())
+                    .map_err(io::Error::other)?;
+                lines_of(relative, reader)
+            }
+        }
+    }
+
+    /// The file's local path when its lines are stored as they are (`.jsonl`, not
+    /// compressed): such a file can be mapped into memory and parsed in place.
+    pub fn plain_local_path(&self) -> Option<&Path> {
+        match self {
+            RawInput::Local(path) if path.to_string_lossy().ends_with(".jsonl") => Some(path),
+            _ => None,
+        }
+    }
+
+    /// How many lines the first `bytes` bytes (decompressed) of the file hold: turns a
+    /// position into a line number for messages.
+    pub fn count_lines(&self, bytes: u64) -> io::Result<u64> {
+        let mut lines = 0u64;
+        let mut reader = self.open_lines()?.take(bytes);
+        loop {
+            let buffer = reader.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(lines);
+            }
+            lines += memchr::memchr_iter(b'\n', buffer).count() as u64;
+            let consumed = buffer.len();
+            reader.consume(consumed);
+        }
+    }
+}
+
+impl std::fmt::Display for RawInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawInput::Local(path) => write!(f, "{}", path.display()),
+            RawInput::Object { zone, relative, .. } => write!(f, "{zone}/{relative}"),
+        }
+    }
+}
+
+/// The lines of `source`, decompressed by the ending of its `name`.
+fn lines_of(name: &str, source: impl Read + Send + 'static) -> io::Result<Box<dyn BufRead + Send>> {
     const BUFFER: usize = 1 << 20;
-    let file = File::open(path)?;
-    let name = path.to_string_lossy();
     Ok(if name.ends_with(".zst") {
-        Box::new(BufReader::with_capacity(BUFFER, zstd::Decoder::new(file)?))
+        Box::new(BufReader::with_capacity(
+            BUFFER,
+            zstd::Decoder::new(source)?,
+        ))
     } else if name.ends_with(".gz") {
         Box::new(BufReader::with_capacity(
             BUFFER,
-            flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+            flate2::read::MultiGzDecoder::new(BufReader::new(source)),
         ))
     } else {
-        Box::new(BufReader::with_capacity(BUFFER, file))
+        Box::new(BufReader::with_capacity(BUFFER, source))
     })
-}
-
-/// Whether the raw file `path` holds its lines as they are (`.jsonl`), not compressed.
-pub fn is_plain(path: &Path) -> bool {
-    path.to_string_lossy().ends_with(".jsonl")
-}
-
-/// How many lines the first `bytes` bytes (decompressed) of the raw file `path` hold:
-/// turns a position into a line number for messages.
-pub fn count_lines(path: &Path, bytes: u64) -> io::Result<u64> {
-    let mut lines = 0u64;
-    let mut reader = open_lines(path)?.take(bytes);
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(lines);
-        }
-        lines += memchr::memchr_iter(b'\n', buffer).count() as u64;
-        let consumed = buffer.len();
-        reader.consume(consumed);
-    }
 }
 
 #[cfg(test)]
@@ -255,7 +331,8 @@ mod tests {
                 .path()
                 .join("pstn_calls/dt=2026-11-20/part-run1-00000.jsonl.zst")]
         );
-        let lines: Vec<String> = open_lines(&files[0])
+        let lines: Vec<String> = RawInput::Local(files[0].clone())
+            .open_lines()
             .unwrap()
             .lines()
             .map(Result::unwrap)

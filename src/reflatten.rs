@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -34,11 +34,11 @@ use crate::flatten::call_records::{self as flatten_calls, CallRecordTables, Reco
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::pipeline::{self, TableTotals};
 use crate::privacy::Privacy;
-use crate::raw;
+use crate::raw::{self, RawInput};
 use crate::schema;
 use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkOptions, WrittenFile};
-use crate::state::OutputLock;
+use crate::state::RunLock;
 use crate::streams::StreamKind;
 use crate::window::Window;
 
@@ -52,9 +52,10 @@ const WORKER_MAX_ROWS: usize = 32 * 1024;
 /// What to rebuild, from where, into where.
 #[derive(Debug, Clone)]
 pub struct ReflattenPlan {
-    /// A raw zone root (`<stream>/dt=…/` folders), a folder of raw files, or one raw file.
-    pub raw: PathBuf,
-    pub output: PathBuf,
+    /// A raw zone root (`<stream>/dt=…/` folders), a folder of raw files, or one raw file
+    /// (on disk only); on disk or on an object store.
+    pub raw: Output,
+    pub output: Output,
     /// Only objects whose own time lies in the window; its days' partitions are replaced
     /// (also by empty ones). Without a window, the days the objects fall on are replaced.
     pub window: Option<Window>,
@@ -92,7 +93,7 @@ pub struct ReflattenSummary {
 /// Lines of one raw file, for a worker.
 struct Chunk {
     stream: StreamKind,
-    file: Arc<PathBuf>,
+    file: Arc<RawInput>,
     /// Where the chunk starts in its (decompressed) file. Line numbers are counted from
     /// here only for a message: counting every chunk's lines would cost the reader time.
     offset: u64,
@@ -150,18 +151,14 @@ impl Drop for MappedRange {
 impl Chunk {
     /// `path line N` for the line that starts `within` bytes into the chunk.
     fn line_at(&self, within: usize) -> String {
-        let before_chunk = raw::count_lines(&self.file, self.offset);
+        let before_chunk = self.file.count_lines(self.offset);
         let line = before_chunk.map(|lines| {
             let before = &self.bytes.as_slice()[..within];
             lines + memchr::memchr_iter(b'\n', before).count() as u64 + 1
         });
         match line {
-            Ok(line) => format!("{} line {line}", self.file.display()),
-            Err(_) => format!(
-                "{} at byte {}",
-                self.file.display(),
-                self.offset + within as u64
-            ),
+            Ok(line) => format!("{} line {line}", self.file),
+            Err(_) => format!("{} at byte {}", self.file, self.offset + within as u64),
         }
     }
 }
@@ -182,13 +179,11 @@ struct Counts {
 }
 
 /// Rebuilds the tables of `plan` and publishes their partitions.
-/// The lake is a local folder: the raw zone is read from local disk, and the rebuilt
-/// tables are written next to it.
 pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
     let run_id = pipeline::new_run_id(started_at);
-    let inputs = find_inputs(&plan.raw, plan.streams.as_deref())?;
+    let inputs = find_inputs(&plan.raw, plan.streams.as_deref()).await?;
     let streams: Vec<StreamKind> = match &plan.streams {
         Some(streams) => streams.clone(),
         None => inputs.keys().copied().collect(),
@@ -196,17 +191,17 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     anyhow::ensure!(
         !streams.is_empty(),
         "{} holds no raw files (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
-        plan.raw.display()
+        plan.raw
     );
-    let _lock = OutputLock::acquire(&plan.output, &run_id)?;
-    let output = Output::Local(plan.output.clone());
-    sink::remove_stale_staging(&output)
+    let _lock = RunLock::acquire(&plan.output, &run_id).await?;
+    let output = &plan.output;
+    sink::remove_stale_staging(output)
         .await
         .context("cannot clean up after an earlier run that did not finish")?;
-    tracing::info!(run_id, raw = %plan.raw.display(), output = %plan.output.display(), "Reflatten started.");
+    tracing::info!(run_id, raw = %plan.raw, output = %plan.output, "Reflatten started.");
 
-    let sink = ParquetSink::create(&output, &run_id, SinkOptions::default())
-        .with_context(|| format!("cannot prepare the output folder {}", plan.output.display()))?;
+    let sink = ParquetSink::create(output, &run_id, SinkOptions::default())
+        .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
     let workers = plan.workers.max(1);
     let failed = AtomicBool::new(false);
     let (chunks, chunk_receiver) = sync_channel::<Chunk>(workers * 2);
@@ -214,7 +209,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     // Owned by the workers: when they are all gone (also by a panic) the reader's sends fail.
     let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
     let (batches, batch_receiver) = sync_channel::<TableBatch>(workers * 8);
-    let files: Vec<(StreamKind, PathBuf)> = inputs
+    let files: Vec<(StreamKind, RawInput)> = inputs
         .into_iter()
         .filter(|(stream, _)| streams.contains(stream))
         .flat_map(|(stream, files)| files.into_iter().map(move |file| (stream, file)))
@@ -283,7 +278,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         run_id,
         version: env!("CARGO_PKG_VERSION"),
         command: "reflatten",
-        raw: plan.raw.display().to_string(),
+        raw: plan.raw.to_string(),
         window: plan.window,
         streams: streams.iter().map(|s| s.name().to_string()).collect(),
         started_at,
@@ -303,39 +298,50 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         files: report.files,
     };
     let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    sink::write_file_atomically(
-        &plan.output,
-        &format!("_manifests/{}.json", summary.run_id),
-        &manifest,
-    )
-    .context("the partitions were published, but the run manifest could not be written")?;
+    output
+        .write_atomically(&format!("_manifests/{}.json", summary.run_id), &manifest)
+        .await
+        .context("the partitions were published, but the run manifest could not be written")?;
     Ok(summary)
 }
 
 /// The raw files of each stream: `<raw>/<stream>/…` holds that stream's files; a folder
 /// without stream folders (or a single file) holds call records.
-fn find_inputs(
-    raw: &Path,
+async fn find_inputs(
+    raw: &Output,
     wanted: Option<&[StreamKind]>,
-) -> anyhow::Result<BTreeMap<StreamKind, Vec<PathBuf>>> {
-    let list = |path: &Path| {
-        raw::files_under(path)
-            .with_context(|| format!("cannot read the raw zone {}", path.display()))
+) -> anyhow::Result<BTreeMap<StreamKind, Vec<RawInput>>> {
+    let list = |relative: &'static str| async move {
+        RawInput::list(raw, relative)
+            .await
+            .context("cannot read the raw zone")
+    };
+    let zone: Vec<StreamKind> = match raw {
+        Output::Local(root) => StreamKind::ALL
+            .into_iter()
+            .filter(|stream| root.join(stream.name()).is_dir())
+            .collect(),
+        Output::Object(object) => {
+            let folders = object
+                .list_folders("")
+                .await
+                .with_context(|| format!("cannot read the raw zone {raw}"))?;
+            StreamKind::ALL
+                .into_iter()
+                .filter(|stream| folders.iter().any(|f| f == stream.name()))
+                .collect()
+        }
     };
     let mut inputs = BTreeMap::new();
-    let zone = StreamKind::ALL
-        .into_iter()
-        .filter(|stream| raw.join(stream.name()).is_dir())
-        .collect::<Vec<_>>();
     if zone.is_empty() {
-        let files = list(raw)?;
+        let files = list("").await?;
         if !files.is_empty() {
             inputs.insert(StreamKind::CallRecords, files);
         }
     }
     for stream in zone {
         if wanted.is_none_or(|wanted| wanted.contains(&stream)) {
-            let files = list(&raw.join(stream.name()))?;
+            let files = list(stream.name()).await?;
             if !files.is_empty() {
                 inputs.insert(stream, files);
             }
@@ -349,24 +355,25 @@ fn find_inputs(
 /// the workers through `spent`, so reading allocates (and the kernel zeroes) no new memory
 /// once a few are in circulation. Returns the files and JSON bytes read.
 fn read_chunks(
-    files: &[(StreamKind, PathBuf)],
+    files: &[(StreamKind, RawInput)],
     chunks: SyncSender<Chunk>,
     spent: Receiver<Vec<u8>>,
     failed: &AtomicBool,
 ) -> anyhow::Result<(u64, u64)> {
     let mut bytes_read = 0u64;
-    for (stream, path) in files {
-        let file = Arc::new(path.clone());
-        if raw::is_plain(path) {
-            let sent = send_mapped(*stream, &file, &chunks, failed)?;
+    for (stream, input) in files {
+        let file = Arc::new(input.clone());
+        if let Some(path) = input.plain_local_path() {
+            let sent = send_mapped(*stream, path, &file, &chunks, failed)?;
             match sent {
                 Some(bytes) => bytes_read += bytes,
                 None => return Ok((0, 0)),
             }
             continue;
         }
-        let mut source =
-            raw::open_lines(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut source = input
+            .open_lines()
+            .with_context(|| format!("cannot open {input}"))?;
         // The start of a line that the previous chunk's end cut off.
         let mut carry = Vec::new();
         let mut offset = 0u64;
@@ -381,9 +388,7 @@ fn read_chunks(
                 let read = (&mut source)
                     .take(wanted)
                     .read_to_end(&mut bytes)
-                    .with_context(|| {
-                        format!("cannot read {} after byte {offset}", path.display())
-                    })?;
+                    .with_context(|| format!("cannot read {input} after byte {offset}"))?;
                 if (read as u64) < wanted {
                     break true;
                 }
@@ -424,12 +429,13 @@ fn read_chunks(
 /// worker stopped (it reports why).
 fn send_mapped(
     stream: StreamKind,
-    path: &Arc<PathBuf>,
+    path: &Path,
+    input: &Arc<RawInput>,
     chunks: &SyncSender<Chunk>,
     failed: &AtomicBool,
 ) -> anyhow::Result<Option<u64>> {
-    let file = std::fs::File::open(path.as_path())
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let length = file
         .metadata()
         .with_context(|| format!("cannot read {}", path.display()))?
@@ -453,7 +459,7 @@ fn send_mapped(
         let end = memchr::memchr(b'\n', &map[wanted..]).map_or(map.len(), |at| wanted + at + 1);
         let chunk = Chunk {
             stream,
-            file: path.clone(),
+            file: input.clone(),
             offset: start as u64,
             bytes: ChunkBytes::Mapped(MappedRange {
                 map: map.clone(),
@@ -676,12 +682,13 @@ mod tests {
     /// The chunks `send_mapped` makes of a file holding `content`.
     fn mapped_chunks(content: &[u8]) -> Vec<Vec<u8>> {
         let dir = tempfile::tempdir().unwrap();
-        let path = Arc::new(dir.path().join("lines.jsonl"));
-        std::fs::write(path.as_path(), content).unwrap();
+        let path = dir.path().join("lines.jsonl");
+        std::fs::write(&path, content).unwrap();
         let (sender, receiver) = sync_channel(64);
         let sent = send_mapped(
             StreamKind::CallRecords,
             &path,
+            &Arc::new(RawInput::Local(path.clone())),
             &sender,
             &AtomicBool::new(false),
         );

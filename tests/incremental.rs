@@ -182,7 +182,10 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
     let raw_lines: usize = callrecords_etl::raw::files_under(&raw.join("call_records"))
         .unwrap()
         .iter()
-        .map(|f| std::io::BufRead::lines(callrecords_etl::raw::open_lines(f).unwrap()).count())
+        .map(|f| {
+            let input = callrecords_etl::raw::RawInput::Local(f.clone());
+            std::io::BufRead::lines(input.open_lines().unwrap()).count()
+        })
         .sum();
     assert_eq!(raw_lines, records, "the reused raw lines are republished");
 

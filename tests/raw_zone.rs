@@ -66,7 +66,8 @@ fn assert_same_tables(expected: &Path, actual: &Path, tables: &[&str]) {
 }
 
 fn raw_lines(path: &Path) -> Vec<Value> {
-    callrecords_etl::raw::open_lines(path)
+    callrecords_etl::raw::RawInput::Local(path.to_path_buf())
+        .open_lines()
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(&line.unwrap()).unwrap())

@@ -601,6 +601,40 @@ pub async fn remove_stale_staging(output: &Output) -> Result<(), SinkError> {
     }
 }
 
+/// The files that make up the live partition `<table>/dt=…` now, as paths relative to the
+/// root, in name order. On disk that is the folder's files (a partition is switched by
+/// renaming its folder); on an object store the files its commit marker names
+/// ([`object::committed_files`]). Names starting with `_` or `.` are not data.
+pub async fn live_partition_files(
+    output: &Output,
+    table: &str,
+    dt: NaiveDate,
+) -> Result<Vec<String>, StoreError> {
+    let partition = format!("{table}/{}", partition_dir_name(dt));
+    match output {
+        Output::Local(root) => {
+            let dir = root.join(&partition);
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(source) => return Err(io_error("list", &dir)(source).into()),
+            };
+            let mut files = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_error("list", &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_file = entry.file_type().map_err(io_error("list", &dir))?.is_file();
+                if is_file && !name.starts_with(['_', '.']) {
+                    files.push(format!("{partition}/{name}"));
+                }
+            }
+            files.sort();
+            Ok(files)
+        }
+        Output::Object(object) => object::committed_files(object, &partition).await,
+    }
+}
+
 /// `dt=YYYY-MM-DD`, the Hive partition folder every engine recognises.
 pub fn partition_dir_name(dt: NaiveDate) -> String {
     format!("dt={}", dt.format("%Y-%m-%d"))

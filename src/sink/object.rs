@@ -179,6 +179,49 @@ async fn repair_partition(
     Ok(())
 }
 
+/// The data files under the folder `relative` (recursively, in name order) as readers of
+/// the lake should see them: in a folder with a commit marker only the files the marker
+/// names, elsewhere every file. Names starting with `_` or `.`, and whatever lies in such
+/// folders (a run's staging), are not data.
+pub async fn committed_files(
+    output: &ObjectOutput,
+    relative: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut files = Vec::new();
+    let mut marked_folders = Vec::new();
+    for meta in output.list(relative).await? {
+        let path = output.relative(&meta.location);
+        let within = path
+            .strip_prefix(relative)
+            .unwrap_or(&path)
+            .trim_start_matches('/');
+        let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        if name == COMMIT_MARKER {
+            marked_folders.push(folder.to_string());
+        } else if !within.split('/').any(|part| part.starts_with(['_', '.'])) {
+            files.push(path.clone());
+        }
+    }
+    for folder in marked_folders {
+        let location = format!("{folder}/{COMMIT_MARKER}");
+        let Some(bytes) = output.read(&location).await? else {
+            continue;
+        };
+        let marker: PartitionMarker =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Location {
+                location: format!("{output}/{location}"),
+                message: format!("damaged commit marker: {e}"),
+            })?;
+        files.retain(|path| {
+            path.rsplit_once('/').is_none_or(|(parent, name)| {
+                parent != folder || marker.files.iter().any(|f| f == name)
+            })
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
 fn partition_path(table: &str, dt: NaiveDate) -> String {
     format!("{table}/{}", partition_dir_name(dt))
 }

@@ -11,8 +11,9 @@
 //!
 //! The primitives here are what any writer of the lake needs, whatever the backend:
 //! read a small object, write one so that readers see the old or the whole new bytes
-//! ([`Output::write_atomically`]), and stream a large one up ([`ObjectOutput::writer`]:
-//! multipart, never buffered whole). How partitions are switched lives in `sink`.
+//! ([`Output::write_atomically`]), stream a large one up ([`ObjectOutput::writer`]:
+//! multipart, never buffered whole) or down ([`ObjectOutput::reader`]), and read Parquet by
+//! ranges ([`ObjectOutput::parquet_file`]). How partitions are switched lives in `sink`.
 //!
 //! May touch: the local file system under the output root, the object store under its prefix.
 
@@ -21,8 +22,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::TryStreamExt;
+use bytes::{Buf, Bytes};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::buffered::BufWriter;
@@ -32,6 +35,10 @@ use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutMode, PutOptions, PutPayload,
     PutResult,
 };
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
@@ -379,6 +386,39 @@ impl ObjectOutput {
             .await
     }
 
+    /// A streaming reader of `relative` for synchronous code (a reader thread, a blocking
+    /// task): the object's bytes are fetched as they are read, never held whole.
+    pub fn reader(
+        &self,
+        relative: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ObjectReader, StoreError> {
+        let result = runtime
+            .block_on(self.store.get(&self.key(relative)))
+            .map_err(self.error("read", relative))?;
+        Ok(ObjectReader {
+            parts: result.into_stream(),
+            part: Bytes::new(),
+            runtime,
+            location: format!("{}/{relative}", self.url),
+        })
+    }
+
+    /// The Parquet file `relative`, for parquet's async reader (asks for its size once).
+    pub async fn parquet_file(&self, relative: &str) -> Result<ObjectParquetFile, StoreError> {
+        let key = self.key(relative);
+        let meta = self
+            .store
+            .head(&key)
+            .await
+            .map_err(self.error("read", relative))?;
+        Ok(ObjectParquetFile {
+            store: self.store.clone(),
+            key,
+            size: meta.size,
+        })
+    }
+
     /// A streaming writer of `relative` for synchronous code (a writer thread): the bytes
     /// go up in parts as they come (one PUT when the whole object fits in the first part),
     /// and the object appears only when [`ObjectWriter::finish`] completes the upload.
@@ -389,6 +429,94 @@ impl ObjectOutput {
             location: format!("{}/{relative}", self.url),
             bytes: 0,
         }
+    }
+}
+
+/// A Parquet file in the store, read by parquet's async reader: the footer and the column
+/// chunks it needs come by ranged GETs, never the whole file. The footer is found from the
+/// size (no suffix range, which Azure Blob Storage does not offer).
+pub struct ObjectParquetFile {
+    store: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    size: u64,
+}
+
+fn parquet_error(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for ObjectParquetFile {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.key, range)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        // The store merges nearby ranges into fewer requests.
+        async move {
+            self.store
+                .get_ranges(&self.key, &ranges)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// A `std::io::Read` over a streamed GET; each call that needs more bytes blocks on the
+/// runtime, so it must be used from a thread outside the runtime's async tasks.
+pub struct ObjectReader {
+    parts: BoxStream<'static, object_store::Result<Bytes>>,
+    /// What is left of the part last received.
+    part: Bytes,
+    runtime: tokio::runtime::Handle,
+    location: String,
+}
+
+impl std::io::Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.part.is_empty() {
+            match self.runtime.block_on(self.parts.next()) {
+                Some(Ok(part)) => self.part = part,
+                Some(Err(error)) => {
+                    return Err(std::io::Error::other(format!(
+                        "cannot read {}: {error}",
+                        self.location
+                    )));
+                }
+                None => return Ok(0),
+            }
+        }
+        let length = buf.len().min(self.part.len());
+        buf[..length].copy_from_slice(&self.part[..length]);
+        self.part.advance(length);
+        Ok(length)
     }
 }
 
