@@ -1,0 +1,197 @@
+//! Where one `reflatten` worker's time goes, per core (BENCHMARKS.md).
+//!
+//! Reads a JSON-lines file of callRecords into memory, then runs each stage of a worker
+//! on one thread over every line, each stage including the ones before it:
+//!
+//! 1. `lines`: UTF-8 check and cutting into lines, nothing parsed;
+//! 2. `serde skim` (the baseline): `serde_json` reading every line into `IgnoredAny`,
+//!    the least work a serde parser does for a line: it checks the syntax and builds nothing;
+//! 3. `parse`: the worker's reader, filling the tree of the members the tables read;
+//! 4. `flatten`: plus placing each record and appending its rows to the eight tables'
+//!    Arrow builders (batches finished every [`BATCH_ROWS`] rows, as a worker does);
+//! 5. `write`: plus encoding those batches into Parquet (zstd) by the sink, into a
+//!    temporary folder.
+//!
+//! Each stage runs REPEAT times (default 3); the best time counts. The GB/s of one core
+//! bound what two cores can do: 1 GB/s on 2 cores needs every stage together at 0.5 GB/s
+//! per core or better, with the Parquet writer's share spread over both cores.
+//!
+//! Run: `cargo bench --bench stages` (INPUT: a JSON-lines file, default
+//! `target/stages-input.jsonl`, generated at first with the emulator's synthetic tenant,
+//! CALLS_PER_DAY=1900 over 7 days: about 0.49 GB, the input of `benches/run.sh`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use callrecords_etl::flatten::call_records::{self, CallRecordTables, RecordParser};
+use callrecords_etl::privacy::Privacy;
+use callrecords_etl::sink::store::Output;
+use callrecords_etl::sink::{ParquetSink, SinkOptions};
+use chrono::NaiveDate;
+
+/// Rows of one table a worker lets accumulate before it finishes a batch.
+const BATCH_ROWS: usize = 8 * 1024;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|value| {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn input() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("INPUT") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/stages-input.jsonl");
+    if !path.exists() {
+        let calls_per_day = setting("CALLS_PER_DAY", 1900).to_string();
+        eprintln!(
+            "generating {} ({calls_per_day} calls/day x 7 days) ...",
+            path.display()
+        );
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_callrecords-etl"))
+            .args(["emulator", "--dump-jsonl"])
+            .arg(&path)
+            .args(["--calls-per-day", &calls_per_day, "--dump-days", "7"])
+            .status()?;
+        anyhow::ensure!(status.success(), "the emulator could not write the input");
+    }
+    Ok(path)
+}
+
+/// What the stages run up to.
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Stage {
+    Lines,
+    SerdeSkim,
+    Parse,
+    Flatten,
+    Write,
+}
+
+impl Stage {
+    const ALL: [Stage; 5] = [
+        Stage::Lines,
+        Stage::SerdeSkim,
+        Stage::Parse,
+        Stage::Flatten,
+        Stage::Write,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Lines => "lines (UTF-8, line ends)",
+            Stage::SerdeSkim => "serde skim (baseline)",
+            Stage::Parse => "parse (the worker's reader)",
+            Stage::Flatten => "parse + flatten",
+            Stage::Write => "parse + flatten + Parquet",
+        }
+    }
+}
+
+/// One pass of `stage` over `text`; returns the lines seen (so no stage is optimised away).
+fn run(stage: Stage, text: &[u8], scratch: &std::path::Path) -> anyhow::Result<u64> {
+    let text = simdutf8::basic::from_utf8(text)?;
+    let lines = text
+        .split('\n')
+        .filter(|line| !line.trim_ascii().is_empty());
+    let mut seen = 0u64;
+    let privacy = Privacy::default();
+    let mut parser = RecordParser::default();
+    let mut tables: std::collections::BTreeMap<NaiveDate, CallRecordTables> = Default::default();
+    let mut issues = Vec::new();
+    // A folder of its own for each pass, removed with it.
+    let output = tempfile::tempdir_in(scratch)?;
+    let mut sink = match stage {
+        Stage::Write => Some(ParquetSink::create(
+            &Output::Local(output.path().to_path_buf()),
+            "stages",
+            SinkOptions::default(),
+        )?),
+        _ => None,
+    };
+    for line in lines {
+        seen += 1;
+        match stage {
+            Stage::Lines => continue,
+            Stage::SerdeSkim => {
+                serde_json::from_str::<serde::de::IgnoredAny>(line)?;
+                continue;
+            }
+            _ => {}
+        }
+        let record = parser.parse(line)?;
+        if stage == Stage::Parse {
+            continue;
+        }
+        let (_, start) = call_records::identify_item(record)?;
+        let partition = tables
+            .entry(start.date_naive())
+            .or_insert_with(|| CallRecordTables::new(&privacy));
+        call_records::flatten_item(record, partition, &mut issues)?;
+        issues.clear();
+        for builder in partition.builders_mut() {
+            if builder.len() >= BATCH_ROWS {
+                let batch = builder.finish();
+                if let Some(sink) = &mut sink {
+                    sink.write(&builder.schema().table, start.date_naive(), &batch)?;
+                }
+            }
+        }
+    }
+    for (dt, partition) in &mut tables {
+        for builder in partition.builders_mut() {
+            let batch = builder.finish();
+            if let Some(sink) = &mut sink {
+                sink.write(&builder.schema().table, *dt, &batch)?;
+            }
+        }
+    }
+    if let Some(sink) = sink {
+        // Every file complete and synced, as before publishing.
+        sink.finish()?;
+    }
+    Ok(seen)
+}
+
+fn main() -> anyhow::Result<()> {
+    let path = input()?;
+    let repeat = setting("REPEAT", 3).max(1);
+    let text = std::fs::read(&path)?;
+    let scratch = tempfile::tempdir()?;
+    println!(
+        "input: {} ({:.0} MB); one thread; best of {repeat}",
+        path.display(),
+        text.len() as f64 / 1e6
+    );
+    let mut skim = None;
+    for stage in Stage::ALL {
+        let mut best = Duration::MAX;
+        let mut lines = 0;
+        for _ in 0..repeat {
+            let clock = Instant::now();
+            lines = run(stage, &text, scratch.path())?;
+            best = best.min(clock.elapsed());
+        }
+        let seconds = best.as_secs_f64();
+        if stage == Stage::SerdeSkim {
+            skim = Some(seconds);
+        }
+        let versus = skim.map_or(String::new(), |skim| {
+            format!("  {:.2}x the baseline's time", seconds / skim)
+        });
+        println!(
+            "{:<30} {:>7.3} s  {:>5.2} GB/s per core  {:>8.0} records/s{versus}",
+            stage.name(),
+            seconds,
+            text.len() as f64 / seconds / 1e9,
+            lines as f64 / seconds,
+        );
+    }
+    Ok(())
+}
