@@ -8,11 +8,12 @@
 //!    the least work a serde parser does for a line: it checks the syntax and builds nothing;
 //! 3. `parse`: the worker's reader, filling the tree of the members the tables read;
 //! 4. `flatten`: plus placing each record and appending its rows to the eight tables'
-//!    Arrow builders (batches finished every [`BATCH_ROWS`] rows, as a worker does);
+//!    Arrow builders (a table's batch finished every [`BATCH_ROWS`] rows);
 //! 5. `write`: plus encoding those batches into Parquet (zstd) by the sink, into a
 //!    temporary folder.
 //!
-//! Each stage runs REPEAT times (default 3); the best time counts. The GB/s of one core
+//! Each stage runs REPEAT times (default 3); the best time counts. BATCH_ROWS (default
+//! 8192) sets the rows per table in a batch. The GB/s of one core
 //! bound what two cores can do: 1 GB/s on 2 cores needs every stage together at 0.5 GB/s
 //! per core or better, with the Parquet writer's share spread over both cores.
 //!
@@ -29,7 +30,8 @@ use callrecords_etl::sink::store::Output;
 use callrecords_etl::sink::{ParquetSink, SinkOptions};
 use chrono::NaiveDate;
 
-/// Rows of one table a worker lets accumulate before it finishes a batch.
+/// Rows of one table accumulated before a batch is finished (and, in the last stage,
+/// written); `BATCH_ROWS` overrides it, to see what batch sizes cost the Parquet writer.
 const BATCH_ROWS: usize = 8 * 1024;
 
 fn setting(name: &str, default: usize) -> usize {
@@ -100,6 +102,7 @@ fn run(stage: Stage, text: &[u8], scratch: &std::path::Path) -> anyhow::Result<u
     let lines = text
         .split('\n')
         .filter(|line| !line.trim_ascii().is_empty());
+    let batch_rows = setting("BATCH_ROWS", BATCH_ROWS);
     let mut seen = 0u64;
     let privacy = Privacy::default();
     let mut parser = RecordParser::default();
@@ -136,7 +139,7 @@ fn run(stage: Stage, text: &[u8], scratch: &std::path::Path) -> anyhow::Result<u
         call_records::flatten_item(record, partition, &mut issues)?;
         issues.clear();
         for builder in partition.builders_mut() {
-            if builder.len() >= BATCH_ROWS {
+            if builder.len() >= batch_rows {
                 let batch = builder.finish();
                 if let Some(sink) = &mut sink {
                     sink.write(&builder.schema().table, start.date_naive(), &batch)?;
