@@ -573,3 +573,15 @@ impl std::io::Write for ObjectWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+impl ObjectOutput {
+    /// A store in memory under `prefix`, for tests of what reads and writes the lake.
+    pub(crate) fn in_memory(prefix: &str) -> Self {
+        ObjectOutput {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            prefix: ObjectPath::from(prefix),
+            url: format!("memory:///{prefix}"),
+        }
+    }
+}
