@@ -1,6 +1,7 @@
 //! Incremental rescans against the in-process emulator, counting the requests it served: a
 //! second run of the same window fetches no record again and still republishes every row; a
-//! record whose version moved on is refetched; `--full` refetches everything.
+//! record whose version moved on is refetched; `--full` refetches everything; a record the
+//! raw zone lacks is refetched (a record is reused only with its raw line).
 
 mod support;
 
@@ -38,7 +39,12 @@ fn client(emulator: &RunningEmulator) -> GraphClient {
     .unwrap()
 }
 
-async fn export(emulator: &RunningEmulator, lake: &Path, raw: &Path, full: bool) -> RunSummary {
+async fn export(
+    emulator: &RunningEmulator,
+    lake: &Path,
+    raw: Option<&Path>,
+    full: bool,
+) -> RunSummary {
     let today = chrono::Utc::now().date_naive();
     let plan = ExportPlan {
         window: Window::new(
@@ -52,9 +58,7 @@ async fn export(emulator: &RunningEmulator, lake: &Path, raw: &Path, full: bool)
         api_version: "v1.0".into(),
         log_chunk_days: 30,
         privacy: Default::default(),
-        raw: Some(callrecords_etl::sink::store::Output::Local(
-            raw.to_path_buf(),
-        )),
+        raw: raw.map(|raw| callrecords_etl::sink::store::Output::Local(raw.to_path_buf())),
         full,
     };
     let progress = Progress::new(ProgressMode::Hidden);
@@ -144,9 +148,22 @@ fn age_in_lake(lake: &Path, call_id: &str) {
     panic!("{call_id} is not in the lake");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row() {
-    let emulator = emulator::start(
+/// The ids of the call records in the raw zone `raw`, sorted.
+fn raw_ids(raw: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for file in callrecords_etl::raw::files_under(&raw.join("call_records")).unwrap() {
+        let input = callrecords_etl::raw::RawInput::Local(file);
+        for line in std::io::BufRead::lines(input.open_lines().unwrap()) {
+            let record: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            ids.push(record["id"].as_str().unwrap().to_string());
+        }
+    }
+    ids.sort();
+    ids
+}
+
+async fn start_emulator() -> RunningEmulator {
+    emulator::start(
         EmulatorConfig {
             calls_per_day: 40,
             ..EmulatorConfig::default()
@@ -154,11 +171,16 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row() {
+    let emulator = start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
 
-    let first = export(&emulator, &lake, &raw, false).await;
+    let first = export(&emulator, &lake, Some(&raw), false).await;
     assert_eq!(first.records_reused, 0);
     let records = first.records_exported as usize;
     assert!(records > 40);
@@ -171,7 +193,7 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
     let expected = snapshot(&lake);
 
     // The same window again: nothing is fetched, every row is still there.
-    let second = export(&emulator, &lake, &raw, false).await;
+    let second = export(&emulator, &lake, Some(&raw), false).await;
     assert_eq!(record_requests(&emulator).len(), fetched.len());
     assert_eq!(second.records_reused as usize, records);
     assert_eq!(second.records_exported as usize, records);
@@ -179,15 +201,11 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
         snapshot(&lake) == expected,
         "the reused rows are republished"
     );
-    let raw_lines: usize = callrecords_etl::raw::files_under(&raw.join("call_records"))
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let input = callrecords_etl::raw::RawInput::Local(f.clone());
-            std::io::BufRead::lines(input.open_lines().unwrap()).count()
-        })
-        .sum();
-    assert_eq!(raw_lines, records, "the reused raw lines are republished");
+    assert_eq!(
+        raw_ids(&raw).len(),
+        records,
+        "the reused raw lines are republished"
+    );
 
     // A record whose listed version is newer than the lake's is fetched again.
     let changed = support::read_table(&lake, "call_records")[3]["call_id"]
@@ -196,7 +214,7 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
         .to_string();
     age_in_lake(&lake, &changed);
     let before = record_requests(&emulator).len();
-    let third = export(&emulator, &lake, &raw, false).await;
+    let third = export(&emulator, &lake, Some(&raw), false).await;
     let refetched: Vec<String> = record_requests(&emulator).split_off(before);
     assert!(!refetched.is_empty());
     assert!(refetched.iter().all(|id| *id == changed), "{refetched:?}");
@@ -205,8 +223,44 @@ async fn a_rescan_fetches_only_new_and_changed_records_and_republishes_every_row
 
     // --full fetches every record.
     let before = record_requests(&emulator).len();
-    let full = export(&emulator, &lake, &raw, true).await;
+    let full = export(&emulator, &lake, Some(&raw), true).await;
     assert_eq!(full.records_reused, 0);
     assert_eq!(record_requests(&emulator).len() - before, fetched.len());
+    assert!(snapshot(&lake) == expected);
+}
+
+/// A raw zone kept from tonight on (the lake older than it): a record is reused only with
+/// its raw line, so the first run with the raw zone fetches every record again, and the
+/// raw zone then holds every record the lake holds; the next run reuses them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_missing_from_the_raw_zone_is_fetched_again() {
+    let emulator = start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
+
+    let without_raw = export(&emulator, &lake, None, false).await;
+    let records = without_raw.records_exported as usize;
+    let fetched = record_requests(&emulator).len();
+    let expected = snapshot(&lake);
+
+    let with_raw = export(&emulator, &lake, Some(&raw), false).await;
+    assert_eq!(with_raw.records_reused, 0, "the raw zone has none of them");
+    assert_eq!(record_requests(&emulator).len(), 2 * fetched);
+    let lake_ids: Vec<String> = {
+        let mut ids: Vec<String> = support::read_table(&lake, "call_records")
+            .iter()
+            .map(|row| row["call_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(raw_ids(&raw), lake_ids);
+    assert_eq!(lake_ids.len(), records);
+    assert!(snapshot(&lake) == expected);
+
+    let rescan = export(&emulator, &lake, Some(&raw), false).await;
+    assert_eq!(rescan.records_reused as usize, records);
+    assert_eq!(record_requests(&emulator).len(), 2 * fetched);
+    assert_eq!(raw_ids(&raw), lake_ids);
     assert!(snapshot(&lake) == expected);
 }
