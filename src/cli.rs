@@ -351,10 +351,28 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(error) => {
             let exit = exit_code_of(&error);
-            tracing::error!("{error:#}");
+            tracing::error!("{}", describe(&error));
             exit.into()
         }
     }
+}
+
+/// `error` and its causes, joined by `: ` like `{:#}`, leaving out a cause whose message the
+/// text before it already holds: many error types (ours, `object_store`'s, `reqwest`'s) say
+/// their source in their own message and also return it as `source()`.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 /// The exit code an error stands for: usage and config errors are 2, the rest 1.
@@ -606,7 +624,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     let (mut settings, _emulator) = match args.source.connect(true).await {
         Ok(connected) => connected,
         Err(error) => {
-            println!("✗ configuration: {error:#}");
+            println!("✗ configuration: {}", describe(&error));
             return Err(error);
         }
     };
@@ -769,7 +787,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
         .await
         .map_err(|error| {
             if error.to_string().contains("loopback") {
-                anyhow::Error::new(Failure::usage(format!("{error:#}")))
+                anyhow::Error::new(Failure::usage(describe(&error)))
             } else {
                 error
             }
@@ -1017,4 +1035,37 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
             .display_path(&format!("_manifests/{}.json", summary.run_id))
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that, like many, says its source in its own message and returns it too.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot list /lake: {source}")]
+    struct Listing {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_repeated() {
+        let error = anyhow::Error::new(Listing {
+            source: std::io::Error::other("No such file or directory"),
+        })
+        .context("cannot read the raw zone");
+        assert_eq!(
+            format!("{error:#}"),
+            "cannot read the raw zone: cannot list /lake: No such file or directory: No such file or directory"
+        );
+        assert_eq!(
+            describe(&error),
+            "cannot read the raw zone: cannot list /lake: No such file or directory"
+        );
+        let distinct = anyhow::anyhow!("disk full").context("cannot write part-1.parquet");
+        assert_eq!(
+            describe(&distinct),
+            "cannot write part-1.parquet: disk full"
+        );
+    }
 }

@@ -325,7 +325,7 @@ async fn find_inputs(
             let folders = object
                 .list_folders("")
                 .await
-                .with_context(|| format!("cannot read the raw zone {raw}"))?;
+                .context("cannot read the raw zone")?;
             StreamKind::ALL
                 .into_iter()
                 .filter(|stream| folders.iter().any(|f| f == stream.name()))
