@@ -227,15 +227,23 @@ impl RawInput {
                 let runtime = tokio::runtime::Handle::current();
                 let files = sink::object::committed_files(object, relative).await?;
                 Ok(files
-                    .into_iter()
+                    .iter()
                     .filter(|path| is_raw_file(path))
-                    .map(|relative| RawInput::Object {
-                        zone: object.clone(),
-                        relative,
-                        runtime: runtime.clone(),
-                    })
+                    .map(|relative| RawInput::at(zone, relative, &runtime))
                     .collect())
             }
+        }
+    }
+
+    /// The file or object `relative` (slash-separated) under the root of `zone`.
+    pub fn at(zone: &Output, relative: &str, runtime: &tokio::runtime::Handle) -> RawInput {
+        match zone {
+            Output::Local(root) => RawInput::Local(root.join(relative)),
+            Output::Object(object) => RawInput::Object {
+                zone: object.clone(),
+                relative: relative.to_string(),
+                runtime: runtime.clone(),
+            },
         }
     }
 

@@ -6,14 +6,15 @@
 //! staged and published by the same sink, with a manifest under `_manifests/`.
 //!
 //! Work is spread over threads: one reader, which cuts every file into chunks of whole
-//! lines of about [`CHUNK_BYTES`] (plain files mapped into memory and parsed in place,
-//! compressed ones decompressed into pooled buffers), `workers` parse-and-flatten threads,
+//! lines of about [`CHUNK_BYTES`] (plain local files mapped into memory and parsed in
+//! place; compressed ones, and objects streamed from a store, read into pooled buffers),
+//! `workers` parse-and-flatten threads,
 //! each with its own builders per partition, and one Parquet writer. Channels are bounded,
 //! a mapped chunk's pages are released when it is done, and each worker holds at most
 //! [`WORKER_MAX_ROWS`] rows, so memory does not grow with the input.
 //!
-//! May touch: raw files (reading), the output folder through [`crate::sink`] and
-//! [`crate::state`]'s lock.
+//! May touch: raw files and objects (reading), the lake (a folder or an object-store
+//! prefix) through [`crate::sink`] and [`crate::state`]'s lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -52,8 +53,8 @@ const WORKER_MAX_ROWS: usize = 32 * 1024;
 /// What to rebuild, from where, into where.
 #[derive(Debug, Clone)]
 pub struct ReflattenPlan {
-    /// A raw zone root (`<stream>/dt=…/` folders), a folder of raw files, or one raw file
-    /// (on disk only); on disk or on an object store.
+    /// A raw zone root (`<stream>/dt=…/` folders) or a folder of raw files, on disk or on
+    /// an object store; or one raw file on disk.
     pub raw: Output,
     pub output: Output,
     /// Only objects whose own time lies in the window; its days' partitions are replaced

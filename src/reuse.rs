@@ -120,14 +120,7 @@ pub fn raw_records(
         if !raw::is_raw_file(&file) {
             continue;
         }
-        let input = match raw_zone {
-            Output::Local(root) => RawInput::Local(root.join(&file)),
-            Output::Object(zone) => RawInput::Object {
-                zone: zone.clone(),
-                relative: file,
-                runtime: runtime.clone(),
-            },
-        };
+        let input = RawInput::at(raw_zone, &file, runtime);
         let mut lines = input
             .open_lines()
             .with_context(|| format!("cannot read {input}"))?;
