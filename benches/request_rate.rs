@@ -10,6 +10,8 @@
 //! Run: `cargo bench --bench request_rate` (DAYS=14 days of 200 calls: about 2,800 records
 //! and 70 s; CALLS_PER_DAY and CONCURRENCY change the load).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,25 +22,15 @@ use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output;
 use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
+use support::setting;
 use tokio_util::sync::CancellationToken;
-
-fn setting(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .map(|value| {
-            value
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}={value} is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; this benchmark takes no arguments.
-    let days = setting("DAYS", 14);
+    let days: u32 = setting("DAYS", 14);
     let calls_per_day = setting("CALLS_PER_DAY", 200);
-    let concurrency = setting("CONCURRENCY", 8) as usize;
+    let concurrency: usize = setting("CONCURRENCY", 8);
     let limits = Limits::default();
     let config = EmulatorConfig {
         calls_per_day,

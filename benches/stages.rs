@@ -21,6 +21,8 @@
 //! `target/stages-input.jsonl`, generated at first with the emulator's synthetic tenant,
 //! CALLS_PER_DAY=1900 over 7 days: about 0.49 GB, the input of `benches/run.sh`).
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,21 +31,11 @@ use callrecords_etl::privacy::Privacy;
 use callrecords_etl::sink::store::Output;
 use callrecords_etl::sink::{ParquetSink, SinkOptions};
 use chrono::NaiveDate;
+use support::setting;
 
 /// Rows of one table accumulated before a batch is finished (and, in the last stage,
 /// written); `BATCH_ROWS` overrides it, to see what batch sizes cost the Parquet writer.
 const BATCH_ROWS: usize = 8 * 1024;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .map(|value| {
-            value
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}={value} is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 fn input() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("INPUT") {
