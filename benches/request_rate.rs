@@ -120,24 +120,32 @@ async fn main() -> anyhow::Result<()> {
         shares.push(used as f64 / allowed);
         start += window;
     }
-    let shown: Vec<String> = shares
-        .iter()
-        .map(|s| format!("{:.0} %", s * 100.0))
-        .collect();
-    println!(
-        "allowed rate used, per full {} s window: {}",
-        window.as_secs(),
-        shown.join(", ")
-    );
-    let lowest = shares.iter().copied().fold(f64::INFINITY, f64::min);
-    let mean = shares.iter().sum::<f64>() / shares.len().max(1) as f64;
     let rate = admitted.len() as f64 / (last - first).as_secs_f64();
-    println!(
-        "mean {:.1} %, lowest {:.1} %; over the whole run {rate:.1} requests/s (allowed on average: {:.1}/s)",
-        mean * 100.0,
-        lowest * 100.0,
-        allowed / window.as_secs_f64()
-    );
+    let lowest = shares.iter().copied().fold(f64::INFINITY, f64::min);
+    if shares.is_empty() {
+        println!(
+            "allowed rate used: the run ended within one {} s window, so none is full \
+             (more DAYS or CALLS_PER_DAY); over the whole run {rate:.1} requests/s",
+            window.as_secs()
+        );
+    } else {
+        let shown: Vec<String> = shares
+            .iter()
+            .map(|s| format!("{:.0} %", s * 100.0))
+            .collect();
+        println!(
+            "allowed rate used, per full {} s window: {}",
+            window.as_secs(),
+            shown.join(", ")
+        );
+        let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+        println!(
+            "mean {:.1} %, lowest {:.1} %; over the whole run {rate:.1} requests/s (allowed on average: {:.1}/s)",
+            mean * 100.0,
+            lowest * 100.0,
+            allowed / window.as_secs_f64()
+        );
+    }
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
     println!(
         "target: >= 90 % of the allowed rate in every full window: {}",
