@@ -560,8 +560,13 @@ impl CallRecordRun<'_> {
             .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>)))
             .try_flatten()
             .try_filter_map(|item| {
-                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids)
-                    .filter(|id| !reuses(&item, id, &known, &mut reused.borrow_mut()));
+                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids).filter(|id| {
+                    let reuse = reuses(&item, id, &known, &mut reused.borrow_mut());
+                    if reuse {
+                        progress.reused(1);
+                    }
+                    !reuse
+                });
                 futures::future::ready(Ok(keep))
             });
         // A record whose responses cannot be read is quarantined; any other failure
@@ -642,6 +647,12 @@ impl CallRecordRun<'_> {
         outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
         outcome.records_exported += outcome.records_reused;
         if !reused.is_empty() {
+            tracing::info!(
+                records_reused = outcome.records_reused,
+                lake = %self.lake,
+                "Copying the rows of {} unchanged call records from the lake (and their raw lines).",
+                outcome.records_reused
+            );
             let (lake, raw) = (self.lake.clone(), self.raw.cloned());
             let sender = batches.clone();
             // Blocking reads, sent with `blocking_send`: off the async threads.

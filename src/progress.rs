@@ -121,6 +121,8 @@ pub enum Unit {
 struct StreamState {
     done: u64,
     listed: u64,
+    /// Listed records the lake already holds at their version: copied, not fetched.
+    reused: u64,
     pages: u64,
     listing_complete: bool,
     stats: RequestStats,
@@ -153,6 +155,15 @@ impl StreamProgress {
     /// Every record of the window has been listed: the total is known.
     pub fn listing_complete(&self) {
         self.update(|state| state.listing_complete = true);
+    }
+
+    /// `count` listed records need no fetching: the lake holds them at their version. They
+    /// fill the bar but not the rate, which would otherwise promise too early an end.
+    pub fn reused(&self, count: u64) {
+        self.update(|state| state.reused += count);
+        if let Some(bar) = &self.bar {
+            bar.inc(count);
+        }
     }
 
     /// `count` records were fetched (or skipped), or `count` rows written.
@@ -199,22 +210,27 @@ impl StreamProgress {
     fn describe(&self, state: &StreamState) -> String {
         let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = state.done as f64 / elapsed;
+        let reused = match state.reused {
+            0 => String::new(),
+            reused => format!(" ({reused} unchanged, reused)"),
+        };
+        let to_fetch = state.listed.saturating_sub(state.reused);
         let done = match self.unit {
             Unit::Records if state.listing_complete => {
-                let left = state.listed.saturating_sub(state.done);
+                let left = to_fetch.saturating_sub(state.done);
                 let eta = if rate > 0.0 {
                     format!(", ETA {:.0} s", left as f64 / rate)
                 } else {
                     String::new()
                 };
                 format!(
-                    "{}/{} records, {rate:.1} records/s{eta}",
-                    state.done, state.listed
+                    "{}/{to_fetch} records{reused}, {rate:.1} records/s{eta}",
+                    state.done
                 )
             }
             Unit::Records => format!(
-                "{}/{}+ records listed so far, {rate:.1} records/s",
-                state.done, state.listed
+                "{}/{to_fetch}+ records listed so far{reused}, {rate:.1} records/s",
+                state.done
             ),
             Unit::Rows => format!("{} rows, {rate:.0} rows/s", state.done),
         };
@@ -239,5 +255,30 @@ impl StreamProgress {
             stats.throttled,
             (stats.throttle_wait_ms + stats.paced_wait_ms) as f64 / 1000.0
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_records_are_counted_apart_from_the_ones_to_fetch() {
+        let progress = Progress::new(ProgressMode::Hidden).stream("call_records", Unit::Records);
+        progress.page(10, RequestStats::default());
+        progress.reused(6);
+        progress.done(3, RequestStats::default());
+        let line = progress.describe(&progress.state.lock().unwrap());
+        assert!(
+            line.starts_with("3/4+ records listed so far (6 unchanged, reused), "),
+            "{line}"
+        );
+        progress.listing_complete();
+        let line = progress.describe(&progress.state.lock().unwrap());
+        assert!(
+            line.starts_with("3/4 records (6 unchanged, reused), "),
+            "{line}"
+        );
+        assert!(line.contains(", ETA "), "one record left to fetch: {line}");
     }
 }
