@@ -204,8 +204,9 @@ struct ExportArgs {
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: Option<u16>,
-    /// Also write what Graph returned into this raw landing zone; overrides [raw] path.
-    #[arg(long, value_name = "PATH")]
+    /// Also write what Graph returned into this raw landing zone (a folder, or an
+    /// object-store URL like --out); overrides [raw] path.
+    #[arg(long, value_name = "PATH|URL")]
     raw: Option<PathBuf>,
     /// Refetch every listed call record, also those whose version the lake already holds.
     #[arg(long)]
