@@ -475,8 +475,9 @@ fn send_mapped(
     Ok(Some(map.len() as u64))
 }
 
-/// The lines of `text` (split with the SIMD `memchr`, which `str::split` does not use).
-fn lines(text: &str) -> impl Iterator<Item = &str> {
+/// The lines of `text`, as `text.split('\n')` gives them but split with the SIMD `memchr`,
+/// which `str::split` does not use (public for `cargo bench --bench stages`).
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
     memchr::memchr_iter(b'\n', text.as_bytes())
         .chain(std::iter::once(text.len()))
