@@ -149,7 +149,7 @@ _SUCCESS marker gives only the files the marker names.";
 #[derive(Debug, Args)]
 struct ReflattenArgs {
     /// The raw zone's root, a folder of raw files, or one raw file (of call records): a
-    /// path, or an object-store URL (s3://, az://, abfss://, gs://) of a folder.
+    /// path, or an object-store URL (s3://, az://, abfss://, gs://) of any of these.
     #[arg(long, value_name = "PATH|URL")]
     raw: String,
     /// The lake: a folder, or an object-store URL (s3://, az://, abfss://, gs://).

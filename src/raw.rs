@@ -210,7 +210,8 @@ pub enum RawInput {
 impl RawInput {
     /// Every raw file under `relative` in `zone` (recursively, in name order; a folder
     /// starting with `_` or `.` is skipped, and on an object store a partition with a
-    /// commit marker gives only the files it names). On disk `relative` may be one file.
+    /// commit marker gives only the files it names). The zone itself may be one file or
+    /// object (`relative` empty) whose name ends as a raw file's does.
     /// Must be called within a tokio runtime: objects are read through its handle.
     pub async fn list(zone: &Output, relative: &str) -> Result<Vec<RawInput>, StoreError> {
         match zone {
@@ -226,6 +227,14 @@ impl RawInput {
             Output::Object(object) => {
                 let runtime = tokio::runtime::Handle::current();
                 let files = sink::object::committed_files(object, relative).await?;
+                // A URL naming one object: nothing lies under it as a folder.
+                if files.is_empty()
+                    && relative.is_empty()
+                    && is_raw_file(&object.to_string())
+                    && object.exists("").await?
+                {
+                    return Ok(vec![RawInput::at(zone, "", &runtime)]);
+                }
                 Ok(files
                     .iter()
                     .filter(|path| is_raw_file(path))
@@ -259,7 +268,7 @@ impl RawInput {
                 let reader = zone
                     .reader(relative, runtime.clone())
                     .map_err(io::Error::other)?;
-                lines_of(relative, reader)
+                lines_of(&self.to_string(), reader)
             }
         }
     }
@@ -294,6 +303,7 @@ impl std::fmt::Display for RawInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RawInput::Local(path) => write!(f, "{}", path.display()),
+            RawInput::Object { zone, relative, .. } if relative.is_empty() => write!(f, "{zone}"),
             RawInput::Object { zone, relative, .. } => write!(f, "{zone}/{relative}"),
         }
     }

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -725,4 +725,45 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
     assert_eq!(manifest["raw"], raw.url.as_str());
     assert!(rebuilt.keys("_staging").is_empty());
     assert!(rebuilt.get("_lock").is_none(), "lock released");
+
+    // `--raw` naming one object: its calls, and only those, in every table.
+    let object = raw
+        .keys(&partition)
+        .into_iter()
+        .find(|key| key.ends_with(".jsonl.zst") && !key.contains("uncommitted"))
+        .unwrap();
+    let text = String::from_utf8(zstd::decode_all(&raw.get(&object).unwrap()[..]).unwrap());
+    let ids: BTreeSet<String> = text
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["id"].to_string())
+        .collect();
+    let single = s3_lake(&server, "single");
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"));
+    command
+        .args(["reflatten", "--raw", &format!("{}/{object}", raw.url)])
+        .args(["--out", &single.url])
+        .env_remove("CALLRECORDS_CONFIG");
+    for (name, value) in &single.env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    for table in callrecords_etl::schema::tables() {
+        let table = table.table.as_str();
+        let of_the_object: Vec<_> = lake
+            .read_table(table)
+            .into_iter()
+            .filter(|row| {
+                row.get("call_id")
+                    .is_some_and(|id| ids.contains(&id.to_string()))
+            })
+            .collect();
+        assert_eq!(
+            sorted(single.read_table(table)),
+            sorted(of_the_object),
+            "{table}"
+        );
+    }
+    assert!(!ids.is_empty());
 }

@@ -404,6 +404,15 @@ impl ObjectOutput {
         })
     }
 
+    /// Whether the object `relative` exists (a HEAD request).
+    pub async fn exists(&self, relative: &str) -> Result<bool, StoreError> {
+        match self.store.head(&self.key(relative)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(self.error("read", relative)(error)),
+        }
+    }
+
     /// The Parquet file `relative`, for parquet's async reader (asks for its size once).
     pub async fn parquet_file(&self, relative: &str) -> Result<ObjectParquetFile, StoreError> {
         let key = self.key(relative);
