@@ -680,6 +680,19 @@ fn a_rescan_of_a_lake_on_azure_blob_fetches_only_what_the_lake_lacks() {
     a_rescan_reuses_what_the_store_holds(&azure_lake(&server, "lake"), &azure_lake(&server, "raw"));
 }
 
+/// Runs `reflatten --raw <raw> --out <lake>` with the lake's credentials; it must succeed.
+fn reflatten(raw: &str, lake: &Lake) {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"));
+    command
+        .args(["reflatten", "--raw", raw, "--out", &lake.url])
+        .env_remove("CALLRECORDS_CONFIG");
+    for (name, value) in &lake.env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 /// `reflatten` reads a raw zone on the store (streamed GETs, committed files only) and
 /// writes the lake there too: the tables the export wrote, row for row.
 #[test]
@@ -703,15 +716,7 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
     );
 
     let rebuilt = s3_lake(&server, "rebuilt");
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"));
-    command
-        .args(["reflatten", "--raw", &raw.url, "--out", &rebuilt.url])
-        .env_remove("CALLRECORDS_CONFIG");
-    for (name, value) in &rebuilt.env {
-        command.env(name, value);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    reflatten(&raw.url, &rebuilt);
     for table in callrecords_etl::schema::tables() {
         let table = table.table.as_str();
         assert_eq!(
@@ -739,16 +744,7 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
         .map(|line| serde_json::from_str::<Value>(line).unwrap()["id"].to_string())
         .collect();
     let single = s3_lake(&server, "single");
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("callrecords-etl"));
-    command
-        .args(["reflatten", "--raw", &format!("{}/{object}", raw.url)])
-        .args(["--out", &single.url])
-        .env_remove("CALLRECORDS_CONFIG");
-    for (name, value) in &single.env {
-        command.env(name, value);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    reflatten(&format!("{}/{object}", raw.url), &single);
     for table in callrecords_etl::schema::tables() {
         let table = table.table.as_str();
         let of_the_object: Vec<_> = lake
