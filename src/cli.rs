@@ -323,6 +323,9 @@ fn parse_bound(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// The process entry point: parse, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Tests configure the commit's failure points through FAILPOINTS (see `commit::step!`).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -391,8 +394,18 @@ fn exit_code_of(error: &anyhow::Error) -> Exit {
         {
             return Exit::Usage;
         }
-        if let Some(state::StateError::Locked { .. }) = cause.downcast_ref::<state::StateError>() {
-            return Exit::Locked;
+        match cause.downcast_ref::<state::StateError>() {
+            Some(state::StateError::Locked { .. }) => return Exit::Locked,
+            // Found before any request; the message says what to do.
+            Some(state::StateError::Damaged { .. }) => return Exit::Usage,
+            _ => {}
+        }
+        if let Some(
+            crate::commit::CommitError::Damaged { .. }
+            | crate::commit::CommitError::UnknownZone { .. },
+        ) = cause.downcast_ref::<crate::commit::CommitError>()
+        {
+            return Exit::Usage;
         }
     }
     Exit::Failure

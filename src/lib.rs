@@ -58,6 +58,7 @@
 //! ```
 
 pub mod cli;
+pub mod commit;
 pub mod config;
 pub mod ddl;
 pub mod emulator;
@@ -70,6 +71,7 @@ pub mod progress;
 pub mod raw;
 pub mod reflatten;
 pub mod reuse;
+pub mod run;
 pub mod schema;
 pub mod sink;
 pub mod state;

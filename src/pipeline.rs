@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::FileChange;
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
@@ -35,10 +36,11 @@ use crate::privacy::Privacy;
 use crate::progress::{Progress, Unit};
 use crate::raw::{self, RawSink};
 use crate::reuse;
+use crate::run::Run;
 use crate::schema;
 use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
-use crate::state::{self, ExportState, RunLock};
+use crate::state::{self, ExportState};
 use crate::streams::logs::{self, LogStream};
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
@@ -176,18 +178,11 @@ pub async fn export(
 ) -> anyhow::Result<RunSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let run_id = new_run_id(started_at);
-    let _lock = RunLock::acquire(&plan.output, &run_id).await?;
-    sink::remove_stale_staging(&plan.output)
-        .await
-        .context("cannot clean up after an earlier run that did not finish")?;
+    let run = Run::begin(&plan.output, plan.raw.as_ref(), started_at).await?;
+    let run_id = run.id.clone();
+    // Read and checked before any request: a damaged state file stops the run here.
+    let (state, state_text) = ExportState::read_from(&plan.output).await?;
     tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
-    if let Some(raw) = &plan.raw {
-        // The output lock covers the raw zone too: it is written only by runs of this lake.
-        sink::remove_stale_staging(raw)
-            .await
-            .context("cannot clean up the raw zone after an earlier run that did not finish")?;
-    }
     if !plan.window.is_whole_days() {
         tracing::warn!(
             window = %plan.window,
@@ -197,61 +192,20 @@ pub async fn export(
     }
     let stream_windows = stream_windows(plan, started_at);
 
-    let sink = ParquetSink::create(&plan.output, &run_id, SinkOptions::default())
-        .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
-    let raw_sink = match &plan.raw {
-        Some(raw) => Some(
-            RawSink::create(raw, &run_id)
-                .with_context(|| format!("cannot prepare the raw zone {raw}"))?,
-        ),
-        None => None,
-    };
-    let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
-    let writer = std::thread::Builder::new()
-        .name("parquet-writer".into())
-        .spawn({
-            let runtime = tokio::runtime::Handle::current();
-            move || write_batches(sink, raw_sink, receiver, runtime)
-        })
-        .context("cannot start the writer thread")?;
-
-    let mut quarantine = Quarantine::new(&plan.output, &run_id);
-    let fetched = fetch_streams(
-        client,
-        plan,
-        &stream_windows,
-        &batches,
-        &mut quarantine,
-        progress,
-        cancel,
-    )
-    .await;
-    drop(batches);
-    let staged = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?;
-    let (fetched, staged) = match (fetched, staged) {
-        (Ok(fetched), Ok(staged)) => (fetched, staged),
-        (Err(error), Ok(staged)) => {
-            staged.discard().await;
-            quarantine.discard().await;
+    let staged = match stage(client, plan, &run, &stream_windows, progress, cancel).await {
+        Ok(staged) => staged,
+        Err(error) => {
+            run.discard().await;
             return Err(error);
         }
-        (_, Err(error)) => {
-            quarantine.discard().await;
-            return Err(anyhow::Error::new(error)
-                .context("nothing was published; the lake is as it was before this run"));
-        }
     };
+    let (fetched, staged, quarantine) = staged;
 
-    let windows = stream_windows
-        .iter()
-        .filter_map(|(stream, window)| window.map(|w| (*stream, w)));
-    let partitions = partitions_to_replace(&stream_windows);
-    // Both are staged and fsynced before either is published; the raw zone goes first so
-    // that tables never hold rows whose raw lines are missing.
-    if let Some(raw) = staged.raw {
-        let raw_partitions = windows
+    let mut zones = Vec::new();
+    if let Some(raw) = &staged.raw {
+        let raw_partitions = stream_windows
+            .iter()
+            .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
             .flat_map(|(stream, window)| {
                 window
                     .days()
@@ -259,30 +213,19 @@ pub async fn export(
                     .map(move |dt| (stream.name().to_string(), dt))
             })
             .collect();
-        if let Err(error) = raw.publish(&raw_partitions).await {
-            staged.tables.discard().await;
-            return Err(anyhow::Error::new(error)
-                .context("cannot publish the raw zone; the tables were not published"));
-        }
+        zones.push(raw.changes(&raw_partitions).0);
     }
-    let report = staged
+    let (tables_change, report) = staged
         .tables
-        .publish(&partitions)
-        .await
-        .context("cannot publish the exported partitions")?;
+        .changes(&partitions_to_replace(&stream_windows));
+    zones.push(tables_change);
 
-    let mut state = ExportState::load_from(&plan.output).await?;
+    let mut new_state = state;
     for (stream, window) in &stream_windows {
         if let Some(window) = window {
-            state.record(stream.name(), *window);
+            new_state.record(stream.name(), *window);
         }
     }
-    state
-        .save_to(&plan.output)
-        .await
-        .context("the partitions were published, but the state file could not be written")?;
-
-    let tables = table_totals(&plan.streams, &report.files);
     let summary = RunSummary {
         run_id,
         version: env!("CARGO_PKG_VERSION"),
@@ -302,7 +245,7 @@ pub async fn export(
         records_not_found: fetched.records_not_found,
         records_rejected: quarantine.finish(),
         value_issues: fetched.value_issues,
-        tables,
+        tables: table_totals(&plan.streams, &report.files),
         partitions_replaced: report
             .partitions_replaced
             .iter()
@@ -311,12 +254,81 @@ pub async fn export(
         files: report.files,
         requests: client.stats(),
     };
-    let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    plan.output
-        .write_atomically(&format!("_manifests/{}.json", summary.run_id), &manifest)
-        .await
-        .context("the partitions were published, but the run manifest could not be written")?;
+    let files = vec![
+        FileChange {
+            path: state::STATE_FILE.to_string(),
+            before: state_text,
+            after: new_state.to_text(),
+        },
+        run.manifest(&summary),
+    ];
+    if let Err(error) = run.publish(zones, files).await {
+        let _ = plan
+            .output
+            .remove_all(&format!("{REJECTED_DIR}/{}", run.id))
+            .await;
+        return Err(anyhow::Error::new(error).context(
+            "cannot publish the exported partitions; nothing was published, the lake is as it was before this run",
+        ));
+    }
     Ok(summary)
+}
+
+/// Fetches every stream into staged files: the run up to its commit.
+async fn stage(
+    client: &GraphClient,
+    plan: &ExportPlan,
+    run: &Run,
+    stream_windows: &BTreeMap<StreamKind, Option<Window>>,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(FetchOutcome, Staged, Quarantine)> {
+    let sink = ParquetSink::create(&plan.output, &run.id, SinkOptions::default())
+        .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
+    let raw_sink = match &plan.raw {
+        Some(raw) => Some(
+            RawSink::create(raw, &run.id)
+                .with_context(|| format!("cannot prepare the raw zone {raw}"))?,
+        ),
+        None => None,
+    };
+    let (batches, receiver) = mpsc::channel(WRITER_QUEUE);
+    let writer = std::thread::Builder::new()
+        .name("parquet-writer".into())
+        .spawn({
+            let runtime = tokio::runtime::Handle::current();
+            move || write_batches(sink, raw_sink, receiver, runtime)
+        })
+        .context("cannot start the writer thread")?;
+
+    let mut quarantine = Quarantine::new(&plan.output, &run.id);
+    let fetched = fetch_streams(
+        client,
+        plan,
+        stream_windows,
+        &batches,
+        &mut quarantine,
+        progress,
+        cancel,
+    )
+    .await;
+    drop(batches);
+    let staged = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the Parquet writer thread panicked"))?;
+    match (fetched, staged) {
+        (Ok(fetched), Ok(staged)) => Ok((fetched, staged, quarantine)),
+        (Err(error), Ok(staged)) => {
+            staged.discard().await;
+            quarantine.discard().await;
+            Err(error)
+        }
+        (_, Err(error)) => {
+            quarantine.discard().await;
+            Err(anyhow::Error::new(error)
+                .context("nothing was published; the lake is as it was before this run"))
+        }
+    }
 }
 
 /// Every table of each `(stream, dt)`: the partitions a run replaces.
@@ -1006,10 +1018,4 @@ impl Quarantine {
             }
         }
     }
-}
-
-/// A run id that sorts by start time and is unique across concurrent runs.
-pub(crate) fn new_run_id(started_at: DateTime<Utc>) -> String {
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), &random[..8])
 }

@@ -340,7 +340,16 @@ mod tests {
         raw.write_line("pstn_calls", dt, br#"{"id":"b"}"#).unwrap();
         let staged = raw.finish().unwrap();
         let partitions = [("pstn_calls".to_string(), dt)].into_iter().collect();
-        let report = staged.publish(&partitions).await.unwrap();
+        let (change, report) = staged.changes(&partitions);
+        let journal = crate::commit::Journal {
+            run_id: "run1".into(),
+            direction: crate::commit::Direction::Forward,
+            zones: vec![change],
+            files: Vec::new(),
+        };
+        crate::commit::commit(staged.output(), journal, &[])
+            .await
+            .unwrap();
         assert_eq!(report.files[0].rows, 2);
         let files = files_under(root.path()).unwrap();
         assert_eq!(

@@ -36,10 +36,10 @@ use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::pipeline::{self, TableTotals};
 use crate::privacy::Privacy;
 use crate::raw::{self, RawInput};
+use crate::run::Run;
 use crate::schema;
 use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkOptions, WrittenFile};
-use crate::state::RunLock;
 use crate::streams::StreamKind;
 use crate::window::Window;
 
@@ -183,7 +183,6 @@ struct Counts {
 pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary> {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let run_id = pipeline::new_run_id(started_at);
     let inputs = find_inputs(&plan.raw, plan.streams.as_deref()).await?;
     let streams: Vec<StreamKind> = match &plan.streams {
         Some(streams) => streams.clone(),
@@ -194,11 +193,9 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         "{} holds no raw files (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
         plan.raw
     );
-    let _lock = RunLock::acquire(&plan.output, &run_id).await?;
+    let run = Run::begin(&plan.output, None, started_at).await?;
+    let run_id = run.id.clone();
     let output = &plan.output;
-    sink::remove_stale_staging(output)
-        .await
-        .context("cannot clean up after an earlier run that did not finish")?;
     tracing::info!(run_id, raw = %plan.raw, output = %plan.output, "Reflatten started.");
 
     let sink = ParquetSink::create(output, &run_id, SinkOptions::default())
@@ -244,7 +241,15 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         let staged = writer.join().expect("the writer thread does not panic");
         (read, counts, staged)
     });
-    let staged = staged.context("nothing was published; the lake is as it was")?;
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(error) => {
+            run.discard().await;
+            return Err(
+                anyhow::Error::new(error).context("nothing was published; the lake is as it was")
+            );
+        }
+    };
     let mut totals = Counts::default();
     let outcome = read.and_then(|read| {
         for counts in counts {
@@ -271,10 +276,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
             .collect(),
         None => totals.days.iter().copied().collect(),
     };
-    let report = staged
-        .publish(&pipeline::table_partitions(days.into_iter()))
-        .await
-        .context("cannot publish the rebuilt partitions")?;
+    let (change, report) = staged.changes(&pipeline::table_partitions(days.into_iter()));
     let summary = ReflattenSummary {
         run_id,
         version: env!("CARGO_PKG_VERSION"),
@@ -298,11 +300,10 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
             .collect(),
         files: report.files,
     };
-    let manifest = serde_json::to_vec_pretty(&summary).expect("the summary serializes");
-    output
-        .write_atomically(&format!("_manifests/{}.json", summary.run_id), &manifest)
-        .await
-        .context("the partitions were published, but the run manifest could not be written")?;
+    let manifest = run.manifest(&summary);
+    run.publish(vec![change], vec![manifest]).await.context(
+        "cannot publish the rebuilt partitions; nothing was published, the lake is as it was",
+    )?;
     Ok(summary)
 }
 

@@ -338,26 +338,26 @@ pub struct ExportState {
 impl ExportState {
     /// The state of the lake at `out`, local or on an object store.
     pub async fn load_from(out: &Output) -> Result<Self, StateError> {
-        match out {
-            Output::Local(root) => Self::load(root),
-            Output::Object(object) => match object.read(STATE_FILE).await? {
-                Some(bytes) => Self::parse(&bytes, out.display_path(STATE_FILE)),
-                None => Ok(ExportState::default()),
-            },
-        }
+        Ok(Self::read_from(out).await?.0)
     }
 
-    pub async fn save_to(&self, out: &Output) -> Result<(), StateError> {
-        match out {
-            Output::Local(root) => self.save(root),
-            Output::Object(object) => {
-                let bytes = serde_json::to_vec_pretty(self).expect("the state serializes");
-                object
-                    .put(STATE_FILE, bytes.into(), PutMode::Overwrite)
-                    .await?;
-                Ok(())
-            }
-        }
+    /// The state of the lake at `out`, and the text of its file (None: no file yet), which
+    /// a commit restores when it rolls back.
+    pub async fn read_from(out: &Output) -> Result<(Self, Option<String>), StateError> {
+        let Some(bytes) = out.read(STATE_FILE).await? else {
+            return Ok((ExportState::default(), None));
+        };
+        let location = out.display_path(STATE_FILE);
+        let text = String::from_utf8(bytes.to_vec()).map_err(|e| StateError::Damaged {
+            path: location.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((Self::parse(text.as_bytes(), location)?, Some(text)))
+    }
+
+    /// The text of `_state.json`.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the state serializes")
     }
 
     fn parse(bytes: &[u8], location: String) -> Result<Self, StateError> {
@@ -381,8 +381,7 @@ impl ExportState {
     }
 
     pub fn save(&self, out: &Path) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(self).expect("the state serializes");
-        sink::write_file_atomically(out, STATE_FILE, &bytes)
+        sink::write_file_atomically(out, STATE_FILE, self.to_text().as_bytes())
             .map(drop)
             .map_err(|e| StateError::Io {
                 action: "write",

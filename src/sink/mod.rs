@@ -2,17 +2,9 @@
 //! on a local folder or an object store ([`store::Output`]).
 //!
 //! Files are written into a staging area (`<out>/_staging/<run_id>/`, which Spark, Hive,
-//! Trino and DuckDB ignore because of the leading `_`) and only then published, one
-//! partition at a time, replacing each partition of the window whole:
-//!
-//! - On local disk the staged partition directory is swapped with the live one (Linux
-//!   `renameat2(RENAME_EXCHANGE)`), so readers see the old or the new partition, never a
-//!   mix; the replaced files are removed afterwards.
-//! - On an object store, which cannot rename, see [`object`]: the new files are copied into
-//!   the partition server-side, a `_SUCCESS` marker naming them commits the partition, and
-//!   only then are the old files deleted.
-//!
-//! A run that fails before publishing leaves the lake as it was.
+//! Trino and DuckDB ignore because of the leading `_`) and made durable; [`StagedRun::changes`]
+//! says what publishing them changes, and [`crate::commit`] publishes them together with
+//! every other zone of the run, all or nothing.
 //!
 //! Knows nothing of Graph: it receives `(table, dt, RecordBatch)` and publishes partitions.
 //! May touch: parquet/arrow, the local file system under the output root, the object store
@@ -35,6 +27,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
+use crate::commit;
 use store::{ObjectOutput, ObjectWriter, Output, StoreError};
 
 /// Files are readable by the owner and the group (a lake reader's service account),
@@ -391,7 +384,7 @@ impl ParquetSink {
         Ok(())
     }
 
-    /// Closes every file; nothing is visible to readers until [`StagedRun::publish`].
+    /// Closes every file; nothing is visible to readers until the run's commit ([`commit`]).
     /// Each file's last row group is encoded as it closes: that is spread over the cores
     /// (the rest of the run has stopped producing by then).
     pub fn finish(mut self) -> Result<StagedRun, SinkError> {
@@ -485,8 +478,8 @@ pub struct PublishReport {
 
 impl StagedRun {
     /// Files that another writer staged under `<output>/_staging/<run_id>/<name>/dt=…/` (the
-    /// raw landing zone's `<stream>` folders), to be published by the same partition switch
-    /// as the tables. `files` name their partition in `table` (the folder under the root).
+    /// raw landing zone's `<stream>` folders), to be published by the same commit as the
+    /// tables. `files` name their partition in `table` (the folder under the root).
     pub fn new(output: Output, run_id: &str, files: Vec<WrittenFile>) -> Self {
         StagedRun {
             output,
@@ -499,106 +492,73 @@ impl StagedRun {
         &self.files
     }
 
-    /// Makes the run's partitions the live ones. Every `(table, dt)` in `partitions` is
-    /// replaced, also when this run has no rows for it (an empty day removes the old
-    /// partition's files); partitions outside `partitions` and other tables are not touched.
-    pub async fn publish(
-        self,
+    pub fn output(&self) -> &Output {
+        &self.output
+    }
+
+    /// What publishing the run changes: every `(table, dt)` in `partitions` is replaced,
+    /// also when this run has no rows for it (an empty day removes the old partition's
+    /// files), and so is every partition the run staged files for. Other partitions and
+    /// tables are not touched.
+    pub fn changes(
+        &self,
         partitions: &BTreeSet<(String, NaiveDate)>,
-    ) -> Result<PublishReport, SinkError> {
-        let staged: BTreeSet<(String, NaiveDate)> =
-            self.files.iter().map(|f| (f.table.clone(), f.dt)).collect();
-        let replaced: Vec<(String, NaiveDate)> = partitions.union(&staged).cloned().collect();
-        match &self.output {
-            Output::Local(root) => publish_local(
-                root,
-                &root.join(STAGING_DIR).join(&self.run_id),
-                &staged,
-                &replaced,
-            )?,
-            Output::Object(object) => {
-                object::publish(object, &self.run_id, &self.files, &replaced).await?
-            }
+    ) -> (commit::ZoneChange, PublishReport) {
+        let mut by_partition: BTreeMap<(String, NaiveDate), Vec<commit::StagedFile>> = partitions
+            .iter()
+            .map(|partition| (partition.clone(), Vec::new()))
+            .collect();
+        for file in &self.files {
+            let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+            by_partition
+                .entry((file.table.clone(), file.dt))
+                .or_default()
+                .push(commit::StagedFile {
+                    name: name.to_string(),
+                    bytes: file.bytes,
+                    rows: file.rows,
+                });
         }
-        Ok(PublishReport {
-            files: self.files,
-            partitions_replaced: replaced,
-        })
+        let change = commit::ZoneChange {
+            root: commit::zone_root(&self.output),
+            partitions: by_partition
+                .iter()
+                .map(|((table, dt), files)| commit::PartitionChange {
+                    folder: format!("{table}/{}", partition_dir_name(*dt)),
+                    files: files.clone(),
+                })
+                .collect(),
+        };
+        let report = PublishReport {
+            files: self.files.clone(),
+            partitions_replaced: by_partition.into_keys().collect(),
+        };
+        (change, report)
     }
 
     /// Removes the staged files without publishing them.
     pub async fn discard(self) {
-        match &self.output {
-            Output::Local(root) => {
-                let _ = fs::remove_dir_all(root.join(STAGING_DIR).join(&self.run_id));
-            }
-            Output::Object(object) => {
-                let _ = object.delete_all(&staging_prefix(&self.run_id)).await;
-            }
-        }
+        let _ = self.output.remove_all(&staging_prefix(&self.run_id)).await;
     }
 }
 
-/// Swaps each partition of `replaced` in from `staging` (or retires it, when the run has no
-/// rows for it), then removes the staging.
-fn publish_local(
-    root: &Path,
-    staging: &Path,
-    staged: &BTreeSet<(String, NaiveDate)>,
-    replaced: &[(String, NaiveDate)],
-) -> Result<(), SinkError> {
-    for (table, dt) in replaced {
-        let dir_name = partition_dir_name(*dt);
-        let live_parent = root.join(table);
-        let live = live_parent.join(&dir_name);
-        let staged_dir = staging.join(table).join(&dir_name);
-        if staged.contains(&(table.clone(), *dt)) {
-            sync_dir(&staged_dir)?;
-            create_dirs(&live_parent)?;
-            if live.exists() {
-                exchange(&staged_dir, &live)?;
-                // `staged_dir` now holds the replaced files.
-                fs::remove_dir_all(&staged_dir)
-                    .map_err(io_error("remove replaced partition", &staged_dir))?;
-            } else {
-                fs::rename(&staged_dir, &live).map_err(io_error("publish", &live))?;
-            }
-            sync_dir(&live_parent)?;
-        } else if live.exists() {
-            let retired = staging.join(table).join(format!("replaced-{dir_name}"));
-            create_dirs(retired.parent().expect("has a parent"))?;
-            fs::rename(&live, &retired).map_err(io_error("retire", &live))?;
-            sync_dir(&live_parent)?;
-            fs::remove_dir_all(&retired)
-                .map_err(io_error("remove replaced partition", &retired))?;
-        }
+/// Removes what runs that were killed before their commit left in `output`'s staging
+/// (the runs `runs` names, or every run when `runs` is None); with the lock held, no other
+/// run of this lake is using any of it. Unfinished commits must be recovered first
+/// ([`commit::recover`]): their staging holds files they still need.
+pub async fn remove_stale_staging(
+    output: &Output,
+    runs: Option<&[String]>,
+) -> Result<Vec<String>, StoreError> {
+    let stale = match runs {
+        Some(runs) => runs.to_vec(),
+        None => output.list_folders(STAGING_DIR).await?,
+    };
+    for run_id in &stale {
+        tracing::info!(run_id, location = %output.display_path(&staging_prefix(run_id)), "Removing the staging area of an earlier run that did not finish.");
+        output.remove_all(&staging_prefix(run_id)).await?;
     }
-    fs::remove_dir_all(staging).map_err(io_error("remove staging", staging))?;
-    if let Some(staging_root) = staging.parent() {
-        // Only succeeds when no other run is staging; that is the point.
-        let _ = fs::remove_dir(staging_root);
-    }
-    Ok(())
-}
-
-/// A run that was killed leaves its staging behind; with the lock held, no other run is
-/// using any of it. On an object store, a run killed while publishing is also finished or
-/// rolled back partition by partition ([`object::recover`]).
-pub async fn remove_stale_staging(output: &Output) -> Result<(), SinkError> {
-    match output {
-        Output::Local(root) => {
-            let Ok(entries) = fs::read_dir(root.join(STAGING_DIR)) else {
-                return Ok(());
-            };
-            for entry in entries.flatten() {
-                tracing::info!(path = %entry.path().display(), "Removing the staging area of an earlier run that did not finish.");
-                let _ = fs::remove_dir_all(entry.path());
-            }
-            Ok(())
-        }
-        // Partitions left half-switched must be repaired before this run reads or replaces them.
-        Output::Object(object) => Ok(object::recover(object).await?),
-    }
+    Ok(stale)
 }
 
 /// The files that make up the live partition `<table>/dt=…` now, as paths relative to the
@@ -694,16 +654,15 @@ fn create_dirs(path: &Path) -> Result<(), SinkError> {
         .map_err(io_error("create directory", path))
 }
 
-fn sync_dir(path: &Path) -> Result<(), SinkError> {
+pub(crate) fn sync_dir(path: &Path) -> Result<(), SinkError> {
     File::open(path)
         .and_then(|dir| dir.sync_all())
         .map_err(io_error("fsync directory", path))
 }
 
-/// Atomically swaps two directories. Where the kernel or file system cannot
-/// (`renameat2` missing, or not supported by the file system), falls back to two renames,
-/// which leaves a moment in which the partition is absent, but never mixed.
-fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
+/// Atomically swaps two directories; false where the kernel or file system cannot
+/// (`renameat2` missing, or not supported by the file system).
+pub(crate) fn exchange(a: &Path, b: &Path) -> Result<bool, SinkError> {
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;
@@ -721,7 +680,7 @@ fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
             )
         };
         if status == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let error = io::Error::last_os_error();
         if !matches!(
@@ -735,11 +694,7 @@ fn exchange(a: &Path, b: &Path) -> Result<(), SinkError> {
             });
         }
     }
-    let parked = a.with_extension("parked");
-    fs::rename(b, &parked).map_err(io_error("move aside", b))?;
-    fs::rename(a, b).map_err(io_error("publish", b))?;
-    fs::rename(&parked, a).map_err(io_error("move aside", a))?;
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

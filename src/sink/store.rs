@@ -185,6 +185,96 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Removes the file or object `<root>/<relative>`; nothing to remove is no error.
+    pub async fn remove(&self, relative: &str) -> Result<(), StoreError> {
+        match self {
+            Output::Local(root) => {
+                let path = root.join(relative);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(super::io_error("remove", &path)(source).into()),
+                }
+            }
+            Output::Object(object) => object.delete(&object.key(relative)).await,
+        }
+    }
+
+    /// Removes the folder `<root>/<relative>` with everything in it.
+    pub async fn remove_all(&self, relative: &str) -> Result<(), StoreError> {
+        match self {
+            Output::Local(root) => {
+                let path = root.join(relative);
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(super::io_error("remove", &path)(source).into()),
+                }
+            }
+            Output::Object(object) => object.delete_all(relative).await,
+        }
+    }
+
+    /// Removes the local folder `relative` if nothing is in it (object stores have no
+    /// folders); it fails harmlessly while another run is using it.
+    pub fn remove_if_empty(&self, relative: &str) {
+        if let Output::Local(root) = self {
+            let _ = std::fs::remove_dir(root.join(relative));
+        }
+    }
+
+    /// The names of the files (or objects) directly in the folder `relative`, sorted.
+    pub async fn list_names(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        self.list_entries(relative, false).await
+    }
+
+    /// The names of the folders directly in the folder `relative`, sorted.
+    pub async fn list_folders(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        self.list_entries(relative, true).await
+    }
+
+    async fn list_entries(&self, relative: &str, folders: bool) -> Result<Vec<String>, StoreError> {
+        let mut names = match self {
+            Output::Local(root) => {
+                let dir = root.join(relative);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(source) => return Err(super::io_error("list", &dir)(source).into()),
+                };
+                let mut names = Vec::new();
+                for entry in entries {
+                    let entry = entry.map_err(super::io_error("list", &dir))?;
+                    let is_dir = entry
+                        .file_type()
+                        .map_err(super::io_error("list", &dir))?
+                        .is_dir();
+                    if is_dir == folders {
+                        names.push(entry.file_name().to_string_lossy().into_owned());
+                    }
+                }
+                names
+            }
+            Output::Object(object) if folders => object.list_folders(relative).await?,
+            Output::Object(object) => {
+                let listing = object
+                    .store
+                    .list_with_delimiter(Some(&object.key(relative)))
+                    .await
+                    .map_err(object.error("list", relative))?;
+                listing
+                    .objects
+                    .iter()
+                    .filter_map(|meta| meta.location.filename().map(str::to_string))
+                    .collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+}
+
 impl From<PathBuf> for Output {
     fn from(path: PathBuf) -> Self {
         Output::Local(path)

@@ -1,0 +1,255 @@
+//! Switching a partition on an object store, which has no rename, and undoing it.
+//!
+//! 1. The partition's current marker (`dt=…/_SUCCESS`, naming the files that make it up)
+//!    is saved under `_staging/<run_id>/_replaced/`, for a roll-back.
+//! 2. The run's files are copied in, server-side (`part-<run_id>-<n>` never collides with
+//!    an old name).
+//! 3. The run's marker is written: one PUT, the partition's switch for readers that go by
+//!    the marker ([`crate::sink::object::committed_files`]).
+//! 4. The old files move to `_staging/<run_id>/_replaced/` (copy, then delete).
+//!
+//! Readers that glob `dt=…/*.parquet` can see old and new files together between steps 2
+//! and 4, for about one copy and one delete per file of that partition: object stores offer
+//! nothing tighter short of a table format with its own log. Whether a step is done is read
+//! from the marker (does it name the run?), so each step can be repeated.
+//!
+//! May touch: the partition under the zone's prefix and the run's staging.
+
+use chrono::Utc;
+use object_store::PutMode;
+
+use super::{PartitionChange, REPLACED_DIR, is_staged, staging_of};
+use crate::sink::object::{COMMIT_MARKER, PartitionMarker};
+use crate::sink::store::{ObjectOutput, StoreError};
+
+/// The partition's marker now, if it has one.
+async fn marker(
+    output: &ObjectOutput,
+    folder: &str,
+) -> Result<Option<PartitionMarker>, StoreError> {
+    let location = format!("{folder}/{COMMIT_MARKER}");
+    match output.read(&location).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Location {
+                location: format!("{output}/{location}"),
+                message: format!("damaged commit marker: {e}"),
+            }),
+    }
+}
+
+fn replaced(run_id: &str, folder: &str) -> String {
+    format!("{}/{REPLACED_DIR}/{folder}", staging_of(run_id))
+}
+
+/// Makes the run's files the live partition (an empty marker when the run has none for it),
+/// moving the replaced files to the run's `_replaced/`. Repeatable.
+pub async fn switch(
+    output: &ObjectOutput,
+    run_id: &str,
+    partition: &PartitionChange,
+) -> Result<(), super::CommitError> {
+    let folder = &partition.folder;
+    let current = marker(output, folder).await?;
+    if current.as_ref().is_none_or(|m| m.run_id != run_id) {
+        if let Some(bytes) = output.read(&format!("{folder}/{COMMIT_MARKER}")).await? {
+            let saved = format!("{}/{COMMIT_MARKER}", replaced(run_id, folder));
+            output.put(&saved, bytes, PutMode::Overwrite).await?;
+        }
+        crate::step!("commit::switch");
+        for file in &partition.files {
+            let name = &file.name;
+            output
+                .copy(
+                    &format!("{}/{folder}/{name}", staging_of(run_id)),
+                    &format!("{folder}/{name}"),
+                )
+                .await?;
+        }
+        crate::step!("commit::marker");
+        let marker = PartitionMarker {
+            run_id: run_id.to_string(),
+            committed_at: Utc::now(),
+            files: partition.files.iter().map(|f| f.name.clone()).collect(),
+            rows: partition.files.iter().map(|f| f.rows).sum(),
+        };
+        let bytes = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
+        output
+            .put(
+                &format!("{folder}/{COMMIT_MARKER}"),
+                bytes.into(),
+                PutMode::Overwrite,
+            )
+            .await?;
+    }
+    for meta in output.list(folder).await? {
+        let name = meta.location.filename().unwrap_or_default();
+        if name == COMMIT_MARKER || is_staged(partition, name) {
+            continue;
+        }
+        crate::step!("commit::park_old");
+        output
+            .copy(
+                &format!("{folder}/{name}"),
+                &format!("{}/{name}", replaced(run_id, folder)),
+            )
+            .await?;
+        output.delete(&meta.location).await?;
+    }
+    Ok(())
+}
+
+/// Puts the partition back as it was before the run switched it. Repeatable.
+pub async fn roll_back(
+    output: &ObjectOutput,
+    run_id: &str,
+    partition: &PartitionChange,
+) -> Result<(), super::CommitError> {
+    let folder = &partition.folder;
+    let parked = replaced(run_id, folder);
+    if marker(output, folder)
+        .await?
+        .is_some_and(|m| m.run_id == run_id)
+    {
+        let mut old_marker = None;
+        for meta in output.list(&parked).await? {
+            let name = meta.location.filename().unwrap_or_default().to_string();
+            let location = output.relative(&meta.location);
+            if name == COMMIT_MARKER {
+                old_marker = Some(location);
+            } else {
+                output.copy(&location, &format!("{folder}/{name}")).await?;
+            }
+        }
+        let live_marker = format!("{folder}/{COMMIT_MARKER}");
+        match old_marker {
+            Some(saved) => output.copy(&saved, &live_marker).await?,
+            None => output.delete(&output.key(&live_marker)).await?,
+        }
+    }
+    for file in &partition.files {
+        output
+            .delete(&output.key(&format!("{folder}/{}", file.name)))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether each of the run's files for `partition` is staged or live, at its size.
+pub async fn present(
+    output: &ObjectOutput,
+    run_id: &str,
+    partition: &PartitionChange,
+) -> Result<bool, StoreError> {
+    if partition.files.is_empty() {
+        return Ok(true);
+    }
+    let staged = format!("{}/{}", staging_of(run_id), partition.folder);
+    let mut sizes = std::collections::HashMap::new();
+    for prefix in [staged.as_str(), partition.folder.as_str()] {
+        for meta in output.list(prefix).await? {
+            if let Some(name) = meta.location.filename() {
+                sizes.insert((prefix.len(), name.to_string()), meta.size);
+            }
+        }
+    }
+    Ok(partition.files.iter().all(|file| {
+        [staged.len(), partition.folder.len()]
+            .iter()
+            .any(|prefix| sizes.get(&(*prefix, file.name.clone())) == Some(&file.bytes))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::commit::StagedFile;
+    use crate::sink::object::committed_files;
+
+    async fn put(output: &ObjectOutput, relative: &str, bytes: &[u8]) {
+        output
+            .put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    fn change() -> PartitionChange {
+        PartitionChange {
+            folder: "t/dt=2026-11-01".into(),
+            files: vec![StagedFile {
+                name: "part-r2-0.parquet".into(),
+                bytes: 3,
+                rows: 1,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn switch_is_repeatable_and_roll_back_restores_the_old_partition() {
+        let output = ObjectOutput::in_memory("lake");
+        put(&output, "t/dt=2026-11-01/part-r1-0.parquet", b"old").await;
+        let old_marker = serde_json::to_vec(&PartitionMarker {
+            run_id: "r1".into(),
+            committed_at: Utc::now(),
+            files: vec!["part-r1-0.parquet".into()],
+            rows: 1,
+        })
+        .unwrap();
+        put(&output, "t/dt=2026-11-01/_SUCCESS", &old_marker).await;
+        put(
+            &output,
+            "_staging/r2/t/dt=2026-11-01/part-r2-0.parquet",
+            b"new",
+        )
+        .await;
+        let change = change();
+        assert!(present(&output, "r2", &change).await.unwrap());
+
+        switch(&output, "r2", &change).await.unwrap();
+        switch(&output, "r2", &change).await.unwrap();
+        let live = committed_files(&output, "t").await.unwrap();
+        assert_eq!(live, ["t/dt=2026-11-01/part-r2-0.parquet"]);
+        assert_eq!(
+            output.list("t").await.unwrap().len(),
+            2,
+            "the old file moved out"
+        );
+
+        roll_back(&output, "r2", &change).await.unwrap();
+        roll_back(&output, "r2", &change).await.unwrap();
+        let live = committed_files(&output, "t").await.unwrap();
+        assert_eq!(live, ["t/dt=2026-11-01/part-r1-0.parquet"]);
+        assert_eq!(
+            output.list("t").await.unwrap().len(),
+            2,
+            "old file and marker only"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_partition_without_a_marker_loses_its_marker_again_on_roll_back() {
+        let output = ObjectOutput::in_memory("lake");
+        put(&output, "t/dt=2026-11-01/a.parquet", b"old").await;
+        put(
+            &output,
+            "_staging/r2/t/dt=2026-11-01/part-r2-0.parquet",
+            b"new",
+        )
+        .await;
+        let change = change();
+        switch(&output, "r2", &change).await.unwrap();
+        roll_back(&output, "r2", &change).await.unwrap();
+        let mut names: Vec<String> = output
+            .list("t")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| output.relative(&m.location))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["t/dt=2026-11-01/a.parquet"]);
+    }
+}

@@ -1,0 +1,104 @@
+//! The lifecycle every command that writes the lake shares (`export`, `reflatten`): a run
+//! id, the lake's lock, finishing what an interrupted run left (its commit, its staging),
+//! and publishing through one run-wide [`commit`].
+//!
+//! May touch: the lake's `_lock`, `_commits/`, `_staging/`, and the raw zone's `_staging/`.
+//! Knows nothing of Graph, of the tables' content or of Parquet.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use crate::commit::{self, CommitError, FileChange, Journal, ZoneChange};
+use crate::sink;
+use crate::sink::store::Output;
+use crate::state::RunLock;
+
+/// Where a run notes, in its own staging, that it started: a killed run's staging is then
+/// found in the lake even before it staged a file, and with it the run's raw-zone staging.
+const RUN_NOTE: &str = "_run.json";
+
+/// A run holding the lake's lock.
+pub struct Run {
+    pub id: String,
+    pub lake: Output,
+    pub raw: Option<Output>,
+    _lock: RunLock,
+}
+
+impl Run {
+    /// Takes `lake`'s lock, completes or rolls back the commit of a run that was
+    /// interrupted, and removes the staging of runs that were killed before their commit
+    /// (in the raw zone only theirs: another lake may share it).
+    pub async fn begin(
+        lake: &Output,
+        raw: Option<&Output>,
+        started_at: DateTime<Utc>,
+    ) -> anyhow::Result<Run> {
+        let id = new_run_id(started_at);
+        let lock = RunLock::acquire(lake, &id).await?;
+        let known: Vec<&Output> = raw.into_iter().collect();
+        commit::recover(lake, &known)
+            .await
+            .context("cannot finish the commit of an earlier run that was interrupted")?;
+        let stale = sink::remove_stale_staging(lake, None)
+            .await
+            .context("cannot clean up after an earlier run that did not finish")?;
+        if let Some(raw) = raw {
+            sink::remove_stale_staging(raw, Some(&stale))
+                .await
+                .context("cannot clean up the raw zone after an earlier run that did not finish")?;
+        }
+        let note = serde_json::json!({ "run_id": id, "started_at": started_at });
+        lake.write_atomically(
+            &format!("{}/{RUN_NOTE}", commit::staging_of(&id)),
+            note.to_string().as_bytes(),
+        )
+        .await
+        .with_context(|| format!("cannot write to {lake}"))?;
+        Ok(Run {
+            id,
+            lake: lake.clone(),
+            raw: raw.cloned(),
+            _lock: lock,
+        })
+    }
+
+    /// Publishes the run: every partition of `zones` and every file of `files`, together.
+    /// On an error nothing was published (the commit rolled back).
+    pub async fn publish(
+        &self,
+        zones: Vec<ZoneChange>,
+        files: Vec<FileChange>,
+    ) -> Result<(), CommitError> {
+        let journal = Journal {
+            run_id: self.id.clone(),
+            direction: commit::Direction::Forward,
+            zones,
+            files,
+        };
+        let known: Vec<&Output> = self.raw.iter().collect();
+        commit::commit(&self.lake, journal, &known).await
+    }
+
+    /// Removes the run's staging in the lake and the raw zone (a run that will not publish).
+    pub async fn discard(&self) {
+        for zone in std::iter::once(&self.lake).chain(&self.raw) {
+            let _ = zone.remove_all(&commit::staging_of(&self.id)).await;
+        }
+    }
+
+    /// The manifest of the run, as the commit writes it.
+    pub fn manifest(&self, summary: &impl serde::Serialize) -> FileChange {
+        FileChange {
+            path: format!("_manifests/{}.json", self.id),
+            before: None,
+            after: serde_json::to_string_pretty(summary).expect("the summary serializes"),
+        }
+    }
+}
+
+/// A run id that sorts by start time and is unique across concurrent runs.
+pub(crate) fn new_run_id(started_at: DateTime<Utc>) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), &random[..8])
+}
