@@ -8,7 +8,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::commit::{self, CommitError, FileChange, Journal, ZoneChange};
+use crate::commit::{self, CommitError, FileChange, Journal, Recovered, ZoneChange};
 use crate::sink;
 use crate::sink::store::Output;
 use crate::state::RunLock;
@@ -26,9 +26,7 @@ pub struct Run {
 }
 
 impl Run {
-    /// Takes `lake`'s lock, completes or rolls back the commit of a run that was
-    /// interrupted, and removes the staging of runs that were killed before their commit
-    /// (in the raw zone only theirs: another lake may share it).
+    /// Takes `lake`'s lock and finishes what interrupted runs left ([`recover`]).
     pub async fn begin(
         lake: &Output,
         raw: Option<&Output>,
@@ -36,18 +34,7 @@ impl Run {
     ) -> anyhow::Result<Run> {
         let id = new_run_id(started_at);
         let lock = RunLock::acquire(lake, &id).await?;
-        let known: Vec<&Output> = raw.into_iter().collect();
-        commit::recover(lake, &known)
-            .await
-            .context("cannot finish the commit of an earlier run that was interrupted")?;
-        let stale = sink::remove_stale_staging(lake, None)
-            .await
-            .context("cannot clean up after an earlier run that did not finish")?;
-        if let Some(raw) = raw {
-            sink::remove_stale_staging(raw, Some(&stale))
-                .await
-                .context("cannot clean up the raw zone after an earlier run that did not finish")?;
-        }
+        finish_interrupted(lake, raw).await?;
         let note = serde_json::json!({ "run_id": id, "started_at": started_at });
         lake.write_atomically(
             &format!("{}/{RUN_NOTE}", commit::staging_of(&id)),
@@ -95,6 +82,32 @@ impl Run {
             after: serde_json::to_string_pretty(summary).expect("the summary serializes"),
         }
     }
+}
+
+/// What every writing command does first, with the lake's lock held: completes or rolls
+/// back the commit of a run that was interrupted, and removes the staging of runs that were
+/// killed before their commit (in the raw zone only theirs: another lake may share it).
+async fn finish_interrupted(lake: &Output, raw: Option<&Output>) -> anyhow::Result<Vec<Recovered>> {
+    let known: Vec<&Output> = raw.into_iter().collect();
+    let recovered = commit::recover(lake, &known)
+        .await
+        .context("cannot finish the commit of an earlier run that was interrupted")?;
+    let stale = sink::remove_stale_staging(lake, None)
+        .await
+        .context("cannot clean up after an earlier run that did not finish")?;
+    if let Some(raw) = raw {
+        sink::remove_stale_staging(raw, Some(&stale))
+            .await
+            .context("cannot clean up the raw zone after an earlier run that did not finish")?;
+    }
+    Ok(recovered)
+}
+
+/// Takes the lake's lock and finishes what interrupted runs left, as the next command on
+/// the lake would before anything else; for tools and tests that check a lake after a crash.
+pub async fn recover(lake: &Output, raw: Option<&Output>) -> anyhow::Result<Vec<Recovered>> {
+    let _lock = RunLock::acquire(lake, &new_run_id(Utc::now())).await?;
+    finish_interrupted(lake, raw).await
 }
 
 /// A run id that sorts by start time and is unique across concurrent runs.

@@ -168,20 +168,6 @@ fn a_gap_past_the_retention_is_reported_and_old_partitions_are_left_alone() {
     );
 }
 
-/// Every row of every table in `tables`, as sorted JSON text (order-independent comparison).
-fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
-    let mut rows: Vec<String> = tables
-        .iter()
-        .flat_map(|table| {
-            support::read_table(lake, table)
-                .into_iter()
-                .map(move |row| format!("{table} {}", Value::Object(row)))
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 fn export(lake: &Path, extra: &[&str]) -> Output {
     let (from, to) = (days_ago(4).to_string(), days_ago(2).to_string());
     binary()
@@ -227,10 +213,10 @@ fn faults_at_a_high_rate_still_give_the_complete_exact_output() {
     );
     let mut tables = CALL_TABLES.to_vec();
     tables.extend(["pstn_calls", "direct_routing_calls"]);
-    let expected = lake_rows(clean.path(), &tables);
+    let expected = support::lake_rows(clean.path(), &tables);
     assert!(expected.len() > 10_000);
     assert!(
-        expected == lake_rows(faulty.path(), &tables),
+        expected == support::lake_rows(faulty.path(), &tables),
         "the faulty run wrote other rows"
     );
 }
@@ -358,7 +344,7 @@ fn a_run_killed_at_any_moment_leaves_no_torn_file_and_the_rerun_completes() {
     let output = export(reference.path(), &["--streams", "call_records,pstn_calls"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let tables: Vec<&str> = CALL_TABLES.iter().copied().chain(["pstn_calls"]).collect();
-    let expected = lake_rows(reference.path(), &tables);
+    let expected = support::lake_rows(reference.path(), &tables);
 
     let lake = tempfile::tempdir().unwrap();
     // Kill points spread over the run (fixed, so the test is reproducible).
@@ -372,7 +358,7 @@ fn a_run_killed_at_any_moment_leaves_no_torn_file_and_the_rerun_completes() {
     let output = export(lake.path(), &["--streams", "call_records,pstn_calls"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_no_torn_file(lake.path());
-    assert_eq!(lake_rows(lake.path(), &tables), expected);
+    assert_eq!(support::lake_rows(lake.path(), &tables), expected);
     let staging = lake.path().join("_staging");
     assert!(
         !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),

@@ -90,6 +90,10 @@ fn park(from: &Path, to: &Path) -> Result<(), SinkError> {
 /// Puts the partition back as it was before the run switched it. Repeatable.
 pub fn roll_back(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<(), SinkError> {
     let places = Places::of(root, run_id, partition);
+    if places.staged.exists() && !holds_run_files(&places.staged, partition) {
+        // Interrupted between the exchange and parking: the staged folder holds the old files.
+        park(&places.staged, &places.replaced)?;
+    }
     if holds_run_files(&places.live, partition) {
         let discarded = root
             .join(staging_of(run_id))
@@ -182,6 +186,19 @@ mod tests {
         assert!(present(root, "r2", &change));
 
         roll_back(root, "r2", &change).unwrap();
+        roll_back(root, "r2", &change).unwrap();
+        assert_eq!(names(&root.join("t/dt=2026-11-01")), ["part-r1-0.parquet"]);
+    }
+
+    #[test]
+    fn roll_back_finds_the_old_files_where_an_interrupted_exchange_left_them() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let change = partition(&[("part-r2-0.parquet", "new")]);
+        write(&root.join("t/dt=2026-11-01/part-r1-0.parquet"), "old");
+        write(&root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet"), "new");
+        let places = Places::of(root, "r2", &change);
+        assert!(exchange(&places.staged, &places.live).unwrap());
         roll_back(root, "r2", &change).unwrap();
         assert_eq!(names(&root.join("t/dt=2026-11-01")), ["part-r1-0.parquet"]);
     }

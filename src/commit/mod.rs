@@ -242,8 +242,8 @@ impl Journal {
 /// it was, and returns the error.
 pub async fn commit(lake: &Output, journal: Journal, known: &[&Output]) -> Result<(), CommitError> {
     let zones = journal.zones(lake, known)?;
-    write_journal(lake, &journal).await?;
     let applied = async {
+        write_journal(lake, &journal).await?;
         switch_all(&journal.run_id, &zones).await?;
         write_files(lake, &journal.files, |f| &f.after).await
     }
@@ -265,7 +265,15 @@ pub async fn commit(lake: &Output, journal: Journal, known: &[&Output]) -> Resul
             }
         };
     }
-    clean_up(lake, &journal.run_id, &zones).await
+    // Published: a failed clean-up is finished by the next run's recovery.
+    if let Err(error) = clean_up(lake, &journal.run_id, &zones).await {
+        tracing::warn!(
+            run_id = journal.run_id,
+            "The run is published, but its staging or journal could not be removed ({error}); the next run on \
+             {lake} removes them."
+        );
+    }
+    Ok(())
 }
 
 async fn write_journal(lake: &Output, journal: &Journal) -> Result<(), CommitError> {

@@ -182,3 +182,52 @@ pub fn table_counts(lake: &Path, tables: &[&str]) -> BTreeMap<String, usize> {
         .map(|t| (t.to_string(), read_table(lake, t).len()))
         .collect()
 }
+
+/// Every row of every table in `tables`, as sorted `<table> <row JSON>` lines: two lakes
+/// hold the same data when these are equal, whatever their files.
+pub fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
+    let mut rows: Vec<String> = tables
+        .iter()
+        .flat_map(|table| {
+            read_table(lake, table)
+                .into_iter()
+                .map(move |row| format!("{table} {}", Value::Object(row)))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every line of the raw zone's live partitions (`<raw>/<stream>/dt=…/*.jsonl.zst`), as
+/// sorted `<stream>/<dt> <line>` lines.
+pub fn raw_lines(raw: &Path) -> Vec<String> {
+    use std::io::BufRead;
+    let mut lines = Vec::new();
+    let Ok(streams) = std::fs::read_dir(raw) else {
+        return lines;
+    };
+    for stream in streams {
+        let stream = stream.unwrap().path();
+        let name = stream.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(['_', '.']) || !stream.is_dir() {
+            continue;
+        }
+        for partition in std::fs::read_dir(&stream).unwrap() {
+            let partition = partition.unwrap().path();
+            let dt = partition
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            for file in std::fs::read_dir(&partition).unwrap() {
+                let file = file.unwrap().path();
+                let reader = zstd::Decoder::new(File::open(&file).unwrap()).unwrap();
+                for line in std::io::BufReader::new(reader).lines() {
+                    lines.push(format!("{name}/{dt} {}", line.unwrap()));
+                }
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
