@@ -33,11 +33,11 @@ use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
-use crate::progress::{Progress, Unit};
+use crate::progress::{Progress, StreamProgress, Unit};
 use crate::raw::{self, RawSink};
 use crate::reuse;
 use crate::run::Run;
-use crate::schema;
+use crate::schema::{self, TableSchema};
 use crate::sink::store::Output;
 use crate::sink::{self, ParquetSink, SinkError, SinkOptions, StagedRun, WrittenFile};
 use crate::state::{self, ExportState};
@@ -115,8 +115,14 @@ pub struct RunSummary {
     /// Of the exported records, those whose listed version the lake already held: their
     /// rows were copied from the lake instead of fetched (none with `--full`).
     pub records_reused: u64,
+    /// Records that the window's first or last day held outside the window (it covers
+    /// only part of those days): kept as they were, with their raw lines.
+    pub records_kept_outside_window: u64,
     /// Listed records that Graph answered with 404 (expired, or not yet available).
     pub records_not_found: Vec<String>,
+    /// Records whose details start on another day than the list said: placed by the
+    /// listed day (a run replaces only its window's days).
+    pub records_moved: Vec<String>,
     /// Records that could not be read and were quarantined under `_rejected/<run_id>/`.
     pub records_rejected: Vec<RejectedRecord>,
     /// Values that could not be converted to their column and were written as null.
@@ -165,7 +171,9 @@ impl Staged {
 struct FetchOutcome {
     records_exported: u64,
     records_reused: u64,
+    records_kept_outside_window: u64,
     records_not_found: Vec<String>,
+    records_moved: Vec<String>,
     value_issues: u64,
 }
 
@@ -184,10 +192,10 @@ pub async fn export(
     let (state, state_text) = ExportState::read_from(&plan.output).await?;
     tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
     if !plan.window.is_whole_days() {
-        tracing::warn!(
+        tracing::info!(
             window = %plan.window,
-            "The window does not start and end at midnight UTC: the partitions of its first and last day will \
-             hold only the calls of the window, replacing what they held before."
+            "The window covers part of its first or last day: those days keep the rows the lake holds outside \
+             the window, and only the window's rows are replaced."
         );
     }
     let stream_windows = stream_windows(plan, started_at);
@@ -242,7 +250,9 @@ pub async fn export(
         elapsed_seconds: clock.elapsed().as_secs_f64(),
         records_exported: fetched.records_exported,
         records_reused: fetched.records_reused,
+        records_kept_outside_window: fetched.records_kept_outside_window,
         records_not_found: fetched.records_not_found,
+        records_moved: fetched.records_moved,
         records_rejected: quarantine.finish(),
         value_issues: fetched.value_issues,
         tables: table_totals(&plan.streams, &report.files),
@@ -389,14 +399,17 @@ async fn fetch_streams(
                 let calls = run.fetch(batches, quarantine).await?;
                 outcome.records_exported += calls.records_exported;
                 outcome.records_reused += calls.records_reused;
+                outcome.records_kept_outside_window += calls.records_kept_outside_window;
                 outcome.records_not_found.extend(calls.records_not_found);
+                outcome.records_moved.extend(calls.records_moved);
                 outcome.value_issues += calls.value_issues;
             }
             Some(log) => {
                 let run = LogRun {
                     client,
                     privacy: &plan.privacy,
-                    raw: plan.raw.is_some(),
+                    lake: &plan.output,
+                    raw: plan.raw.as_ref(),
                     log,
                     window,
                     chunk_days: plan.log_chunk_days,
@@ -541,28 +554,79 @@ struct CallRecordRun<'a> {
     cancel: &'a CancellationToken,
 }
 
+/// What the lake holds of a window's days, read before fetching.
+#[derive(Default)]
+struct LakeHoldings {
+    /// Records that may be reused: `id → (dt, version)`. With a raw zone only those whose
+    /// raw line is there too (a reused record keeps its raw line).
+    versions: HashMap<String, (NaiveDate, i64)>,
+    /// Per edge day (a day the window covers only in part), the records that started
+    /// outside the window: kept as they are.
+    outside: BTreeMap<NaiveDate, HashSet<String>>,
+}
+
+/// The rows a call-record run copies from the lake instead of fetching them.
+#[derive(Default)]
+struct Copied {
+    /// Listed at the version the lake holds.
+    reused: BTreeMap<NaiveDate, HashSet<String>>,
+    /// On edge days, started outside the window.
+    kept: BTreeMap<NaiveDate, HashSet<String>>,
+}
+
 impl CallRecordRun<'_> {
     async fn fetch(
         &self,
         batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
     ) -> anyhow::Result<FetchOutcome> {
-        let (client, window) = (self.client, self.window);
         let progress = self
             .progress
             .stream(StreamKind::CallRecords.name(), Unit::Records);
-        let progress = &progress;
+        let holdings = self.lake_holdings().await?;
         let mut listed_ids = HashSet::new();
+        let mut copied = Copied::default();
+        let mut outcome = self
+            .fetch_listed(
+                batches,
+                quarantine,
+                &progress,
+                &holdings,
+                &mut listed_ids,
+                &mut copied,
+            )
+            .await?;
+        copied.kept = holdings.outside;
+        for ids in copied.kept.values_mut() {
+            // A record listed in the window was fetched or reused: it is not kept twice.
+            ids.retain(|id| !listed_ids.contains(id));
+        }
+        outcome.records_reused = copied.reused.values().map(|ids| ids.len() as u64).sum();
+        outcome.records_kept_outside_window =
+            copied.kept.values().map(|ids| ids.len() as u64).sum();
+        outcome.records_exported += outcome.records_reused;
+        self.copy_from_lake(copied, batches).await?;
+        progress.finish();
+        Ok(outcome)
+    }
+
+    /// Lists the window and fetches every listed record the lake does not hold at its
+    /// version; the others are noted in `copied.reused`.
+    async fn fetch_listed(
+        &self,
+        batches: &mpsc::Sender<ToWriter>,
+        quarantine: &mut Quarantine,
+        progress: &StreamProgress,
+        holdings: &LakeHoldings,
+        listed_ids: &mut HashSet<String>,
+        copied: &mut Copied,
+    ) -> anyhow::Result<FetchOutcome> {
+        let (client, window) = (self.client, self.window);
         let listing_complete = futures::stream::once(async move {
             progress.listing_complete();
             Ok::<Vec<Value>, GraphError>(Vec::new())
         });
-        let known = match self.full {
-            false => self.known_records().await?,
-            true => HashMap::new(),
-        };
-        // Filled while the list is read, used after the fetches.
-        let reused = RefCell::new(BTreeMap::<NaiveDate, HashSet<String>>::new());
+        let reused = RefCell::new(&mut copied.reused);
         let ids = call_records::list(client, window.from, window.to)
             .map_ok(|page| {
                 progress.page(page.len(), client.stats());
@@ -572,8 +636,8 @@ impl CallRecordRun<'_> {
             .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok::<Value, GraphError>)))
             .try_flatten()
             .try_filter_map(|item| {
-                let keep = listed_record_to_fetch(&item, &window, &mut listed_ids).filter(|id| {
-                    let reuse = reuses(&item, id, &known, &mut reused.borrow_mut());
+                let keep = listed_record_to_fetch(&item, &window, listed_ids).filter(|(id, _)| {
+                    let reuse = reuses(&item, id, &holdings.versions, &mut reused.borrow_mut());
                     if reuse {
                         progress.reused(1);
                     }
@@ -584,126 +648,224 @@ impl CallRecordRun<'_> {
         // A record whose responses cannot be read is quarantined; any other failure
         // (throttled past all retries, unreachable, refused) ends the run unpublished.
         let records = ids
-            .map_ok(|id| async move {
+            .map_ok(|(id, listed_dt)| async move {
                 match call_records::fetch_record(client, &id).await {
-                    Ok(record) => Ok((id, Ok(record))),
+                    Ok(record) => Ok((id, listed_dt, Ok(record))),
                     Err(GraphError::Decode { url, message, body }) => {
-                        Ok((id, Err((url, message, body))))
+                        Ok((id, listed_dt, Err((url, message, body))))
                     }
                     Err(other) => Err(other),
                 }
             })
             .try_buffered(self.concurrency);
         let mut records = std::pin::pin!(records);
-
-        let mut outcome = FetchOutcome::default();
-        let mut partitions: BTreeMap<NaiveDate, CallRecordTables> = BTreeMap::new();
-        let mut issues = Vec::new();
+        let mut flattener = RecordFlattener::new(self.privacy, batches, self.raw.is_some());
         loop {
             let next = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Err(Cancelled.into()),
                 next = records.try_next() => next.context("cannot export the call records")?,
             };
-            let Some((id, fetched)) = next else { break };
+            let Some((id, listed_dt, fetched)) = next else {
+                break;
+            };
             progress.done(1, client.stats());
-            let record = match fetched {
-                Ok(Some(record)) => record,
+            match fetched {
+                Ok(Some(record)) => {
+                    flattener
+                        .add(client, quarantine, &id, listed_dt, record)
+                        .await?
+                }
                 Ok(None) => {
                     tracing::warn!(
                         call_id = %id,
                         "Call record {id} was listed but Graph answered 404 (expired, or not yet available); skipped."
                     );
-                    outcome.records_not_found.push(id);
-                    continue;
+                    flattener.outcome.records_not_found.push(id);
                 }
                 Err((url, message, body)) => {
                     quarantine
                         .reject(StreamKind::CallRecords, &id, url.as_str(), &message, &body)
-                        .await?;
-                    continue;
+                        .await?
                 }
-            };
-            let dt = match flatten_calls::partition_date(&record) {
-                Ok(dt) => dt,
-                Err(problem) => {
-                    let url = client.api_url(&format!("communications/callRecords/{id}"));
-                    quarantine
-                        .reject(
-                            StreamKind::CallRecords,
-                            &id,
-                            url.as_str(),
-                            &problem.0,
-                            &record.to_string(),
-                        )
-                        .await?;
-                    continue;
-                }
-            };
-            let tables = partitions
-                .entry(dt)
-                .or_insert_with(|| CallRecordTables::new(self.privacy));
-            flatten_calls::flatten(&record, tables, &mut issues).expect("identified above");
-            if self.raw.is_some() {
-                let line = serde_json::to_vec(&record).expect("a JSON value serializes");
-                send_raw(batches, StreamKind::CallRecords, dt, line).await?;
             }
-            report_issues(&mut issues, &mut outcome.value_issues);
-            outcome.records_exported += 1;
-            send_full_batches(tables.builders_mut(), dt, batches, BATCH_ROWS).await?;
         }
-        for (dt, tables) in &mut partitions {
-            send_full_batches(tables.builders_mut(), *dt, batches, 1).await?;
-        }
-        let reused = reused.take();
-        outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
-        outcome.records_exported += outcome.records_reused;
-        if !reused.is_empty() {
-            tracing::info!(
-                records_reused = outcome.records_reused,
-                lake = %self.lake,
-                "Copying the rows of {} unchanged call records from the lake (and their raw lines).",
-                outcome.records_reused
-            );
-            let (lake, raw) = (self.lake.clone(), self.raw.cloned());
-            let sender = batches.clone();
-            // Blocking reads, sent with `blocking_send`: off the async threads.
-            tokio::task::spawn_blocking(move || copy_reused(&lake, raw.as_ref(), &reused, &sender))
-                .await
-                .context("the copy of unchanged records stopped")?
-                .context("cannot copy the unchanged call records from the lake")?;
-        }
-        progress.finish();
-        Ok(outcome)
+        flattener.finish().await
     }
 
-    /// `call_id → (dt, version)` of the records the window's partitions hold. With a raw zone,
-    /// only records that are also in its partition: a reused record keeps its raw line too.
-    async fn known_records(&self) -> anyhow::Result<HashMap<String, (NaiveDate, i64)>> {
-        let (lake, raw, days) = (self.lake.clone(), self.raw.cloned(), self.window.days());
+    /// Copies the rows (and raw lines) of the reused and kept records from the lake.
+    async fn copy_from_lake(
+        &self,
+        copied: Copied,
+        batches: &mpsc::Sender<ToWriter>,
+    ) -> anyhow::Result<()> {
+        let mut ids = copied.reused;
+        for (dt, kept) in copied.kept {
+            ids.entry(dt).or_default().extend(kept);
+        }
+        ids.retain(|_, ids| !ids.is_empty());
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let records: usize = ids.values().map(HashSet::len).sum();
+        tracing::info!(
+            lake = %self.lake,
+            "Copying the rows of {records} call records from the lake (unchanged, or outside the window on its first \
+             or last day), and their raw lines."
+        );
+        let (lake, raw) = (self.lake.clone(), self.raw.cloned());
+        let sender = batches.clone();
+        // Blocking reads, sent with `blocking_send`: off the async threads.
+        tokio::task::spawn_blocking(move || copy_records(&lake, raw.as_ref(), &ids, &sender))
+            .await
+            .context("the copy of call records from the lake stopped")?
+            .context("cannot copy call records from the lake")
+    }
+
+    /// What the lake holds of the window's days. With `--full` nothing is reused, but the
+    /// records outside the window on its edge days are still kept.
+    async fn lake_holdings(&self) -> anyhow::Result<LakeHoldings> {
+        let (lake, raw, window, full) =
+            (self.lake.clone(), self.raw.cloned(), self.window, self.full);
         // Blocking reads (files, or GETs waited for on this runtime): off the async threads.
         tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Handle::current();
-            let mut known = HashMap::new();
-            for dt in days {
-                let mut versions = reuse::lake_versions(&lake, dt, &runtime)
-                    .context("cannot read which call records the lake holds")?;
-                if let Some(raw) = &raw {
-                    let mut in_raw = HashSet::new();
-                    reuse::raw_records(raw, dt, &runtime, |id, _| {
-                        in_raw.insert(id.to_string());
-                        Ok(())
-                    })
-                    .context("cannot read which call records the raw zone holds")?;
-                    versions.retain(|id, _| in_raw.contains(id));
+            let mut holdings = LakeHoldings::default();
+            for dt in window.days() {
+                let whole_day = window.covers_day(dt);
+                if full && whole_day {
+                    continue;
                 }
-                known.extend(versions.into_iter().map(|(id, v)| (id, (dt, v))));
+                let records = reuse::lake_records(&lake, dt, &runtime)
+                    .context("cannot read which call records the lake holds")?;
+                let in_raw = match (&raw, full) {
+                    (Some(raw), false) => Some(raw_ids(raw, dt, &runtime)?),
+                    _ => None,
+                };
+                for (id, record) in records {
+                    if !whole_day && !record.started_in(window) {
+                        holdings.outside.entry(dt).or_default().insert(id);
+                    } else if let (false, Some(version)) = (full, record.version)
+                        && in_raw.as_ref().is_none_or(|ids| ids.contains(&id))
+                    {
+                        holdings.versions.insert(id, (dt, version));
+                    }
+                }
             }
-            Ok(known)
+            Ok(holdings)
         })
         .await
         .context("the reading of the lake's call records stopped")?
     }
+}
+
+/// The ids of the call records in the raw zone's partition `dt`.
+fn raw_ids(
+    raw: &Output,
+    dt: NaiveDate,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    reuse::raw_records(raw, dt, runtime, |id, _| {
+        ids.insert(id.to_string());
+        Ok(())
+    })
+    .context("cannot read which call records the raw zone holds")?;
+    Ok(ids)
+}
+
+/// Flattens fetched call records into per-day tables and sends full batches (and raw lines)
+/// to the writer.
+struct RecordFlattener<'a> {
+    privacy: &'a Privacy,
+    batches: &'a mpsc::Sender<ToWriter>,
+    raw: bool,
+    partitions: BTreeMap<NaiveDate, CallRecordTables>,
+    issues: Vec<FlattenIssue>,
+    outcome: FetchOutcome,
+}
+
+impl<'a> RecordFlattener<'a> {
+    fn new(privacy: &'a Privacy, batches: &'a mpsc::Sender<ToWriter>, raw: bool) -> Self {
+        RecordFlattener {
+            privacy,
+            batches,
+            raw,
+            partitions: BTreeMap::new(),
+            issues: Vec::new(),
+            outcome: FetchOutcome::default(),
+        }
+    }
+
+    /// Adds one record, placed in the partition of its listed start (quarantined when its
+    /// details cannot be placed at all).
+    async fn add(
+        &mut self,
+        client: &GraphClient,
+        quarantine: &mut Quarantine,
+        id: &str,
+        listed_dt: NaiveDate,
+        record: Value,
+    ) -> anyhow::Result<()> {
+        let dt = match placement(&record, listed_dt) {
+            Ok(Placement::AsListed) => listed_dt,
+            Ok(Placement::Moved(detail_dt)) => {
+                tracing::warn!(
+                    call_id = %id,
+                    "Call record {id} was listed as starting on {listed_dt}, but its details say {detail_dt}; it is \
+                     placed in the partition of {listed_dt}, as listed (the run replaces only its window's days)."
+                );
+                self.outcome.records_moved.push(id.to_string());
+                listed_dt
+            }
+            Err(problem) => {
+                let url = client.api_url(&format!("communications/callRecords/{id}"));
+                let body = record.to_string();
+                return quarantine
+                    .reject(StreamKind::CallRecords, id, url.as_str(), &problem, &body)
+                    .await;
+            }
+        };
+        let tables = self
+            .partitions
+            .entry(dt)
+            .or_insert_with(|| CallRecordTables::new(self.privacy));
+        flatten_calls::flatten(&record, tables, &mut self.issues).expect("placed above");
+        if self.raw {
+            let line = serde_json::to_vec(&record).expect("a JSON value serializes");
+            send_raw(self.batches, StreamKind::CallRecords, dt, line).await?;
+        }
+        report_issues(&mut self.issues, &mut self.outcome.value_issues);
+        self.outcome.records_exported += 1;
+        send_full_batches(tables.builders_mut(), dt, self.batches, BATCH_ROWS).await
+    }
+
+    /// Sends what is left of every partition.
+    async fn finish(mut self) -> anyhow::Result<FetchOutcome> {
+        for (dt, tables) in &mut self.partitions {
+            send_full_batches(tables.builders_mut(), *dt, self.batches, 1).await?;
+        }
+        Ok(self.outcome)
+    }
+}
+
+/// Where a fetched record goes, against the day it was listed on.
+#[derive(Debug, PartialEq, Eq)]
+enum Placement {
+    AsListed,
+    /// Its details start on another day (the value).
+    Moved(NaiveDate),
+}
+
+/// Places a fetched record by its listed day: a run replaces only its window's days, so a
+/// record whose details name another day stays in the listed one (and is counted).
+fn placement(record: &Value, listed_dt: NaiveDate) -> Result<Placement, String> {
+    let detail_dt = flatten_calls::partition_date(record).map_err(|problem| problem.0)?;
+    Ok(if detail_dt == listed_dt {
+        Placement::AsListed
+    } else {
+        Placement::Moved(detail_dt)
+    })
 }
 
 /// Whether the listed `item` (whose id is `id`) is already in the lake at its listed version;
@@ -725,12 +887,12 @@ fn reuses(
     }
 }
 
-/// Copies the rows (and raw lines) of the reused records from the live partitions into the
-/// run's staged files.
-fn copy_reused(
+/// Copies the rows (and raw lines) of the records `ids` names, per day, from the live
+/// partitions into the run's staged files.
+fn copy_records(
     lake: &Output,
     raw: Option<&Output>,
-    reused: &BTreeMap<NaiveDate, HashSet<String>>,
+    ids: &BTreeMap<NaiveDate, HashSet<String>>,
     batches: &mpsc::Sender<ToWriter>,
 ) -> anyhow::Result<()> {
     let send = |message| {
@@ -739,7 +901,7 @@ fn copy_reused(
             .map_err(|_| anyhow::anyhow!("the writer stopped"))
     };
     let runtime = tokio::runtime::Handle::current();
-    for (dt, ids) in reused {
+    for (dt, ids) in ids {
         let dt = *dt;
         reuse::copy_rows(lake, dt, ids, &runtime, |table, batch| {
             send(ToWriter::Batch(TableBatch { table, dt, batch }))
@@ -762,8 +924,10 @@ fn copy_reused(
 struct LogRun<'a> {
     client: &'a GraphClient,
     privacy: &'a Privacy,
-    /// Whether rows also go to the raw zone.
-    raw: bool,
+    /// The lake, whose rows outside the window on its edge days are kept.
+    lake: &'a Output,
+    /// The raw zone, if the run keeps one: every row also goes there as a line.
+    raw: Option<&'a Output>,
     log: &'static LogStream,
     window: Window,
     chunk_days: u32,
@@ -844,7 +1008,7 @@ impl LogRun<'_> {
                         &mut issues,
                     );
                     report_issues(&mut issues, &mut value_issues);
-                    if self.raw {
+                    if self.raw.is_some() {
                         send_raw(batches, stream, dt, raw::log_line(self.log, &row, chunk)).await?;
                     }
                     if builder.len() >= BATCH_ROWS {
@@ -859,18 +1023,75 @@ impl LogRun<'_> {
         for (dt, builder) in &mut partitions {
             send_full_batches([builder], *dt, batches, 1).await?;
         }
+        self.keep_outside_window(table, batches).await?;
         progress.finish();
         Ok(value_issues)
     }
+
+    /// Copies the lake's rows (and raw lines) of the window's edge days that lie outside
+    /// the window: the run replaces only the rows of its window.
+    async fn keep_outside_window(
+        &self,
+        table: &'static TableSchema,
+        batches: &mpsc::Sender<ToWriter>,
+    ) -> anyhow::Result<()> {
+        let window = self.window;
+        let edge_days: Vec<NaiveDate> = window
+            .days()
+            .into_iter()
+            .filter(|dt| !window.covers_day(*dt))
+            .collect();
+        if edge_days.is_empty() {
+            return Ok(());
+        }
+        let (lake, raw, log) = (self.lake.clone(), self.raw.cloned(), self.log);
+        let sender = batches.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Handle::current();
+            let send = |message| {
+                sender
+                    .blocking_send(message)
+                    .map_err(|_| anyhow::anyhow!("the writer stopped"))
+            };
+            for dt in edge_days {
+                reuse::copy_rows_outside_window(
+                    &lake,
+                    log.kind,
+                    dt,
+                    window,
+                    &runtime,
+                    |table, batch| send(ToWriter::Batch(TableBatch { table, dt, batch })),
+                )?;
+                if let Some(raw) = &raw {
+                    reuse::raw_log_lines_outside(raw, log, dt, window, &runtime, |line| {
+                        send(ToWriter::Raw {
+                            stream: log.kind.name(),
+                            dt,
+                            line: line.to_vec(),
+                        })
+                    })?;
+                }
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .context("the copy of log rows from the lake stopped")?
+        .with_context(|| {
+            format!(
+                "cannot keep the {} rows outside the window {window}",
+                table.table
+            )
+        })
+    }
 }
 
-/// The id to fetch for a listed item, or None for an item already listed in this run
+/// The id to fetch for a listed item and the day it is listed on, or None for an item already listed in this run
 /// (pages can shift while new records arrive) or outside the window.
 fn listed_record_to_fetch(
     item: &Value,
     window: &Window,
     listed: &mut HashSet<String>,
-) -> Option<String> {
+) -> Option<(String, NaiveDate)> {
     let (id, start) = match flatten_calls::identify(item) {
         Ok((id, start)) => (id.to_string(), start),
         Err(problem) => {
@@ -882,7 +1103,9 @@ fn listed_record_to_fetch(
         tracing::warn!(call_id = %id, %start, "Graph listed call record {id} outside the window {window}; skipped.");
         return None;
     }
-    listed.insert(id.clone()).then_some(id)
+    listed
+        .insert(id.clone())
+        .then_some((id, start.date_naive()))
 }
 
 pub(crate) fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {

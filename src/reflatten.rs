@@ -36,6 +36,7 @@ use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::pipeline::{self, TableTotals};
 use crate::privacy::Privacy;
 use crate::raw::{self, RawInput};
+use crate::reuse;
 use crate::run::Run;
 use crate::schema;
 use crate::sink::store::Output;
@@ -213,8 +214,13 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         .flat_map(|(stream, files)| files.into_iter().map(move |file| (stream, file)))
         .collect();
 
+    let runtime = tokio::runtime::Handle::current();
     let (read, counts, staged) = std::thread::scope(|scope| {
         let failed = &failed;
+        let keeper = plan.window.map(|window| {
+            let (batches, runtime, streams) = (batches.clone(), runtime.clone(), &streams);
+            scope.spawn(move || keep_outside_window(output, streams, window, &runtime, &batches))
+        });
         let reader = scope.spawn(move || read_chunks(&files, chunks, spent_receiver, failed));
         let worker_handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -238,7 +244,9 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
             .into_iter()
             .map(|w| w.join().expect("a worker thread does not panic"))
             .collect();
+        let kept = keeper.map(|k| k.join().expect("the keeper thread does not panic"));
         let staged = writer.join().expect("the writer thread does not panic");
+        let read = read.and_then(|read| kept.transpose().map(|_| read));
         (read, counts, staged)
     });
     let staged = match staged {
@@ -305,6 +313,32 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         "cannot publish the rebuilt partitions; nothing was published, the lake is as it was",
     )?;
     Ok(summary)
+}
+
+/// Copies the lake's rows of the window's edge days that lie outside the window, in every
+/// table of `streams`: a window that covers part of a day replaces only its rows.
+fn keep_outside_window(
+    lake: &Output,
+    streams: &[StreamKind],
+    window: Window,
+    runtime: &tokio::runtime::Handle,
+    batches: &SyncSender<TableBatch>,
+) -> anyhow::Result<()> {
+    for dt in window
+        .days()
+        .into_iter()
+        .filter(|dt| !window.covers_day(*dt))
+    {
+        for stream in streams {
+            reuse::copy_rows_outside_window(lake, *stream, dt, window, runtime, |table, batch| {
+                batches
+                    .send(TableBatch { table, dt, batch })
+                    .map_err(|_| anyhow::anyhow!("the writer stopped"))
+            })
+            .with_context(|| format!("cannot keep the rows of {dt} outside the window {window}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The raw files of each stream: `<raw>/<stream>/…` holds that stream's files; a folder

@@ -10,8 +10,12 @@
 //! The lake and the raw zone may each be on disk or on an object store (read by ranged and
 //! streamed GETs); the functions block on the given runtime, so they run on a blocking thread.
 //!
-//! May touch: the live Parquet files and raw files of the window's call-record partitions
-//! (reading only).
+//! A run whose window covers only part of a day (its edge days) keeps the rows of that day
+//! whose time lies outside the window the same way: the call records that started outside
+//! it (with their rows in every call table and their raw lines), and the log rows and raw
+//! log lines timed outside it.
+//!
+//! May touch: the live Parquet files and raw files of the window's partitions (reading only).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -19,7 +23,7 @@ use std::io::BufRead;
 
 use anyhow::Context;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use chrono::NaiveDate;
 use futures::StreamExt;
@@ -29,43 +33,98 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use tokio::runtime::Handle;
 
 use crate::raw::{self, RawInput};
-use crate::schema;
+use crate::schema::{self, TableSchema};
 use crate::sink;
 use crate::sink::store::Output;
 use crate::streams::StreamKind;
+use crate::streams::logs::LogStream;
+use crate::window::Window;
 
 /// The table whose rows say which records (and versions) a partition holds.
 const RECORDS_TABLE: &str = "call_records";
 
-/// `call_id → version` of the records the lake holds in the `call_records` partition `dt`.
-pub fn lake_versions(
+/// A call record the lake holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LakeRecord {
+    pub version: Option<i64>,
+    /// Its `start_date_time`, in microseconds since the epoch.
+    pub start_micros: Option<i64>,
+}
+
+/// `call_id → (version, start)` of the records the lake holds in the `call_records`
+/// partition `dt`.
+pub fn lake_records(
     lake: &Output,
     dt: NaiveDate,
     runtime: &Handle,
-) -> anyhow::Result<HashMap<String, i64>> {
-    let mut versions = HashMap::new();
+) -> anyhow::Result<HashMap<String, LakeRecord>> {
+    let mut records = HashMap::new();
     for file in runtime.block_on(sink::live_partition_files(lake, RECORDS_TABLE, dt))? {
         if !file.ends_with(".parquet") {
             continue;
         }
         let location = lake.display_path(&file);
-        for batch in read_parquet(lake, &file, Some(&["call_id", "version"]), runtime)? {
+        let columns = ["call_id", "version", "start_date_time"];
+        for batch in read_parquet(lake, &file, Some(&columns), runtime)? {
             let batch = batch?;
-            let (Some(ids), Some(version)) = (
+            let (Some(ids), Some(version), Some(start)) = (
                 batch.column_by_name("call_id"),
                 batch.column_by_name("version"),
+                batch.column_by_name("start_date_time"),
             ) else {
-                anyhow::bail!("{location} has no call_id or version column");
+                anyhow::bail!("{location} has no call_id, version or start_date_time column");
             };
-            let (ids, version) = (ids.as_string::<i32>(), version.as_primitive::<Int64Type>());
+            let ids = ids.as_string::<i32>();
+            let version = version.as_primitive::<Int64Type>();
+            let start = start.as_primitive::<TimestampMicrosecondType>();
             for row in 0..batch.num_rows() {
-                if !version.is_null(row) {
-                    versions.insert(ids.value(row).to_string(), version.value(row));
-                }
+                let record = LakeRecord {
+                    version: version.is_valid(row).then(|| version.value(row)),
+                    start_micros: start.is_valid(row).then(|| start.value(row)),
+                };
+                records.insert(ids.value(row).to_string(), record);
             }
         }
     }
-    Ok(versions)
+    Ok(records)
+}
+
+/// The rows of the live partition `dt` of the log table `table` whose time (the column
+/// `time_column`) lies outside `window`, batch by batch: what a run whose window covers
+/// part of the day keeps.
+pub fn copy_rows_outside(
+    lake: &Output,
+    table: &'static str,
+    time_column: &str,
+    dt: NaiveDate,
+    window: Window,
+    runtime: &Handle,
+    mut send: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (from, to) = (window.from.timestamp_micros(), window.to.timestamp_micros());
+    for file in runtime.block_on(sink::live_partition_files(lake, table, dt))? {
+        if !file.ends_with(".parquet") {
+            continue;
+        }
+        let location = lake.display_path(&file);
+        for batch in read_parquet(lake, &file, None, runtime)? {
+            let batch = batch?;
+            let times = batch
+                .column_by_name(time_column)
+                .with_context(|| format!("{location} has no {time_column} column"))?
+                .as_primitive::<TimestampMicrosecondType>();
+            // A row without a time was placed by its request's range, which lay outside.
+            let keep: BooleanArray = times
+                .iter()
+                .map(|time| Some(time.is_none_or(|t| t < from || t >= to)))
+                .collect();
+            let kept = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+            if kept.num_rows() > 0 {
+                send(kept)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rows of `ids` in the live partition `dt` of every call table, batch by batch.
@@ -115,7 +174,53 @@ pub fn raw_records(
         #[serde(borrow)]
         id: std::borrow::Cow<'a, str>,
     }
-    let stream = StreamKind::CallRecords.name();
+    raw_lines(
+        raw_zone,
+        StreamKind::CallRecords.name(),
+        dt,
+        runtime,
+        |text, input| {
+            let record: Id = serde_json::from_slice(text)
+                .with_context(|| format!("a line of {input} has no id"))?;
+            found(&record.id, text)
+        },
+    )
+}
+
+/// Calls `found(line)` for every line of the raw zone's live partition `dt` of the log
+/// stream `log` whose row time lies outside `window` (what a run covering part of the day
+/// keeps).
+pub fn raw_log_lines_outside(
+    raw_zone: &Output,
+    log: &LogStream,
+    dt: NaiveDate,
+    window: Window,
+    runtime: &Handle,
+    mut found: impl FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    raw_lines(raw_zone, log.kind.name(), dt, runtime, |text, input| {
+        let row: serde_json::Value = serde_json::from_slice(text)
+            .with_context(|| format!("a line of {input} is not JSON"))?;
+        let time = match log.row_time(&row) {
+            Some(time) => time,
+            None => raw::report_range(&row).map(|range| range.from),
+        };
+        match time {
+            Ok(time) if window.contains(time) => Ok(()),
+            Ok(_) => found(text),
+            Err(problem) => anyhow::bail!("a line of {input} has no usable time: {problem}"),
+        }
+    })
+}
+
+/// Calls `found(line, file)` for every line of the raw zone's live partition `dt` of `stream`.
+fn raw_lines(
+    raw_zone: &Output,
+    stream: &str,
+    dt: NaiveDate,
+    runtime: &Handle,
+    mut found: impl FnMut(&[u8], &RawInput) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     for file in runtime.block_on(sink::live_partition_files(raw_zone, stream, dt))? {
         if !raw::is_raw_file(&file) {
             continue;
@@ -131,9 +236,7 @@ pub fn raw_records(
             > 0
         {
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            let record: Id = serde_json::from_slice(text)
-                .with_context(|| format!("a line of {input} has no id"))?;
-            found(&record.id, text)?;
+            found(text, &input)?;
             line.clear();
         }
     }
@@ -192,5 +295,91 @@ fn project<T>(builder: ArrowReaderBuilder<T>, columns: Option<&[&str]>) -> Arrow
             builder.with_projection(mask)
         }
         None => builder,
+    }
+}
+
+/// The column of a log table holding each row's time, by which it was placed: the one read
+/// from the stream's time field, or the start of the aggregated range (dial-outs).
+pub fn row_time_column(table: &'static TableSchema, log: &LogStream) -> &'static str {
+    let path = log.time_field.unwrap_or("$report_from");
+    table
+        .columns
+        .iter()
+        .find(|column| column.path == path)
+        .map(|column| column.name.as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "schemas/{}.json declares no column read from {path}",
+                table.table
+            )
+        })
+}
+
+/// Copies the rows of the lake's partition `dt` that lie outside `window`, in every table
+/// of `stream`: the call records that started outside it with their rows in every call
+/// table, or the log rows timed outside it. For a run whose window covers `dt` in part.
+pub fn copy_rows_outside_window(
+    lake: &Output,
+    stream: StreamKind,
+    dt: NaiveDate,
+    window: Window,
+    runtime: &Handle,
+    mut send: impl FnMut(&'static str, RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match stream.log() {
+        None => {
+            let outside: HashSet<String> = lake_records(lake, dt, runtime)?
+                .into_iter()
+                .filter(|(_, record)| !record.started_in(window))
+                .map(|(id, _)| id)
+                .collect();
+            copy_rows(lake, dt, &outside, runtime, send)
+        }
+        Some(log) => {
+            let table = schema::tables_of_stream(stream.name())
+                .next()
+                .unwrap_or_else(|| panic!("schemas/ declares no table of stream {stream}"));
+            let name: &'static str = &table.table;
+            let time_column = row_time_column(table, log);
+            copy_rows_outside(lake, name, time_column, dt, window, runtime, |batch| {
+                send(name, batch)
+            })
+        }
+    }
+}
+
+impl LakeRecord {
+    /// Whether it started in `window` (a record without a start did not).
+    pub fn started_in(&self, window: Window) -> bool {
+        self.start_micros
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .is_some_and(|start| window.contains(start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streams::logs::LOG_STREAMS;
+
+    #[test]
+    fn every_log_table_has_the_time_column_its_rows_are_placed_by() {
+        let names: Vec<&str> = LOG_STREAMS
+            .iter()
+            .map(|log| {
+                let table = schema::tables_of_stream(log.kind.name()).next().unwrap();
+                row_time_column(table, log)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "start_date_time",
+                "start_date_time",
+                "sent_date_time",
+                "block_date_time",
+                "report_from_date_time"
+            ]
+        );
     }
 }

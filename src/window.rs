@@ -88,6 +88,14 @@ impl Window {
         days
     }
 
+    /// Whether the whole UTC day `dt` lies in the window (false for its partial first and
+    /// last days: its edge days).
+    pub fn covers_day(&self, dt: NaiveDate) -> bool {
+        let start = midnight(dt);
+        let end = start + chrono::Duration::days(1);
+        self.from <= start && end <= self.to
+    }
+
     /// Whether both ends are midnight UTC, so that every partition it writes is a whole day.
     pub fn is_whole_days(&self) -> bool {
         self.from.time() == NaiveTime::MIN && self.to.time() == NaiveTime::MIN
@@ -171,6 +179,19 @@ mod tests {
         assert_eq!(window.days().len(), 3);
         assert!(window.contains(at("2026-11-20T06:00:00Z")));
         assert!(!window.contains(at("2026-11-22T00:00:01Z")));
+    }
+
+    #[test]
+    fn only_whole_days_are_covered() {
+        let window = Window::new(at("2026-11-20T06:00:00Z"), at("2026-11-22T12:00:00Z")).unwrap();
+        let covered: Vec<bool> = window
+            .days()
+            .iter()
+            .map(|dt| window.covers_day(*dt))
+            .collect();
+        assert_eq!(covered, [false, true, false]);
+        let window = Window::new(at("2026-11-20"), at("2026-11-21")).unwrap();
+        assert!(window.covers_day(window.days()[0]));
     }
 
     #[test]

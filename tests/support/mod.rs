@@ -199,7 +199,8 @@ pub fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
 }
 
 /// Every line of the raw zone's live partitions (`<raw>/<stream>/dt=…/*.jsonl.zst`), as
-/// sorted `<stream>/<dt> <line>` lines.
+/// sorted `<stream>/<dt> <line>` lines. Graph's `@odata.context` URLs name the emulator's
+/// loopback port, which differs from run to run: it is left out.
 pub fn raw_lines(raw: &Path) -> Vec<String> {
     use std::io::BufRead;
     let mut lines = Vec::new();
@@ -223,11 +224,36 @@ pub fn raw_lines(raw: &Path) -> Vec<String> {
                 let file = file.unwrap().path();
                 let reader = zstd::Decoder::new(File::open(&file).unwrap()).unwrap();
                 for line in std::io::BufReader::new(reader).lines() {
-                    lines.push(format!("{name}/{dt} {}", line.unwrap()));
+                    let line = without_emulator_port(&line.unwrap());
+                    lines.push(format!("{name}/{dt} {line}"));
                 }
             }
         }
     }
     lines.sort();
     lines
+}
+
+/// The manifest of the lake's latest run (`_manifests/<run_id>.json`; run ids sort by time).
+pub fn last_manifest(lake: &Path) -> Value {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(lake.join("_manifests"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    names.sort();
+    let text = std::fs::read_to_string(names.last().expect("a manifest")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `text` with every `http://127.0.0.1:<port>` written as `http://127.0.0.1`.
+fn without_emulator_port(text: &str) -> String {
+    const HOST: &str = "http://127.0.0.1:";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(HOST) {
+        out.push_str(&rest[..at + HOST.len() - 1]);
+        rest = rest[at + HOST.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }
