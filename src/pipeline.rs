@@ -198,7 +198,8 @@ pub async fn export(
              the window, and only the window's rows are replaced."
         );
     }
-    let stream_windows = stream_windows(plan, started_at);
+    let fingerprint = reuse::rows_fingerprint(&plan.privacy);
+    let stream_windows = widened_stream_windows(plan, &fingerprint, started_at).await?;
 
     let staged = match stage(client, plan, &run, &stream_windows, progress, cancel).await {
         Ok(staged) => staged,
@@ -293,7 +294,11 @@ async fn stage(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(FetchOutcome, Staged, Quarantine)> {
-    let sink = ParquetSink::create(&plan.output, &run.id, SinkOptions::default())
+    let options = SinkOptions {
+        footer: reuse::fingerprint_footer(&reuse::rows_fingerprint(&plan.privacy)),
+        ..SinkOptions::default()
+    };
+    let sink = ParquetSink::create(&plan.output, &run.id, options)
         .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
     let raw_sink = match &plan.raw {
         Some(raw) => Some(
@@ -421,6 +426,36 @@ async fn fetch_streams(
         }
     }
     Ok(outcome)
+}
+
+/// Per stream, the window it exports (None: nothing of it is available any more), each
+/// widened to whole days where the lake cannot keep an edge day's rows as they are
+/// ([`reuse::widen_for_fingerprint`]).
+async fn widened_stream_windows(
+    plan: &ExportPlan,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<BTreeMap<StreamKind, Option<Window>>> {
+    let (lake, streams, window) = (plan.output.clone(), plan.streams.clone(), plan.window);
+    let fingerprint = fingerprint.to_string();
+    let widened = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::current();
+        streams
+            .into_iter()
+            .map(|stream| {
+                let widened =
+                    reuse::widen_for_fingerprint(&lake, stream, window, &fingerprint, &runtime)?;
+                Ok((stream, widened))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await
+    .context("the reading of the lake's footers stopped")?
+    .context("cannot read what made the lake's rows")?;
+    Ok(widened
+        .into_iter()
+        .map(|(stream, window)| (stream, stream_window(stream, window, now)))
+        .collect())
 }
 
 /// Per stream, the window it exports (None: nothing of it is available any more).
@@ -722,11 +757,13 @@ impl CallRecordRun<'_> {
             .context("cannot copy call records from the lake")
     }
 
-    /// What the lake holds of the window's days. With `--full` nothing is reused, but the
-    /// records outside the window on its edge days are still kept.
+    /// What the lake holds of the window's days. A record is reused only from a file
+    /// written under the run's fingerprint (privacy settings, declarations). With `--full`
+    /// nothing is reused, but the records outside the window on its edge days are kept.
     async fn lake_holdings(&self) -> anyhow::Result<LakeHoldings> {
         let (lake, raw, window, full) =
             (self.lake.clone(), self.raw.cloned(), self.window, self.full);
+        let fingerprint = reuse::rows_fingerprint(self.privacy);
         // Blocking reads (files, or GETs waited for on this runtime): off the async threads.
         tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Handle::current();
@@ -746,6 +783,7 @@ impl CallRecordRun<'_> {
                     if !whole_day && !record.started_in(window) {
                         holdings.outside.entry(dt).or_default().insert(id);
                     } else if let (false, Some(version)) = (full, record.version)
+                        && record.fingerprint.as_deref() == Some(fingerprint.as_str())
                         && in_raw.as_ref().is_none_or(|ids| ids.contains(&id))
                     {
                         holdings.versions.insert(id, (dt, version));

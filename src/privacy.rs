@@ -123,6 +123,12 @@ impl HashKey {
         )))
     }
 
+    /// An identifier of the key that does not reveal it: the first 16 hex characters of
+    /// the key's HMAC of a fixed text.
+    pub fn id(&self) -> String {
+        self.hash("callrecords-etl hash key id")[..16].to_string()
+    }
+
     /// Lowercase hex HMAC-SHA-256(key, value): 64 characters.
     pub fn hash(&self, value: &str) -> String {
         hex::encode(hmac::sign(&self.0, value.as_bytes()).as_ref())
@@ -221,6 +227,24 @@ impl Privacy {
         }
     }
 
+    /// What the rows written under these settings look like, as text: each class's mode
+    /// (with the hash key's id), so that rows written under other settings are recognised
+    /// (`phone_numbers=hash:1a2b…,user_principal_names=keep,…`).
+    pub fn fingerprint(&self) -> String {
+        PiiClass::ALL
+            .iter()
+            .map(|class| {
+                let mode = match self.treatment(*class) {
+                    Treatment::Keep => "keep".to_string(),
+                    Treatment::Hash(key) => format!("hash:{}", key.id()),
+                    Treatment::Drop => "drop".to_string(),
+                };
+                format!("{}={mode}", class.config_key())
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Whether everything is written as read.
     pub fn keeps_everything(&self) -> bool {
         self.treatments.iter().all(Treatment::is_keep)
@@ -307,6 +331,34 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(format!("{key:?}"), "HashKey([redacted])");
+    }
+
+    #[test]
+    fn the_fingerprint_tells_modes_and_keys_apart_and_hides_the_key() {
+        let keep = Privacy::default().fingerprint();
+        assert!(keep.starts_with("phone_numbers=keep,"), "{keep}");
+        let hashed = |key: HashKey| {
+            Privacy::new(
+                |class| match class {
+                    PiiClass::DisplayName => Mode::Hash,
+                    _ => Mode::Drop,
+                },
+                Some(key),
+            )
+            .unwrap()
+            .fingerprint()
+        };
+        let (one, other) = (
+            hashed(key()),
+            hashed(HashKey::new(&Secret::new("z".repeat(32)))),
+        );
+        assert!(
+            one.contains("display_names=hash:") && one.contains("ip_addresses=drop"),
+            "{one}"
+        );
+        assert_ne!(one, other, "another key, another fingerprint");
+        assert_eq!(one, hashed(key()));
+        assert!(!one.contains(&"k".repeat(8)));
     }
 
     #[test]

@@ -199,7 +199,16 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     let output = &plan.output;
     tracing::info!(run_id, raw = %plan.raw, output = %plan.output, "Reflatten started.");
 
-    let sink = ParquetSink::create(output, &run_id, SinkOptions::default())
+    let fingerprint = reuse::rows_fingerprint(&plan.privacy);
+    let window = match plan.window {
+        Some(window) => Some(widened_window(output, &streams, window, &fingerprint).await?),
+        None => None,
+    };
+    let options = SinkOptions {
+        footer: reuse::fingerprint_footer(&fingerprint),
+        ..SinkOptions::default()
+    };
+    let sink = ParquetSink::create(output, &run_id, options)
         .with_context(|| format!("cannot prepare the output folder {}", plan.output))?;
     let workers = plan.workers.max(1);
     let failed = AtomicBool::new(false);
@@ -217,7 +226,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     let runtime = tokio::runtime::Handle::current();
     let (read, counts, staged) = std::thread::scope(|scope| {
         let failed = &failed;
-        let keeper = plan.window.map(|window| {
+        let keeper = window.map(|window| {
             let (batches, runtime, streams) = (batches.clone(), runtime.clone(), &streams);
             scope.spawn(move || keep_outside_window(output, streams, window, &runtime, &batches))
         });
@@ -229,7 +238,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
                 let spent = spent.clone();
                 scope.spawn(move || {
                     let outcome =
-                        Worker::new(&plan.privacy, plan.window, batches).run(&receiver, &spent);
+                        Worker::new(&plan.privacy, window, batches).run(&receiver, &spent);
                     if outcome.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -277,7 +286,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         }
     };
 
-    let days: Vec<(StreamKind, NaiveDate)> = match plan.window {
+    let days: Vec<(StreamKind, NaiveDate)> = match window {
         Some(window) => streams
             .iter()
             .flat_map(|stream| window.days().into_iter().map(move |dt| (*stream, dt)))
@@ -290,7 +299,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         version: env!("CARGO_PKG_VERSION"),
         command: "reflatten",
         raw: plan.raw.to_string(),
-        window: plan.window,
+        window,
         streams: streams.iter().map(|s| s.name().to_string()).collect(),
         started_at,
         finished_at: Utc::now(),
@@ -313,6 +322,31 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         "cannot publish the rebuilt partitions; nothing was published, the lake is as it was",
     )?;
     Ok(summary)
+}
+
+/// `window`, widened to whole days where the lake cannot keep an edge day's rows as they
+/// are ([`reuse::widen_for_fingerprint`]); the raw zone holds whole days.
+async fn widened_window(
+    lake: &Output,
+    streams: &[StreamKind],
+    window: Window,
+    fingerprint: &str,
+) -> anyhow::Result<Window> {
+    let (lake, streams, fingerprint) = (lake.clone(), streams.to_vec(), fingerprint.to_string());
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Handle::current();
+        let mut widened = window;
+        for stream in streams {
+            let w = reuse::widen_for_fingerprint(&lake, stream, window, &fingerprint, &runtime)?;
+            widened = Window {
+                from: widened.from.min(w.from),
+                to: widened.to.max(w.to),
+            };
+        }
+        Ok(widened)
+    })
+    .await
+    .context("the reading of the lake's footers stopped")?
 }
 
 /// Copies the lake's rows of the window's edge days that lie outside the window, in every

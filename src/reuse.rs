@@ -32,6 +32,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderB
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use tokio::runtime::Handle;
 
+use crate::privacy::Privacy;
 use crate::raw::{self, RawInput};
 use crate::schema::{self, TableSchema};
 use crate::sink;
@@ -43,12 +44,33 @@ use crate::window::Window;
 /// The table whose rows say which records (and versions) a partition holds.
 const RECORDS_TABLE: &str = "call_records";
 
+/// The footer key under which every file names what made its rows.
+pub const FINGERPRINT_KEY: &str = "callrecords_etl.rows_fingerprint";
+
+/// What made a run's rows: its privacy settings (with the hash key's id) and the table
+/// declarations. Rows are reused only from files with the same fingerprint, so changed
+/// privacy settings or schemas apply to every row written after the change.
+pub fn rows_fingerprint(privacy: &Privacy) -> String {
+    format!(
+        "{};declarations={}",
+        privacy.fingerprint(),
+        schema::declarations_id()
+    )
+}
+
+/// The footer entry that records `fingerprint` in every file a run writes.
+pub fn fingerprint_footer(fingerprint: &str) -> Vec<(String, String)> {
+    vec![(FINGERPRINT_KEY.to_string(), fingerprint.to_string())]
+}
+
 /// A call record the lake holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LakeRecord {
     pub version: Option<i64>,
     /// Its `start_date_time`, in microseconds since the epoch.
     pub start_micros: Option<i64>,
+    /// The fingerprint of the file holding it (None: written before fingerprints).
+    pub fingerprint: Option<String>,
 }
 
 /// `call_id → (version, start)` of the records the lake holds in the `call_records`
@@ -65,7 +87,8 @@ pub fn lake_records(
         }
         let location = lake.display_path(&file);
         let columns = ["call_id", "version", "start_date_time"];
-        for batch in read_parquet(lake, &file, Some(&columns), runtime)? {
+        let (fingerprint, batches) = read_parquet(lake, &file, Some(&columns), runtime)?;
+        for batch in batches {
             let batch = batch?;
             let (Some(ids), Some(version), Some(start)) = (
                 batch.column_by_name("call_id"),
@@ -81,6 +104,7 @@ pub fn lake_records(
                 let record = LakeRecord {
                     version: version.is_valid(row).then(|| version.value(row)),
                     start_micros: start.is_valid(row).then(|| start.value(row)),
+                    fingerprint: fingerprint.clone(),
                 };
                 records.insert(ids.value(row).to_string(), record);
             }
@@ -107,7 +131,7 @@ pub fn copy_rows_outside(
             continue;
         }
         let location = lake.display_path(&file);
-        for batch in read_parquet(lake, &file, None, runtime)? {
+        for batch in read_parquet(lake, &file, None, runtime)?.1 {
             let batch = batch?;
             let times = batch
                 .column_by_name(time_column)
@@ -142,7 +166,7 @@ pub fn copy_rows(
                 continue;
             }
             let location = lake.display_path(&file);
-            for batch in read_parquet(lake, &file, None, runtime)? {
+            for batch in read_parquet(lake, &file, None, runtime)?.1 {
                 let batch = batch?;
                 let call_ids = batch
                     .column_by_name("call_id")
@@ -244,13 +268,15 @@ fn raw_lines(
 }
 
 /// The record batches of the Parquet file `relative` (only `columns`, when given), read
-/// from disk or by ranged GETs, one row group's worth at a time.
+/// from disk or by ranged GETs, one row group's worth at a time; with the fingerprint its
+/// footer records.
+type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>>>;
 fn read_parquet(
     lake: &Output,
     relative: &str,
     columns: Option<&[&str]>,
     runtime: &Handle,
-) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<RecordBatch>>>> {
+) -> anyhow::Result<(Option<String>, Batches)> {
     let location = lake.display_path(relative);
     let cannot_read = move |error: parquet::errors::ParquetError| {
         anyhow::Error::new(error).context(format!("cannot read {location}"))
@@ -262,10 +288,13 @@ fn read_parquet(
                 File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let builder =
                 ParquetRecordBatchReaderBuilder::try_new(file).map_err(cannot_read.clone())?;
+            let fingerprint = footer_fingerprint(builder.metadata());
             let batches = project(builder, columns)
                 .build()
                 .map_err(cannot_read.clone())?;
-            Box::new(batches.map(move |batch| batch.map_err(|e| cannot_read(e.into()))))
+            let batches: Batches =
+                Box::new(batches.map(move |batch| batch.map_err(|e| cannot_read(e.into()))));
+            (fingerprint, batches)
         }
         Output::Object(object) => {
             let builder = runtime.block_on(async {
@@ -276,16 +305,44 @@ fn read_parquet(
                         .map_err(cannot_read.clone())?,
                 )
             })?;
+            let fingerprint = footer_fingerprint(builder.metadata());
             let mut batches = project(builder, columns)
                 .build()
                 .map_err(cannot_read.clone())?;
             let runtime = runtime.clone();
-            Box::new(std::iter::from_fn(move || {
+            let batches: Batches = Box::new(std::iter::from_fn(move || {
                 let batch = runtime.block_on(batches.next())?;
                 Some(batch.map_err(cannot_read.clone()))
-            }))
+            }));
+            (fingerprint, batches)
         }
     })
+}
+
+fn footer_fingerprint(metadata: &parquet::file::metadata::ParquetMetaData) -> Option<String> {
+    metadata
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|entry| entry.key == FINGERPRINT_KEY)
+        .and_then(|entry| entry.value.clone())
+}
+
+/// The fingerprints of the files of the live partition `dt` of `table` (None for a file
+/// without one), reading only footers.
+pub fn partition_fingerprints(
+    lake: &Output,
+    table: &str,
+    dt: NaiveDate,
+    runtime: &Handle,
+) -> anyhow::Result<std::collections::BTreeSet<Option<String>>> {
+    let mut fingerprints = std::collections::BTreeSet::new();
+    for file in runtime.block_on(sink::live_partition_files(lake, table, dt))? {
+        if file.ends_with(".parquet") {
+            fingerprints.insert(read_parquet(lake, &file, Some(&[]), runtime)?.0);
+        }
+    }
+    Ok(fingerprints)
 }
 
 fn project<T>(builder: ArrowReaderBuilder<T>, columns: Option<&[&str]>) -> ArrowReaderBuilder<T> {
@@ -355,6 +412,45 @@ impl LakeRecord {
             .and_then(chrono::DateTime::from_timestamp_micros)
             .is_some_and(|start| window.contains(start))
     }
+}
+
+/// `window`, widened to whole days where an edge day's partition (in a table of `stream`)
+/// holds rows written under another fingerprint: those rows cannot be kept as they are, so
+/// the whole day is exported again.
+pub fn widen_for_fingerprint(
+    lake: &Output,
+    stream: StreamKind,
+    window: Window,
+    fingerprint: &str,
+    runtime: &Handle,
+) -> anyhow::Result<Window> {
+    let mut widened = window;
+    for dt in window
+        .days()
+        .into_iter()
+        .filter(|dt| !window.covers_day(*dt))
+    {
+        let mut other = false;
+        for table in schema::tables_of_stream(stream.name()) {
+            let fingerprints = partition_fingerprints(lake, &table.table, dt, runtime)?;
+            other |= fingerprints
+                .iter()
+                .any(|f| f.as_deref() != Some(fingerprint));
+        }
+        if other {
+            let start = crate::window::midnight(dt);
+            widened.from = widened.from.min(start);
+            widened.to = widened.to.max(start + chrono::Duration::days(1));
+            tracing::warn!(
+                stream = stream.name(),
+                %dt,
+                "The lake's {stream} rows of {dt} were written under other privacy settings or table declarations \
+                 (or by an older version): the whole day is exported again instead of keeping the rows outside \
+                 the window."
+            );
+        }
+    }
+    Ok(widened)
 }
 
 #[cfg(test)]

@@ -57,6 +57,20 @@ const DECLARATIONS: &[(&str, &str)] = &[
 ];
 
 /// Timezone of every timestamp column: instants in UTC, which Parquet records as
+/// An identifier of the declarations (a digest of every schema file as embedded): rows
+/// written under other declarations are not reused by a rescan.
+pub fn declarations_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for (table, text) in DECLARATIONS {
+            digest.update(table.as_bytes());
+            digest.update(text.as_bytes());
+        }
+        hex::encode(&digest.finish().as_ref()[..8])
+    })
+}
+
 /// `isAdjustedToUTC = true` and every engine reads as a UTC timestamp.
 pub const UTC: &str = "UTC";
 

@@ -263,8 +263,8 @@ fn a_partial_day_window_exports_exactly_its_calls() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("midnight UTC"),
-        "the partial-day warning is shown"
+        stderr(&output).contains("keep the rows the lake holds outside the window"),
+        "the partial-day rule is shown"
     );
     let tenant = Tenant::new(
         42,

@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_lc_rs::hmac;
 use callrecords_etl::emulator::{self, EmulatorConfig, Tenant};
@@ -493,4 +493,80 @@ fn hash_mode_without_its_key_is_a_usage_error_naming_salt_env() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ETL_HASH_KEY is not set"), "{stderr}");
+}
+
+/// Runs `export` on a blocking thread (the emulator keeps serving on the test's runtime).
+async fn export_blocking(config: PathBuf, out: PathBuf) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        run_export(&config, &out, &[("ETL_HASH_KEY", &"k".repeat(32))])
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case3_a_privacy_change_reaches_the_rows_a_rescan_would_reuse() {
+    let config = EmulatorConfig {
+        calls_per_day: CALLS_PER_DAY,
+        ..EmulatorConfig::default()
+    };
+    let emulator = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let names = |lake: &Path| {
+        let rows = support::read_table(lake, "call_records");
+        let named = rows
+            .iter()
+            .filter(|row| !row["organizer_display_name"].is_null())
+            .count();
+        (rows.len(), named)
+    };
+    let keep = write_config(dir.path(), &emulator.base_url(), "mode = \"keep\"");
+    let output = export_blocking(keep, lake.clone()).await;
+    assert!(output.status.success(), "{}", support::stderr(&output));
+    let (rows, named) = names(&lake);
+    assert!(
+        rows > 0 && named > rows / 2,
+        "{named} of {rows} rows name their organizer"
+    );
+
+    // The same window again under other settings: nothing may be reused as it was.
+    for (privacy, expect_named) in [
+        ("mode = \"drop\"", false),
+        ("mode = \"hash\"\nsalt_env = \"ETL_HASH_KEY\"", true),
+    ] {
+        let config = write_config(dir.path(), &emulator.base_url(), privacy);
+        let output = export_blocking(config, lake.clone()).await;
+        assert!(output.status.success(), "{}", support::stderr(&output));
+        let manifest = support::last_manifest(&lake);
+        assert_eq!(manifest["records_reused"], 0, "{privacy}: {manifest}");
+        let (after, named) = names(&lake);
+        assert_eq!(after, rows);
+        assert_eq!(
+            named > 0,
+            expect_named,
+            "{privacy}: {named} rows name their organizer"
+        );
+        if expect_named {
+            for row in support::read_table(&lake, "call_records") {
+                if let Some(name) = row["organizer_display_name"].as_str() {
+                    assert_eq!(name.len(), 64, "hashed: {name}");
+                }
+            }
+        }
+    }
+    // Unchanged settings: everything is reused again.
+    let config = write_config(
+        dir.path(),
+        &emulator.base_url(),
+        "mode = \"hash\"\nsalt_env = \"ETL_HASH_KEY\"",
+    );
+    let output = export_blocking(config, lake.clone()).await;
+    assert!(output.status.success(), "{}", support::stderr(&output));
+    assert_eq!(
+        support::last_manifest(&lake)["records_reused"].as_u64(),
+        Some(rows as u64)
+    );
 }

@@ -85,6 +85,9 @@ pub struct SinkOptions {
     /// written least recently is ended early, so memory does not grow with the partitions
     /// or the input.
     pub buffered_bytes: usize,
+    /// Footer key-value pairs of every file besides the table's own metadata (what made
+    /// the rows: [`crate::reuse::rows_fingerprint`]).
+    pub footer: Vec<(String, String)>,
 }
 
 impl Default for SinkOptions {
@@ -93,6 +96,7 @@ impl Default for SinkOptions {
             row_group_rows: 128 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
             buffered_bytes: 96 * 1024 * 1024,
+            footer: Vec::new(),
         }
     }
 }
@@ -358,7 +362,11 @@ impl ParquetSink {
             })?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
-        let mut metadata: Vec<_> = schema.metadata().iter().collect();
+        let mut metadata: Vec<_> = schema
+            .metadata()
+            .iter()
+            .chain(self.options.footer.iter().map(|(k, v)| (k, v)))
+            .collect();
         metadata.sort();
         for (key, value) in metadata {
             writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
