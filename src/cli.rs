@@ -1042,6 +1042,20 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
         summary.records_rejected.len(),
         list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
     ));
+    if summary.records_quarantined_kept > 0 || summary.records_quarantined_pending > 0 {
+        text.push_str(&format!(
+            "  quarantined records whose earlier rows were kept: {}; fetched again by later runs: {}\n",
+            summary.records_quarantined_kept, summary.records_quarantined_pending
+        ));
+    }
+    if summary.records_kept_outside_window > 0 || !summary.records_moved.is_empty() {
+        text.push_str(&format!(
+            "  records kept outside the window (first or last day): {}; placed by their listed day: {}{}\n",
+            summary.records_kept_outside_window,
+            summary.records_moved.len(),
+            list(&mut summary.records_moved.iter().map(String::as_str))
+        ));
+    }
     text.push_str(&format!(
         "  values written as null (unreadable): {}\n  manifest: {}\n",
         summary.value_issues,

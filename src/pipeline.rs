@@ -118,6 +118,8 @@ pub struct RunSummary {
     /// Records that the window's first or last day held outside the window (it covers
     /// only part of those days): kept as they were, with their raw lines.
     pub records_kept_outside_window: u64,
+    /// Records quarantined by this run whose rows the lake held: those rows were kept.
+    pub records_quarantined_kept: u64,
     /// Listed records that Graph answered with 404 (expired, or not yet available).
     pub records_not_found: Vec<String>,
     /// Records whose details start on another day than the list said: placed by the
@@ -125,6 +127,9 @@ pub struct RunSummary {
     pub records_moved: Vec<String>,
     /// Records that could not be read and were quarantined under `_rejected/<run_id>/`.
     pub records_rejected: Vec<RejectedRecord>,
+    /// Call records quarantined by this run or earlier ones that later runs fetch again
+    /// (listed in `_state.json`).
+    pub records_quarantined_pending: u64,
     /// Values that could not be converted to their column and were written as null.
     pub value_issues: u64,
     pub tables: BTreeMap<String, TableTotals>,
@@ -172,8 +177,17 @@ struct FetchOutcome {
     records_exported: u64,
     records_reused: u64,
     records_kept_outside_window: u64,
+    /// Quarantined in this run, but the lake's rows of them were kept.
+    records_quarantined_kept: u64,
     records_not_found: Vec<String>,
     records_moved: Vec<String>,
+    /// The call records fetched and written by this run.
+    exported_ids: BTreeSet<String>,
+    /// The call records quarantined in this run, by the day they were listed on.
+    quarantined: BTreeMap<NaiveDate, BTreeSet<String>>,
+    /// Days outside the window whose partitions the run rewrites because records
+    /// quarantined there earlier were fetched now.
+    retried_days: BTreeSet<NaiveDate>,
     value_issues: u64,
 }
 
@@ -187,10 +201,15 @@ pub async fn export(
     let started_at = Utc::now();
     let clock = Instant::now();
     let run = Run::begin(&plan.output, plan.raw.as_ref(), started_at).await?;
-    let run_id = run.id.clone();
     // Read and checked before any request: a damaged state file stops the run here.
-    let (state, state_text) = ExportState::read_from(&plan.output).await?;
-    tracing::info!(run_id, window = %plan.window, output = %plan.output, "Export started.");
+    let (state, state_text) = match ExportState::read_from(&plan.output).await {
+        Ok(state) => state,
+        Err(error) => {
+            run.discard().await;
+            return Err(error.into());
+        }
+    };
+    tracing::info!(run_id = run.id, window = %plan.window, output = %plan.output, "Export started.");
     if !plan.window.is_whole_days() {
         tracing::info!(
             window = %plan.window,
@@ -198,50 +217,35 @@ pub async fn export(
              the window, and only the window's rows are replaced."
         );
     }
-    let fingerprint = reuse::rows_fingerprint(&plan.privacy);
-    let stream_windows = widened_stream_windows(plan, &fingerprint, started_at).await?;
-
-    let staged = match stage(client, plan, &run, &stream_windows, progress, cancel).await {
-        Ok(staged) => staged,
-        Err(error) => {
-            run.discard().await;
-            return Err(error);
-        }
-    };
-    let (fetched, staged, quarantine) = staged;
-
+    let scope = Scope::plan(plan, &state, started_at).await?;
+    let (fetched, staged, quarantine) =
+        match stage(client, plan, &run, &scope, progress, cancel).await {
+            Ok(staged) => staged,
+            Err(error) => {
+                run.discard().await;
+                return Err(error);
+            }
+        };
+    let days = scope.days(&fetched.retried_days);
     let mut zones = Vec::new();
     if let Some(raw) = &staged.raw {
-        let raw_partitions = stream_windows
+        let raw_partitions = days
             .iter()
-            .filter_map(|(stream, window)| window.map(|w| (*stream, w)))
-            .flat_map(|(stream, window)| {
-                window
-                    .days()
-                    .into_iter()
-                    .map(move |dt| (stream.name().to_string(), dt))
-            })
+            .map(|(s, dt)| (s.name().to_string(), *dt))
             .collect();
         zones.push(raw.changes(&raw_partitions).0);
     }
-    let (tables_change, report) = staged
-        .tables
-        .changes(&partitions_to_replace(&stream_windows));
+    let (tables_change, report) = staged.tables.changes(&table_partitions(days.into_iter()));
     zones.push(tables_change);
-
-    let mut new_state = state;
-    for (stream, window) in &stream_windows {
-        if let Some(window) = window {
-            new_state.record(stream.name(), *window);
-        }
-    }
+    let new_state = scope.next_state(state, &fetched, started_at);
     let summary = RunSummary {
-        run_id,
+        run_id: run.id.clone(),
         version: env!("CARGO_PKG_VERSION"),
         api_version: plan.api_version.clone(),
         window_from: plan.window.from,
         window_to: plan.window.to,
-        stream_windows: stream_windows
+        stream_windows: scope
+            .windows
             .iter()
             .map(|(stream, window)| (stream.name().to_string(), *window))
             .collect(),
@@ -252,9 +256,15 @@ pub async fn export(
         records_exported: fetched.records_exported,
         records_reused: fetched.records_reused,
         records_kept_outside_window: fetched.records_kept_outside_window,
+        records_quarantined_kept: fetched.records_quarantined_kept,
         records_not_found: fetched.records_not_found,
         records_moved: fetched.records_moved,
         records_rejected: quarantine.finish(),
+        records_quarantined_pending: new_state
+            .quarantined
+            .values()
+            .map(|ids| ids.len() as u64)
+            .sum(),
         value_issues: fetched.value_issues,
         tables: table_totals(&plan.streams, &report.files),
         partitions_replaced: report
@@ -265,15 +275,15 @@ pub async fn export(
         files: report.files,
         requests: client.stats(),
     };
-    let files = vec![
-        FileChange {
-            path: state::STATE_FILE.to_string(),
-            before: state_text,
-            after: new_state.to_text(),
-        },
-        run.manifest(&summary),
-    ];
-    if let Err(error) = run.publish(zones, files).await {
+    let state_change = FileChange {
+        path: state::STATE_FILE.to_string(),
+        before: state_text,
+        after: new_state.to_text(),
+    };
+    if let Err(error) = run
+        .publish(zones, vec![state_change, run.manifest(&summary)])
+        .await
+    {
         let _ = plan
             .output
             .remove_all(&format!("{REJECTED_DIR}/{}", run.id))
@@ -285,12 +295,73 @@ pub async fn export(
     Ok(summary)
 }
 
+/// What a run covers: per stream the window it exports, and the call records that earlier
+/// runs quarantined, fetched again.
+struct Scope {
+    windows: BTreeMap<StreamKind, Option<Window>>,
+    retry: BTreeMap<NaiveDate, BTreeSet<String>>,
+}
+
+impl Scope {
+    async fn plan(
+        plan: &ExportPlan,
+        state: &ExportState,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        let fingerprint = reuse::rows_fingerprint(&plan.privacy);
+        let windows = widened_stream_windows(plan, &fingerprint, now).await?;
+        let retry = match windows.get(&StreamKind::CallRecords) {
+            Some(window) => state.quarantined_to_retry(*window, now),
+            None => BTreeMap::new(),
+        };
+        Ok(Scope { windows, retry })
+    }
+
+    /// The `(stream, dt)` partitions the run replaces: every day of each stream's window,
+    /// and the days outside it whose quarantined records were fetched now.
+    fn days(&self, retried_days: &BTreeSet<NaiveDate>) -> Vec<(StreamKind, NaiveDate)> {
+        let windows = self.windows.iter().filter_map(|(s, w)| w.map(|w| (*s, w)));
+        let mut days: Vec<_> = windows
+            .flat_map(|(stream, window)| window.days().into_iter().map(move |dt| (stream, dt)))
+            .collect();
+        days.extend(retried_days.iter().map(|dt| (StreamKind::CallRecords, *dt)));
+        days
+    }
+
+    /// The state after the run: its windows exported, its quarantine updated (records
+    /// past Graph's retention are named in a loud warning and dropped).
+    fn next_state(
+        &self,
+        mut state: ExportState,
+        fetched: &FetchOutcome,
+        now: DateTime<Utc>,
+    ) -> ExportState {
+        for (stream, window) in &self.windows {
+            if let Some(window) = window {
+                state.record(stream.name(), *window);
+            }
+        }
+        let expired = state.update_quarantine(&fetched.exported_ids, &fetched.quarantined, now);
+        for (dt, ids) in expired {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            tracing::error!(
+                %dt,
+                "Call records quarantined on {dt} could not be fetched again before Graph's {}-day retention ended \
+                 and are lost for the lake: {}. Their responses are in _rejected/.",
+                state::CALL_RECORD_RETENTION_DAYS,
+                ids.join(", ")
+            );
+        }
+        state
+    }
+}
+
 /// Fetches every stream into staged files: the run up to its commit.
 async fn stage(
     client: &GraphClient,
     plan: &ExportPlan,
     run: &Run,
-    stream_windows: &BTreeMap<StreamKind, Option<Window>>,
+    scope: &Scope,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> anyhow::Result<(FetchOutcome, Staged, Quarantine)> {
@@ -320,7 +391,7 @@ async fn stage(
     let fetched = fetch_streams(
         client,
         plan,
-        stream_windows,
+        scope,
         &batches,
         &mut quarantine,
         progress,
@@ -379,14 +450,14 @@ pub(crate) fn table_totals(
 async fn fetch_streams(
     client: &GraphClient,
     plan: &ExportPlan,
-    stream_windows: &BTreeMap<StreamKind, Option<Window>>,
+    scope: &Scope,
     batches: &mpsc::Sender<ToWriter>,
     quarantine: &mut Quarantine,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> anyhow::Result<FetchOutcome> {
     let mut outcome = FetchOutcome::default();
-    for (stream, window) in stream_windows {
+    for (stream, window) in &scope.windows {
         let Some(window) = *window else { continue };
         match stream.log() {
             None => {
@@ -397,6 +468,7 @@ async fn fetch_streams(
                     raw: plan.raw.as_ref(),
                     full: plan.full,
                     window,
+                    retry: &scope.retry,
                     concurrency: plan.concurrency,
                     progress,
                     cancel,
@@ -405,8 +477,12 @@ async fn fetch_streams(
                 outcome.records_exported += calls.records_exported;
                 outcome.records_reused += calls.records_reused;
                 outcome.records_kept_outside_window += calls.records_kept_outside_window;
+                outcome.records_quarantined_kept += calls.records_quarantined_kept;
                 outcome.records_not_found.extend(calls.records_not_found);
                 outcome.records_moved.extend(calls.records_moved);
+                outcome.exported_ids.extend(calls.exported_ids);
+                outcome.quarantined.extend(calls.quarantined);
+                outcome.retried_days.extend(calls.retried_days);
                 outcome.value_issues += calls.value_issues;
             }
             Some(log) => {
@@ -584,12 +660,14 @@ struct CallRecordRun<'a> {
     /// Refetch records whose version the lake already holds.
     full: bool,
     window: Window,
+    /// Records quarantined by earlier runs on days outside the window, fetched again.
+    retry: &'a BTreeMap<NaiveDate, BTreeSet<String>>,
     concurrency: usize,
     progress: &'a Progress,
     cancel: &'a CancellationToken,
 }
 
-/// What the lake holds of a window's days, read before fetching.
+/// What the lake holds of the days a run writes, read before fetching.
 #[derive(Default)]
 struct LakeHoldings {
     /// Records that may be reused: `id → (dt, version)`. With a raw zone only those whose
@@ -598,15 +676,19 @@ struct LakeHoldings {
     /// Per edge day (a day the window covers only in part), the records that started
     /// outside the window: kept as they are.
     outside: BTreeMap<NaiveDate, HashSet<String>>,
+    /// Every record the lake holds with rows written under the run's fingerprint, by day:
+    /// what a quarantined record, or a retried day, keeps.
+    keepable: BTreeMap<NaiveDate, HashSet<String>>,
 }
 
-/// The rows a call-record run copies from the lake instead of fetching them.
-#[derive(Default)]
-struct Copied {
-    /// Listed at the version the lake holds.
-    reused: BTreeMap<NaiveDate, HashSet<String>>,
-    /// On edge days, started outside the window.
-    kept: BTreeMap<NaiveDate, HashSet<String>>,
+impl LakeHoldings {
+    /// The day whose partition holds `id` with keepable rows.
+    fn keepable_day(&self, id: &str) -> Option<NaiveDate> {
+        self.keepable
+            .iter()
+            .find(|(_, ids)| ids.contains(id))
+            .map(|(dt, _)| *dt)
+    }
 }
 
 impl CallRecordRun<'_> {
@@ -620,48 +702,42 @@ impl CallRecordRun<'_> {
             .stream(StreamKind::CallRecords.name(), Unit::Records);
         let holdings = self.lake_holdings().await?;
         let mut listed_ids = HashSet::new();
-        let mut copied = Copied::default();
-        let mut outcome = self
-            .fetch_listed(
-                batches,
-                quarantine,
-                &progress,
-                &holdings,
-                &mut listed_ids,
-                &mut copied,
-            )
-            .await?;
-        copied.kept = holdings.outside;
-        for ids in copied.kept.values_mut() {
-            // A record listed in the window was fetched or reused: it is not kept twice.
-            ids.retain(|id| !listed_ids.contains(id));
-        }
-        outcome.records_reused = copied.reused.values().map(|ids| ids.len() as u64).sum();
-        outcome.records_kept_outside_window =
-            copied.kept.values().map(|ids| ids.len() as u64).sum();
-        outcome.records_exported += outcome.records_reused;
+        let mut reused = BTreeMap::new();
+        let mut flattener = RecordFlattener::new(self.privacy, batches, self.raw.is_some());
+        self.fetch_listed(
+            quarantine,
+            &progress,
+            &holdings,
+            &mut listed_ids,
+            &mut reused,
+            &mut flattener,
+        )
+        .await?;
+        self.fetch_retried(quarantine, &mut flattener).await?;
+        let mut outcome = flattener.finish().await?;
+        let copied = self.rows_to_copy(&holdings, &listed_ids, reused, &mut outcome);
         self.copy_from_lake(copied, batches).await?;
         progress.finish();
         Ok(outcome)
     }
 
     /// Lists the window and fetches every listed record the lake does not hold at its
-    /// version; the others are noted in `copied.reused`.
+    /// version; the others are noted in `reused`.
     async fn fetch_listed(
         &self,
-        batches: &mpsc::Sender<ToWriter>,
         quarantine: &mut Quarantine,
         progress: &StreamProgress,
         holdings: &LakeHoldings,
         listed_ids: &mut HashSet<String>,
-        copied: &mut Copied,
-    ) -> anyhow::Result<FetchOutcome> {
+        reused: &mut BTreeMap<NaiveDate, HashSet<String>>,
+        flattener: &mut RecordFlattener<'_>,
+    ) -> anyhow::Result<()> {
         let (client, window) = (self.client, self.window);
         let listing_complete = futures::stream::once(async move {
             progress.listing_complete();
             Ok::<Vec<Value>, GraphError>(Vec::new())
         });
-        let reused = RefCell::new(&mut copied.reused);
+        let reused = RefCell::new(reused);
         let ids = call_records::list(client, window.from, window.to)
             .map_ok(|page| {
                 progress.page(page.len(), client.stats());
@@ -680,8 +756,40 @@ impl CallRecordRun<'_> {
                 });
                 futures::future::ready(Ok(keep))
             });
-        // A record whose responses cannot be read is quarantined; any other failure
-        // (throttled past all retries, unreachable, refused) ends the run unpublished.
+        self.fetch_each(ids, quarantine, Some(progress), flattener)
+            .await
+    }
+
+    /// Fetches again the records earlier runs quarantined on days outside the window.
+    async fn fetch_retried(
+        &self,
+        quarantine: &mut Quarantine,
+        flattener: &mut RecordFlattener<'_>,
+    ) -> anyhow::Result<()> {
+        if self.retry.is_empty() {
+            return Ok(());
+        }
+        let count: usize = self.retry.values().map(BTreeSet::len).sum();
+        tracing::info!("Fetching again {count} call records that earlier runs quarantined.");
+        let ids = self.retry.iter().flat_map(|(dt, ids)| {
+            ids.iter()
+                .map(move |id| Ok::<_, GraphError>((id.clone(), *dt)))
+        });
+        self.fetch_each(futures::stream::iter(ids), quarantine, None, flattener)
+            .await
+    }
+
+    /// Fetches every `(id, listed day)` of `ids` with bounded concurrency into `flattener`;
+    /// a record whose responses cannot be read is quarantined, any other failure
+    /// (throttled past all retries, unreachable, refused) ends the run unpublished.
+    async fn fetch_each(
+        &self,
+        ids: impl futures::Stream<Item = Result<(String, NaiveDate), GraphError>>,
+        quarantine: &mut Quarantine,
+        progress: Option<&StreamProgress>,
+        flattener: &mut RecordFlattener<'_>,
+    ) -> anyhow::Result<()> {
+        let client = self.client;
         let records = ids
             .map_ok(|(id, listed_dt)| async move {
                 match call_records::fetch_record(client, &id).await {
@@ -694,7 +802,6 @@ impl CallRecordRun<'_> {
             })
             .try_buffered(self.concurrency);
         let mut records = std::pin::pin!(records);
-        let mut flattener = RecordFlattener::new(self.privacy, batches, self.raw.is_some());
         loop {
             let next = tokio::select! {
                 biased;
@@ -704,7 +811,9 @@ impl CallRecordRun<'_> {
             let Some((id, listed_dt, fetched)) = next else {
                 break;
             };
-            progress.done(1, client.stats());
+            if let Some(progress) = progress {
+                progress.done(1, client.stats());
+            }
             match fetched {
                 Ok(Some(record)) => {
                     flattener
@@ -719,34 +828,74 @@ impl CallRecordRun<'_> {
                     flattener.outcome.records_not_found.push(id);
                 }
                 Err((url, message, body)) => {
-                    quarantine
-                        .reject(StreamKind::CallRecords, &id, url.as_str(), &message, &body)
+                    flattener
+                        .reject(quarantine, &id, listed_dt, url.as_str(), &message, &body)
                         .await?
                 }
             }
         }
-        flattener.finish().await
+        Ok(())
     }
 
-    /// Copies the rows (and raw lines) of the reused and kept records from the lake.
+    /// Which records' rows are copied from the lake: the reused ones; on edge days those
+    /// outside the window; the quarantined ones the lake holds; and on a day of retried
+    /// records, every other record the lake holds of it (the day's partition is rewritten).
+    fn rows_to_copy(
+        &self,
+        holdings: &LakeHoldings,
+        listed_ids: &HashSet<String>,
+        reused: BTreeMap<NaiveDate, HashSet<String>>,
+        outcome: &mut FetchOutcome,
+    ) -> BTreeMap<NaiveDate, HashSet<String>> {
+        outcome.records_reused = reused.values().map(|ids| ids.len() as u64).sum();
+        outcome.records_exported += outcome.records_reused;
+        let mut copied = reused;
+        for (dt, ids) in &holdings.outside {
+            // A record listed in the window was fetched or reused: it is not kept twice.
+            let kept: Vec<&String> = ids.iter().filter(|id| !listed_ids.contains(*id)).collect();
+            outcome.records_kept_outside_window += kept.len() as u64;
+            copied
+                .entry(*dt)
+                .or_default()
+                .extend(kept.into_iter().cloned());
+        }
+        for id in outcome.quarantined.values().flatten() {
+            if let Some(dt) = holdings.keepable_day(id) {
+                copied.entry(dt).or_default().insert(id.clone());
+                outcome.records_quarantined_kept += 1;
+            }
+        }
+        for dt in self.retry.keys() {
+            let refetched: Vec<&String> = self.retry[dt]
+                .iter()
+                .filter(|id| outcome.exported_ids.contains(*id))
+                .collect();
+            if refetched.is_empty() {
+                continue;
+            }
+            outcome.retried_days.insert(*dt);
+            let others = holdings.keepable.get(dt).into_iter().flatten();
+            let others = others.filter(|id| !outcome.exported_ids.contains(*id));
+            copied.entry(*dt).or_default().extend(others.cloned());
+        }
+        copied.retain(|_, ids| !ids.is_empty());
+        copied
+    }
+
+    /// Copies the rows (and raw lines) of the records `ids` names from the lake.
     async fn copy_from_lake(
         &self,
-        copied: Copied,
+        ids: BTreeMap<NaiveDate, HashSet<String>>,
         batches: &mpsc::Sender<ToWriter>,
     ) -> anyhow::Result<()> {
-        let mut ids = copied.reused;
-        for (dt, kept) in copied.kept {
-            ids.entry(dt).or_default().extend(kept);
-        }
-        ids.retain(|_, ids| !ids.is_empty());
         if ids.is_empty() {
             return Ok(());
         }
         let records: usize = ids.values().map(HashSet::len).sum();
         tracing::info!(
             lake = %self.lake,
-            "Copying the rows of {records} call records from the lake (unchanged, or outside the window on its first \
-             or last day), and their raw lines."
+            "Copying the rows of {records} call records from the lake (unchanged, outside the window on its first or \
+             last day, or quarantined in this run), and their raw lines."
         );
         let (lake, raw) = (self.lake.clone(), self.raw.cloned());
         let sender = batches.clone();
@@ -757,22 +906,20 @@ impl CallRecordRun<'_> {
             .context("cannot copy call records from the lake")
     }
 
-    /// What the lake holds of the window's days. A record is reused only from a file
-    /// written under the run's fingerprint (privacy settings, declarations). With `--full`
-    /// nothing is reused, but the records outside the window on its edge days are kept.
+    /// What the lake holds of the window's days and the retried days. A record is reused
+    /// (or kept) only from a file written under the run's fingerprint (privacy settings,
+    /// declarations). With `--full` nothing is reused.
     async fn lake_holdings(&self) -> anyhow::Result<LakeHoldings> {
         let (lake, raw, window, full) =
             (self.lake.clone(), self.raw.cloned(), self.window, self.full);
         let fingerprint = reuse::rows_fingerprint(self.privacy);
+        let mut days = window.days();
+        days.extend(self.retry.keys().copied());
         // Blocking reads (files, or GETs waited for on this runtime): off the async threads.
         tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Handle::current();
             let mut holdings = LakeHoldings::default();
-            for dt in window.days() {
-                let whole_day = window.covers_day(dt);
-                if full && whole_day {
-                    continue;
-                }
+            for dt in days {
                 let records = reuse::lake_records(&lake, dt, &runtime)
                     .context("cannot read which call records the lake holds")?;
                 let in_raw = match (&raw, full) {
@@ -780,10 +927,15 @@ impl CallRecordRun<'_> {
                     _ => None,
                 };
                 for (id, record) in records {
-                    if !whole_day && !record.started_in(window) {
+                    let same_rules = record.fingerprint.as_deref() == Some(fingerprint.as_str());
+                    if same_rules {
+                        holdings.keepable.entry(dt).or_default().insert(id.clone());
+                    }
+                    let in_window = window.days().contains(&dt);
+                    if in_window && !window.covers_day(dt) && !record.started_in(window) {
                         holdings.outside.entry(dt).or_default().insert(id);
-                    } else if let (false, Some(version)) = (full, record.version)
-                        && record.fingerprint.as_deref() == Some(fingerprint.as_str())
+                    } else if let (true, false, Some(version)) = (in_window, full, record.version)
+                        && same_rules
                         && in_raw.as_ref().is_none_or(|ids| ids.contains(&id))
                     {
                         holdings.versions.insert(id, (dt, version));
@@ -859,8 +1011,8 @@ impl<'a> RecordFlattener<'a> {
             Err(problem) => {
                 let url = client.api_url(&format!("communications/callRecords/{id}"));
                 let body = record.to_string();
-                return quarantine
-                    .reject(StreamKind::CallRecords, id, url.as_str(), &problem, &body)
+                return self
+                    .reject(quarantine, id, listed_dt, url.as_str(), &problem, &body)
                     .await;
             }
         };
@@ -875,7 +1027,27 @@ impl<'a> RecordFlattener<'a> {
         }
         report_issues(&mut self.issues, &mut self.outcome.value_issues);
         self.outcome.records_exported += 1;
+        self.outcome.exported_ids.insert(id.to_string());
         send_full_batches(tables.builders_mut(), dt, self.batches, BATCH_ROWS).await
+    }
+
+    /// Quarantines a record listed on `listed_dt`, noting it for the state (later runs
+    /// fetch it again).
+    async fn reject(
+        &mut self,
+        quarantine: &mut Quarantine,
+        id: &str,
+        listed_dt: NaiveDate,
+        url: &str,
+        problem: &str,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        quarantine
+            .reject(StreamKind::CallRecords, id, url, problem, body)
+            .await?;
+        let ids = self.outcome.quarantined.entry(listed_dt).or_default();
+        ids.insert(id.to_string());
+        Ok(())
     }
 
     /// Sends what is left of every partition.

@@ -71,6 +71,7 @@ impl Run {
     pub async fn discard(&self) {
         for zone in std::iter::once(&self.lake).chain(&self.raw) {
             let _ = zone.remove_all(&commit::staging_of(&self.id)).await;
+            zone.remove_if_empty(sink::STAGING_DIR);
         }
     }
 

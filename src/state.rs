@@ -8,14 +8,14 @@
 //!
 //! May touch: files or objects directly under the output root. Knows nothing of Graph or Parquet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chrono::{DateTime, Days, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use object_store::{PutMode, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
@@ -333,6 +333,10 @@ pub struct StreamState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExportState {
     pub streams: BTreeMap<String, StreamState>,
+    /// Call records that a run quarantined, by the day they were listed on: every later run
+    /// (whatever its window) fetches them again, until Graph's retention ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantined: BTreeMap<NaiveDate, BTreeSet<String>>,
 }
 
 impl ExportState {
@@ -388,6 +392,50 @@ impl ExportState {
                 path: out.join(STATE_FILE),
                 source: std::io::Error::other(e),
             })
+    }
+
+    /// The quarantined call records a run fetches again: those listed on a day whose
+    /// records Graph still keeps, other than `window`'s days (there they are listed anew).
+    pub fn quarantined_to_retry(
+        &self,
+        window: Option<Window>,
+        now: DateTime<Utc>,
+    ) -> BTreeMap<NaiveDate, BTreeSet<String>> {
+        let available = call_records_available_from(now).date_naive();
+        let listed = window.map(|w| w.days()).unwrap_or_default();
+        self.quarantined
+            .iter()
+            .filter(|(dt, _)| **dt >= available && !listed.contains(dt))
+            .map(|(dt, ids)| (*dt, ids.clone()))
+            .collect()
+    }
+
+    /// Updates the quarantine after a run: the records it exported leave it, the ones it
+    /// quarantined join it, and days past Graph's retention are dropped and returned (they
+    /// can no longer be fetched).
+    pub fn update_quarantine(
+        &mut self,
+        exported: &BTreeSet<String>,
+        quarantined: &BTreeMap<NaiveDate, BTreeSet<String>>,
+        now: DateTime<Utc>,
+    ) -> BTreeMap<NaiveDate, BTreeSet<String>> {
+        for ids in self.quarantined.values_mut() {
+            ids.retain(|id| !exported.contains(id));
+        }
+        for (dt, ids) in quarantined {
+            self.quarantined
+                .entry(*dt)
+                .or_default()
+                .extend(ids.iter().cloned());
+        }
+        let available = call_records_available_from(now).date_naive();
+        let retrievable = self.quarantined.split_off(&available);
+        let expired = std::mem::replace(&mut self.quarantined, retrievable);
+        self.quarantined.retain(|_, ids| !ids.is_empty());
+        expired
+            .into_iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect()
     }
 
     /// Records that `window` of `stream` was exported. The complete range grows only when
@@ -582,6 +630,50 @@ mod tests {
         assert!(error.to_string().contains("run-1"), "{error}");
         drop(first);
         OutputLock::acquire(dir.path(), "run-3").unwrap();
+    }
+
+    #[test]
+    fn quarantined_records_are_retried_until_the_retention_ends() {
+        let now = DateTime::parse_from_rfc3339("2026-11-30T06:00:00Z")
+            .unwrap()
+            .to_utc();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let mut state = ExportState::default();
+        let quarantined = [(day(10), ids(&["a", "b"])), (day(28), ids(&["c"]))].into();
+        assert!(
+            state
+                .update_quarantine(&ids(&[]), &quarantined, now)
+                .is_empty()
+        );
+        let window = Window::trailing_days(now, 1);
+        assert_eq!(
+            state.quarantined_to_retry(Some(window), now),
+            [(day(10), ids(&["a", "b"])), (day(28), ids(&["c"]))].into()
+        );
+        // The window's own days are listed anew: not retried separately.
+        let window = Window::trailing_days(now, 3);
+        assert_eq!(
+            state.quarantined_to_retry(Some(window), now),
+            [(day(10), ids(&["a", "b"]))].into()
+        );
+
+        // Exported records leave the list; days past the retention are dropped and named.
+        assert!(
+            state
+                .update_quarantine(&ids(&["a", "c"]), &BTreeMap::new(), now)
+                .is_empty()
+        );
+        assert_eq!(state.quarantined, [(day(10), ids(&["b"]))].into());
+        let later = now + chrono::Duration::days(25);
+        let expired = state.update_quarantine(&ids(&[]), &BTreeMap::new(), later);
+        assert_eq!(expired, [(day(10), ids(&["b"]))].into());
+        assert!(state.quarantined.is_empty());
+        let text = state.to_text();
+        assert!(
+            !text.contains("quarantined"),
+            "an empty list is not written: {text}"
+        );
     }
 
     #[test]

@@ -329,3 +329,53 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case7_two_lakes_sharing_a_raw_zone_remove_only_their_own_staging() {
+    let graph = start_emulator(101).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &graph);
+    let secret = graph.config().client_secret.clone();
+    let raw = dir.path().join("raw");
+    let run = |lake: &'static str, failpoints: &'static str| {
+        let mut command = support::binary();
+        command
+            .env("CALLRECORDS_CLIENT_SECRET", &secret)
+            .env("FAILPOINTS", failpoints)
+            .args(["export", "--streams", STREAMS, "--config"])
+            .arg(&config)
+            .args(["--from", &days_ago(4), "--to", &days_ago(3), "--out"])
+            .arg(dir.path().join(lake))
+            .arg("--raw")
+            .arg(&raw);
+        async move {
+            tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let staged_runs = || -> Vec<String> {
+        match std::fs::read_dir(raw.join("_staging")) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    let output = run("lake-a", "commit::journal=return(crash)").await;
+    assert_eq!(output.status.code(), None, "killed before its commit");
+    let left_by_a = staged_runs();
+    assert_eq!(left_by_a.len(), 1);
+
+    let output = run("lake-b", "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        staged_runs(),
+        left_by_a,
+        "lake B left lake A's staging alone"
+    );
+
+    let output = run("lake-a", "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(staged_runs().is_empty(), "lake A removed its own");
+}

@@ -23,6 +23,7 @@ use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -104,13 +105,14 @@ fn snapshot(lake: &Path) -> Vec<Vec<String>> {
 /// Lowers the version the lake holds for `call_id`, as if Graph had a newer one since.
 fn age_in_lake(lake: &Path, call_id: &str) {
     for (_, path) in support::parquet_files(lake, "call_records") {
-        let batches: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        // The footer says what made the rows; a rescan reuses only rows it vouches for.
+        let footer = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
         let mut changed = false;
         let batches: Vec<RecordBatch> = batches
             .into_iter()
@@ -135,9 +137,15 @@ fn age_in_lake(lake: &Path, call_id: &str) {
             })
             .collect();
         if changed {
-            let mut writer =
-                ArrowWriter::try_new(File::create(&path).unwrap(), batches[0].schema(), None)
-                    .unwrap();
+            let properties = WriterProperties::builder()
+                .set_key_value_metadata(footer)
+                .build();
+            let mut writer = ArrowWriter::try_new(
+                File::create(&path).unwrap(),
+                batches[0].schema(),
+                Some(properties),
+            )
+            .unwrap();
             for batch in &batches {
                 writer.write(batch).unwrap();
             }

@@ -479,3 +479,127 @@ async fn a_listed_record_that_is_gone_is_a_named_warning_counted_in_the_summary(
     assert_eq!(manifest["records_not_found"], serde_json::json!(["gone"]));
     assert_eq!(support::read_table(&lake, "call_records").len(), 1);
 }
+
+/// Every row of the call tables of `lake`, sorted.
+fn call_rows(lake: &Path) -> Vec<String> {
+    support::lake_rows(lake, &CALL_TABLES)
+}
+
+#[test]
+fn case5_quarantined_records_keep_their_rows_and_are_fetched_again_by_any_later_run() {
+    let clean = tempfile::tempdir().unwrap();
+    let output = export(clean.path(), &["--streams", "call_records"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let lake = tempfile::tempdir().unwrap();
+    let output = export(lake.path(), &["--streams", "call_records"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A full rerun of the same days meets broken responses.
+    let output = export(
+        lake.path(),
+        &[
+            "--streams",
+            "call_records",
+            "--full",
+            "--faults",
+            "seed=5,corrupt=0.03",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let manifest = support::last_manifest(lake.path());
+    let rejected = manifest["records_rejected"].as_array().unwrap().len() as u64;
+    assert!(rejected > 0);
+    assert_eq!(
+        manifest["records_quarantined_kept"].as_u64(),
+        Some(rejected)
+    );
+    assert_eq!(
+        manifest["records_quarantined_pending"].as_u64(),
+        Some(rejected)
+    );
+    assert!(
+        call_rows(lake.path()) == call_rows(clean.path()),
+        "the quarantined records kept their rows"
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(lake.path().join("_state.json")).unwrap())
+            .unwrap();
+    let listed: usize = state["quarantined"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|ids| ids.as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed as u64, rejected, "{state}");
+
+    // A later run of another day fetches exactly those records again.
+    let (from, to) = (days_ago(2).to_string(), days_ago(1).to_string());
+    let output = binary()
+        .args([
+            "export",
+            "--emulator",
+            "--streams",
+            "call_records",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--out",
+        ])
+        .arg(lake.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest = support::last_manifest(lake.path());
+    assert_eq!(
+        manifest["records_quarantined_pending"].as_u64(),
+        Some(0),
+        "{manifest}"
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(lake.path().join("_state.json")).unwrap())
+            .unwrap();
+    assert!(state.get("quarantined").is_none(), "{state}");
+    let replaced = manifest["partitions_replaced"].as_array().unwrap();
+    assert!(
+        replaced.iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("dt={}", days_ago(4)))
+            || p.as_str()
+                .unwrap()
+                .ends_with(&format!("dt={}", days_ago(3)))),
+        "the days of the refetched records are rewritten: {replaced:?}"
+    );
+    let days: Vec<String> = call_rows(lake.path())
+        .into_iter()
+        .filter(|row| !row.contains(&format!("\"dt\":\"{}\"", days_ago(2))))
+        .collect();
+    assert!(
+        days == call_rows(clean.path()),
+        "the refetched records' days equal a clean export"
+    );
+}
+
+#[test]
+fn case6_a_damaged_state_file_is_refused_before_anything_changes() {
+    let lake = tempfile::tempdir().unwrap();
+    std::fs::write(lake.path().join("_state.json"), "{ torn").unwrap();
+    let output = export(lake.path(), &["--streams", "call_records"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("_state.json") && log.contains("damaged"),
+        "{log}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(lake.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["_lock", "_state.json"], "nothing was written");
+    assert_eq!(
+        std::fs::read_to_string(lake.path().join("_state.json")).unwrap(),
+        "{ torn"
+    );
+}
