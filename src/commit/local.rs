@@ -196,7 +196,10 @@ mod tests {
         let root = root.path();
         let change = partition(&[("part-r2-0.parquet", "new")]);
         write(&root.join("t/dt=2026-11-01/part-r1-0.parquet"), "old");
-        write(&root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet"), "new");
+        write(
+            &root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet"),
+            "new",
+        );
         let places = Places::of(root, "r2", &change);
         assert!(exchange(&places.staged, &places.live).unwrap());
         roll_back(root, "r2", &change).unwrap();
