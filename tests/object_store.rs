@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use callrecords_etl::commit;
+use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
+use callrecords_etl::sink::store::Output as Zone;
 use chrono::{Days, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -193,11 +196,13 @@ fn create_azure_container(port: u16, container: &str) {
     assert!(status.is_success(), "cannot create the container: {status}");
 }
 
-/// How a test reaches one store: the lake URL, the environment of the exporter, and a
-/// client of the same store for reading back.
+/// How a test reaches one store: the lake URL, the environment of the exporter, the same
+/// credentials as `[output.options]` (for the library's own calls), and a client of the
+/// same store for reading back.
 struct Lake {
     url: String,
     env: Vec<(&'static str, String)>,
+    options: BTreeMap<String, String>,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
 }
@@ -219,9 +224,17 @@ fn s3_lake(server: &Server, prefix: &str) -> Lake {
         .with_allow_http(true)
         .build()
         .unwrap();
+    let options = [
+        ("aws_access_key_id", "testing".to_string()),
+        ("aws_secret_access_key", "testing".to_string()),
+        ("aws_region", "us-east-1".to_string()),
+        ("aws_endpoint", format!("http://127.0.0.1:{}", server.port)),
+        ("aws_allow_http", "true".to_string()),
+    ];
     Lake {
         url: format!("s3://{BUCKET}/{prefix}"),
         env,
+        options: options.map(|(k, v)| (k.to_string(), v)).into(),
         store: Arc::new(store),
         prefix: ObjectPath::from(prefix),
     }
@@ -241,9 +254,21 @@ fn azure_lake(server: &Server, prefix: &str) -> Lake {
         .with_access_key(AZURITE_KEY)
         .build()
         .unwrap();
+    // The emulator's URL comes from the environment with AZURE_STORAGE_USE_EMULATOR; in
+    // options, the endpoint and the well-known key say the same.
+    let options = [
+        ("azure_storage_account_name", AZURITE_ACCOUNT.to_string()),
+        ("azure_storage_account_key", AZURITE_KEY.to_string()),
+        (
+            "azure_storage_endpoint",
+            format!("{endpoint}/{AZURITE_ACCOUNT}"),
+        ),
+        ("azure_allow_http", "true".to_string()),
+    ];
     Lake {
         url: format!("az://{BUCKET}/{prefix}"),
         env,
+        options: options.map(|(k, v)| (k.to_string(), v)).into(),
         store: Arc::new(store),
         prefix: ObjectPath::from(prefix),
     }
@@ -762,4 +787,415 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
         );
     }
     assert!(!ids.is_empty());
+}
+
+// The run-wide commit on the store, step by step (tests/commit_crash.rs proves the same on
+// local disk): a crash (the process aborts) or an I/O error injected at a step of the
+// switch leaves, once the next command's recovery has run, exactly the old lake or exactly
+// the new one, and a rerun then equals a clean export.
+
+/// The streams of the crash tests, and their tables.
+const CRASH_STREAMS: [&str; 2] = ["call_records", "pstn_calls"];
+
+fn crash_tables() -> Vec<&'static str> {
+    support::CALL_TABLES
+        .iter()
+        .copied()
+        .chain(["pstn_calls"])
+        .collect()
+}
+
+/// A small synthetic tenant, served by `runtime` (which must outlive it).
+fn start_emulator(runtime: &tokio::runtime::Runtime, seed: u64) -> RunningEmulator {
+    let config = EmulatorConfig {
+        seed,
+        calls_per_day: 12,
+        log_rows_per_day: 40,
+        ..EmulatorConfig::default()
+    };
+    runtime
+        .block_on(emulator::start(config, "127.0.0.1:0".parse().unwrap()))
+        .unwrap()
+}
+
+/// A config file pointing the exporter at `emulator`.
+fn write_config(dir: &Path, emulator: &RunningEmulator) -> PathBuf {
+    let url = emulator.base_url();
+    let text = format!(
+        "[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
+        emulator.config().tenant_id,
+        emulator.config().client_id,
+    );
+    let path = dir.join(format!("etl-{}.toml", emulator.config().seed));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A lake and its raw zone, side by side on one store.
+struct Zones {
+    lake: Lake,
+    raw: Lake,
+}
+
+impl Zones {
+    fn new(zone: &impl Fn(&str) -> Lake, name: &str) -> Self {
+        Zones {
+            lake: zone(&format!("{name}/lake")),
+            raw: zone(&format!("{name}/raw")),
+        }
+    }
+
+    /// `export` of days 4..2 ago from the tenant of `config`, with `failpoints` set.
+    fn export(&self, config: &Path, secret: &str, failpoints: &str) -> Output {
+        let mut command = support::binary();
+        command
+            .env("CALLRECORDS_CLIENT_SECRET", secret)
+            .env("FAILPOINTS", failpoints)
+            .args(["export", "--streams", &CRASH_STREAMS.join(","), "--config"])
+            .arg(config)
+            .args(["--from", &days_ago(4), "--to", &days_ago(2)])
+            .args(["--out", &self.lake.url, "--raw", &self.raw.url]);
+        for (name, value) in &self.lake.env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    }
+
+    /// Everything a reader going by the commit markers sees: every row of every table, every
+    /// raw line (both sorted), and the state file.
+    fn contents(&self) -> Contents {
+        let mut rows = Vec::new();
+        for table in crash_tables() {
+            for key in self.lake.committed(table) {
+                let bytes = self
+                    .lake
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("{key} is missing"));
+                let dt = key.split('/').nth(1).unwrap().trim_start_matches("dt=");
+                for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                {
+                    for mut row in support::rows(&batch.unwrap()) {
+                        row.insert("dt".into(), json!(dt));
+                        rows.push(format!("{table} {}", Value::Object(row)));
+                    }
+                }
+            }
+        }
+        rows.sort();
+        let mut raw = Vec::new();
+        for stream in CRASH_STREAMS {
+            for key in self.raw.committed(stream) {
+                let dt = key.split('/').nth(1).unwrap();
+                let bytes = self
+                    .raw
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("{key} is missing"));
+                let text = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+                raw.extend(text.lines().map(|line| format!("{stream}/{dt} {line}")));
+            }
+        }
+        raw.sort();
+        let state = self
+            .lake
+            .get("_state.json")
+            .map(|bytes| String::from_utf8(bytes.to_vec()).unwrap());
+        Contents { rows, raw, state }
+    }
+
+    /// No journal, no staging, no lock, and in every partition only its marker and the files
+    /// it names.
+    fn nothing_left_over(&self, what: &str) {
+        for (zone, dir) in [
+            (&self.lake, "_commits"),
+            (&self.lake, "_staging"),
+            (&self.raw, "_staging"),
+        ] {
+            let left = zone.keys(dir);
+            assert!(left.is_empty(), "{what}: {}/{dir} holds {left:?}", zone.url);
+        }
+        assert!(self.lake.get("_lock").is_none(), "{what}: the lock is left");
+        let strays: Vec<String> = crash_tables()
+            .into_iter()
+            .flat_map(|table| self.lake.strays(table))
+            .chain(CRASH_STREAMS.iter().flat_map(|s| self.raw.strays(s)))
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "{what}: files no marker names: {strays:?}"
+        );
+    }
+
+    /// Finishes what a crashed run left, as the next command does first (once the crashed
+    /// run's lock has expired).
+    fn recover(&self, runtime: &tokio::runtime::Runtime) -> Vec<commit::Recovered> {
+        if let Some(bytes) = self.lake.get("_lock") {
+            let mut holder: Value = serde_json::from_slice(&bytes).unwrap();
+            holder["expires_at"] = json!((Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+            self.lake.put("_lock", serde_json::to_vec(&holder).unwrap());
+        }
+        let lake = Zone::parse(&self.lake.url, &self.lake.options).unwrap();
+        let raw = Zone::parse(&self.raw.url, &self.raw.options).unwrap();
+        // On a worker thread: the lock is released by blocking in place.
+        runtime
+            .block_on(runtime.spawn(async move {
+                callrecords_etl::run::recover(&lake, Some(&raw))
+                    .await
+                    .unwrap()
+            }))
+            .unwrap()
+    }
+}
+
+/// What [`Zones::contents`] reads.
+#[derive(PartialEq)]
+struct Contents {
+    rows: Vec<String>,
+    raw: Vec<String>,
+    state: Option<String>,
+}
+
+impl Contents {
+    /// How `self` differs from `other`, for messages.
+    fn diff(&self, other: &Contents) -> String {
+        let only = |a: &[String], b: &[String]| {
+            let b: BTreeSet<&String> = b.iter().collect();
+            a.iter().filter(|x| !b.contains(x)).count()
+        };
+        format!(
+            "rows: {} only here, {} only there (of {}); raw lines: {} only here, {} only there \
+             (of {}); state {}",
+            only(&self.rows, &other.rows),
+            only(&other.rows, &self.rows),
+            other.rows.len(),
+            only(&self.raw, &other.raw),
+            only(&other.raw, &self.raw),
+            other.raw.len(),
+            if self.state == other.state {
+                "equal"
+            } else {
+                "differs"
+            }
+        )
+    }
+}
+
+impl Lake {
+    /// The files the commit markers under `top` (a table or a stream) name, as keys.
+    fn committed(&self, top: &str) -> Vec<String> {
+        let mut files = Vec::new();
+        for key in self.keys(top) {
+            let Some(folder) = key.strip_suffix("/_SUCCESS") else {
+                continue;
+            };
+            let marker: Value = serde_json::from_slice(&self.get(&key).unwrap()).unwrap();
+            for name in marker["files"].as_array().unwrap() {
+                files.push(format!("{folder}/{}", name.as_str().unwrap()));
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// The keys under `top` that are neither a commit marker nor a file one names.
+    fn strays(&self, top: &str) -> Vec<String> {
+        let committed: BTreeSet<String> = self.committed(top).into_iter().collect();
+        self.keys(top)
+            .into_iter()
+            .filter(|key| !key.ends_with("/_SUCCESS") && !committed.contains(key))
+            .collect()
+    }
+
+    /// Copies every object of the lake to `to`, server-side.
+    fn copy_into(&self, to: &Lake) {
+        let keys = self.keys("");
+        self.rt().block_on(async {
+            for key in keys {
+                self.store
+                    .copy(&self.key(&key), &to.key(&key))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+}
+
+/// The failure points of the object-store commit, and whether the new data is committed
+/// afterwards. The export switches 22 partitions: the raw zone's 4, then the lake's 18, each
+/// replacing one old file.
+const CRASH_CASES: &[(&str, &str, bool)] = &[
+    (
+        "commit::journal=return(crash)",
+        "crash before the journal",
+        false,
+    ),
+    (
+        "commit::journal_written=return(crash)",
+        "crash right after the journal",
+        true,
+    ),
+    (
+        "commit::switch=return(crash)",
+        "crash at the first switch",
+        true,
+    ),
+    (
+        "commit::switch=6*off->return(crash)",
+        "crash at the 7th switch",
+        true,
+    ),
+    (
+        "commit::marker=return(crash)",
+        "crash before the first marker",
+        true,
+    ),
+    (
+        "commit::marker=9*off->return(crash)",
+        "crash before the 10th marker",
+        true,
+    ),
+    (
+        "commit::marker=9*off->return(io)",
+        "I/O error before the 10th marker",
+        false,
+    ),
+    (
+        "commit::park_old=11*off->return(crash)",
+        "crash parking the 12th old file",
+        true,
+    ),
+    (
+        "commit::write_file=1*off->return(crash)",
+        "crash before writing the manifest",
+        true,
+    ),
+    (
+        "commit::clean_up=return(crash)",
+        "crash before the clean-up",
+        true,
+    ),
+];
+
+fn a_crash_or_an_io_error_at_each_commit_step_leaves_the_old_or_the_new_lake_whole(
+    zone: impl Fn(&str) -> Lake,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (old_graph, new_graph) = (start_emulator(&runtime, 101), start_emulator(&runtime, 202));
+    let dir = tempfile::tempdir().unwrap();
+    let (old_config, new_config) = (
+        write_config(dir.path(), &old_graph),
+        write_config(dir.path(), &new_graph),
+    );
+    let secret = new_graph.config().client_secret.clone();
+
+    let template = Zones::new(&zone, "template");
+    let output = template.export(&old_config, &secret, "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reference = Zones::new(&zone, "reference");
+    let output = reference.export(&new_config, &secret, "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (old, new) = (template.contents(), reference.contents());
+    assert!(
+        old.rows != new.rows && old.raw != new.raw,
+        "the two tenants differ"
+    );
+    assert!(
+        new.rows.len() > 500 && new.raw.len() > 50,
+        "{} rows, {} raw lines",
+        new.rows.len(),
+        new.raw.len()
+    );
+    template.nothing_left_over("the old lake");
+
+    for (index, (failpoints, what, committed)) in CRASH_CASES.iter().enumerate() {
+        let case = Zones::new(&zone, &format!("case-{index}"));
+        template.lake.copy_into(&case.lake);
+        template.raw.copy_into(&case.raw);
+
+        let output = case.export(&new_config, &secret, failpoints);
+        if failpoints.contains("crash") {
+            assert_eq!(
+                output.status.code(),
+                None,
+                "{what}: killed by a signal: {}",
+                stderr(&output)
+            );
+            let recovered = case.recover(&runtime);
+            let directions: Vec<commit::Direction> =
+                recovered.iter().map(|r| r.direction).collect();
+            let expected: &[commit::Direction] = if *committed {
+                &[commit::Direction::Forward]
+            } else {
+                &[]
+            };
+            assert_eq!(directions, expected, "{what}: {recovered:?}");
+        } else {
+            assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
+            assert!(
+                stderr(&output).contains("injected I/O error"),
+                "{what}: {}",
+                stderr(&output)
+            );
+            let contents = case.contents();
+            assert!(
+                contents == old,
+                "{what}: rolled back before exiting: {}",
+                contents.diff(&old)
+            );
+            case.nothing_left_over(what);
+            let recovered = case.recover(&runtime);
+            assert!(recovered.is_empty(), "{what}: {recovered:?}");
+        }
+        let expected = if *committed { &new } else { &old };
+        let contents = case.contents();
+        assert!(
+            &contents == expected,
+            "{what}: the lake is not the whole {} one: {}",
+            if *committed { "new" } else { "old" },
+            contents.diff(expected)
+        );
+        case.nothing_left_over(what);
+        // The old run's manifest, and the new run's once it is committed.
+        let manifests = case.lake.keys("_manifests").len();
+        assert_eq!(manifests, 1 + usize::from(*committed), "{what}: manifests");
+
+        let output = case.export(&new_config, &secret, "");
+        assert!(
+            output.status.success(),
+            "{what}, rerun: {}",
+            stderr(&output)
+        );
+        let contents = case.contents();
+        assert!(
+            contents == new,
+            "{what}: the rerun differs from a clean export: {}",
+            contents.diff(&new)
+        );
+        case.nothing_left_over(what);
+        assert_eq!(case.lake.keys("_manifests").len(), manifests + 1, "{what}");
+    }
+}
+
+#[test]
+fn a_crash_at_each_commit_step_on_s3_leaves_the_old_or_the_new_lake_whole() {
+    let Some(server) = start_moto() else { return };
+    a_crash_or_an_io_error_at_each_commit_step_leaves_the_old_or_the_new_lake_whole(|prefix| {
+        s3_lake(&server, prefix)
+    });
+}
+
+#[test]
+fn a_crash_at_each_commit_step_on_azure_blob_leaves_the_old_or_the_new_lake_whole() {
+    let Some(server) = start_azurite() else {
+        return;
+    };
+    a_crash_or_an_io_error_at_each_commit_step_leaves_the_old_or_the_new_lake_whole(|prefix| {
+        azure_lake(&server, prefix)
+    });
 }
