@@ -20,6 +20,7 @@ use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::redact::redact;
 use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
 use crate::sink::store::Output;
@@ -352,7 +353,7 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(error) => {
             let exit = exit_code_of(&error);
-            tracing::error!("{}", describe(&error));
+            tracing::error!("{}", redact(&describe(&error), &[]));
             exit.into()
         }
     }
@@ -625,7 +626,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     let (mut settings, _emulator) = match args.source.connect(true).await {
         Ok(connected) => connected,
         Err(error) => {
-            println!("✗ configuration: {}", describe(&error));
+            println!("✗ configuration: {}", redact(&describe(&error), &[]));
             return Err(error);
         }
     };
@@ -640,7 +641,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     );
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     if let Err(error) = client.authenticate().await {
-        println!("✗ sign-in: {error}");
+        println!("✗ sign-in: {}", redact(&error.to_string(), &[]));
         println!("  {}", check_advice(&error));
         return Ok(Exit::Failure);
     }
@@ -687,7 +688,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
             Ok(what) => println!("✓ {stream}: {what}"),
             Err(error) => {
                 failed = true;
-                println!("✗ {stream}: {error}");
+                println!("✗ {stream}: {}", redact(&error.to_string(), &[]));
                 println!("  {}", check_advice(&error));
             }
         }

@@ -29,6 +29,8 @@
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
+//! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
+//!   printed or written.
 //! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
 //!   rows of unchanged records into the partitions a run replaces (on disk or on an object
 //!   store alike).
@@ -68,6 +70,7 @@ pub mod pipeline;
 pub mod privacy;
 pub mod progress;
 pub mod raw;
+pub mod redact;
 pub mod reflatten;
 pub mod reuse;
 pub mod schema;

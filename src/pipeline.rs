@@ -34,6 +34,7 @@ use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::{Progress, Unit};
 use crate::raw::{self, RawSink};
+use crate::redact::redact;
 use crate::reuse;
 use crate::schema;
 use crate::sink::store::Output;
@@ -943,6 +944,8 @@ impl Quarantine {
         error: &str,
         body: &str,
     ) -> anyhow::Result<()> {
+        // What a server sent back may quote a token or a signed URL.
+        let (url, error, body) = (&*redact(url, &[]), &*redact(error, &[]), redact(body, &[]));
         let dir = self.output.display_path(&self.dir);
         tracing::error!(
             stream = stream.name(),

@@ -614,3 +614,31 @@ async fn a_transient_token_endpoint_failure_is_retried() {
         (2, 1, 1)
     );
 }
+
+#[tokio::test]
+async fn an_error_body_that_echoes_the_token_is_redacted_from_the_error() {
+    let server = MockServer::start().await;
+    let token = "tok-4f3c2b1a0987-echoed";
+    mount_token(&server, token).await;
+    Mock::given(method("GET"))
+        .and(path(LIST))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
+            "code": "Forbidden",
+            "message": format!("request had Authorization: Bearer {token} and token {token}")
+        }})))
+        .mount(&server)
+        .await;
+
+    let error = client(&server)
+        .get_json(&list_url(&server))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, GraphError::Forbidden { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("Forbidden: request had Authorization: [redacted]")
+    );
+    assert_redacted(&error);
+}

@@ -17,6 +17,7 @@ use url::Url;
 
 use super::GraphError;
 use super::credential::{ASSERTION_TYPE, Credential, Proof};
+use crate::redact::redact;
 
 /// A value that must not leak into logs, errors or files (a client secret, a client
 /// assertion, an access token, a hashing key): `Debug` and `Display` print `[redacted]`;
@@ -237,10 +238,10 @@ impl TokenSource {
         let first_line = aad.error_description.lines().next().unwrap_or_default();
         // Entra ID never echoes the secret or the assertion, but a proxy or emulator might;
         // redact defensively.
-        let detail = first_line.replace(sent.expose(), "[redacted]");
+        let detail = redact(first_line, &[sent.expose()]);
         let code = match (aadsts, aad.error.is_empty()) {
             (Some(n), _) => format!("AADSTS{n}"),
-            (None, false) => aad.error,
+            (None, false) => redact(&aad.error, &[sent.expose()]),
             (None, true) => format!("http_{status}"),
         };
         let message = if detail.is_empty() {

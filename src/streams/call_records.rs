@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::paging::{NEXT_LINK, Pager, get_object, next_link};
 use crate::graph::{GraphClient, GraphError};
+use crate::redact::redact;
 
 const COLLECTION: &str = "communications/callRecords";
 
@@ -117,7 +118,7 @@ fn append(
         other => Err(GraphError::Decode {
             url: source.clone(),
             message: format!("{property} is not an array").into(),
-            body: other.to_string().into(),
+            body: redact(&other.to_string(), &[]).into(),
         }),
     }
 }
