@@ -36,6 +36,8 @@ pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 pub const DEFAULT_LOG_CHUNK_DAYS: u32 = 30;
+/// Smallest `[graph] max_response_bytes` accepted: one page of sessions can be this large.
+const MIN_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Shortest accepted hashing key: phone numbers are few enough to be enumerated, so the
 /// key is all that keeps their hashes from being reversed.
 pub const MIN_HASH_KEY_LEN: usize = 16;
@@ -92,6 +94,8 @@ pub struct GraphSection {
     pub login_url: Option<String>,
     /// `v1.0` (default), or `beta` for the beta-only log streams and properties.
     pub api_version: Option<String>,
+    /// Largest response body read (default 512 MiB); a larger one fails its request.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// How the application authenticates to Entra ID.
@@ -454,6 +458,15 @@ pub fn validate(
             file.export.log_chunk_days
         ));
     }
+    let max_response_bytes = graph
+        .max_response_bytes
+        .unwrap_or(crate::graph::DEFAULT_MAX_RESPONSE_BYTES);
+    if max_response_bytes < MIN_RESPONSE_BYTES {
+        problems.push(format!(
+            "[graph] max_response_bytes = {max_response_bytes} is below {MIN_RESPONSE_BYTES} (1 MiB): \
+             Graph's pages are larger than that; leave it out for the default of 512 MiB"
+        ));
+    }
     let api_version = graph.api_version.as_deref().unwrap_or("v1.0");
     if !matches!(api_version, "v1.0" | "beta") {
         problems.push(format!(
@@ -496,6 +509,7 @@ pub fn validate(
             client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
             client.limits = limits;
             client.api_version = api_version.to_string();
+            client.max_response_bytes = max_response_bytes;
             Ok(Settings {
                 graph: client,
                 output: file.output.path.clone(),

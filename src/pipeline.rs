@@ -579,6 +579,13 @@ impl CallRecordRun<'_> {
                     Err(GraphError::Decode { url, message, body }) => {
                         Ok((id, Err((url, message, body))))
                     }
+                    Err(error @ GraphError::TooLarge { .. }) => {
+                        let message = error.to_string().into();
+                        let GraphError::TooLarge { url, body, .. } = error else {
+                            unreachable!()
+                        };
+                        Ok((id, Err((url, message, body))))
+                    }
                     Err(other) => Err(other),
                 }
             })

@@ -6,6 +6,8 @@
 //! the variants carry from a server (error descriptions, bodies) is redacted when the
 //! client builds them.
 
+use std::num::NonZeroU64;
+
 use url::Url;
 
 use crate::redact::redact;
@@ -93,11 +95,34 @@ pub enum GraphError {
         shown(url)
     )]
     ForeignOrigin { url: Url },
+
+    /// The response body is larger than `[graph] max_response_bytes`: refused while it
+    /// arrived (or from its `Content-Length`), so it never fills the memory. Not retried.
+    /// `body` is the start of what was received (redacted), for the quarantine file.
+    #[error(
+        "the response from {} is larger than [graph] max_response_bytes = {limit} bytes{}; \
+         raise max_response_bytes in the config file if such responses are expected",
+        shown(url),
+        length_suffix(*content_length)
+    )]
+    TooLarge {
+        url: Url,
+        limit: u64,
+        /// The declared length, when it is what was refused (never zero then).
+        content_length: Option<NonZeroU64>,
+        body: Box<str>,
+    },
 }
 
 /// A URL as messages show it: with signatures and secrets of its query redacted.
 fn shown(url: &Url) -> String {
     redact(url.as_str(), &[])
+}
+
+fn length_suffix(content_length: Option<NonZeroU64>) -> String {
+    content_length
+        .map(|n| format!(" (its Content-Length is {n})"))
+        .unwrap_or_default()
 }
 
 fn status_suffix(status: Option<u16>) -> String {

@@ -6,13 +6,15 @@
 //! [`GraphClient::get_json`]. The bearer token is only ever sent to the origin of
 //! `graph_url`: other URLs are refused before sending and redirects are not followed.
 //!
-//! What a server sends back in an error (its message, a broken body) is redacted of
-//! secrets, the token sent with the request included, before it is logged or returned.
+//! Every response body is read under a cap (`max_response_bytes`, see `body`), and what
+//! a server sends back in an error (its message, a broken body) is redacted of secrets,
+//! the token sent with the request included, before it is logged or returned.
 //!
 //! - `auth`: the token cache and [`Secret`]; [`credential`]: client secret, certificate
 //!   (signed client assertion) or workload identity (federated token file).
 
 mod auth;
+mod body;
 pub mod credential;
 mod error;
 mod pacing;
@@ -35,10 +37,16 @@ pub use pacing::{Limit, RateLimits};
 
 use crate::redact::redact;
 use auth::TokenSource;
+use body::BodyError;
 use pacing::Pacer;
 use retry::Verdict;
 
 const USER_AGENT: &str = concat!("callrecords-etl/", env!("CARGO_PKG_VERSION"));
+
+/// Default of [`ClientSettings::max_response_bytes`]: 512 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// How much of an error response is read: Graph's error JSON is a few hundred bytes.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Everything the client needs; [`ClientSettings::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -65,6 +73,9 @@ pub struct ClientSettings {
     pub backoff_cap: Duration,
     /// Graph's throttling limits, which the client paces its requests under.
     pub limits: RateLimits,
+    /// Largest response body read; a larger one fails its request with
+    /// [`GraphError::TooLarge`].
+    pub max_response_bytes: u64,
 }
 
 impl ClientSettings {
@@ -88,6 +99,7 @@ impl ClientSettings {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             limits: RateLimits::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -379,10 +391,22 @@ impl GraphClient {
     ) -> Result<Attempt, GraphError> {
         let status = response.status();
         match retry::classify(status, response.headers(), chrono::Utc::now()) {
-            Verdict::Success => match response.bytes().await {
-                Ok(body) => Ok(decode(body.into(), &token)),
-                Err(e) => Ok(Attempt::transport(e)),
-            },
+            Verdict::Success => {
+                let limit = self.inner.settings.max_response_bytes;
+                match body::read_capped(response, limit).await {
+                    Ok(body) => Ok(decode(body, &token)),
+                    Err(BodyError::Transport(e)) => Ok(Attempt::transport(e)),
+                    Err(BodyError::TooLarge {
+                        content_length,
+                        start,
+                    }) => Err(GraphError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                        content_length: content_length.and_then(std::num::NonZeroU64::new),
+                        body: redact(&body::excerpt(&start), &[token.expose()]).into(),
+                    }),
+                }
+            }
             Verdict::RefreshToken => Ok(Attempt::Unauthorized(token)),
             Verdict::Retry { after } => {
                 if status == StatusCode::TOO_MANY_REQUESTS {
@@ -451,7 +475,11 @@ fn decode(body: Vec<u8>, token: &Secret) -> Attempt {
 /// error shape (a gateway page, say); redacted of secrets and of `token` before it is cut.
 async fn error_message(response: reqwest::Response, token: &Secret) -> String {
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    let body = match body::read_capped(response, ERROR_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { start, .. }) => start,
+        Err(BodyError::Transport(_)) => Vec::new(),
+    };
     let redacted = |text: &str| redact(text, &[token.expose()]);
     match serde_json::from_slice::<GraphErrorBody>(&body) {
         Ok(GraphErrorBody { error }) if !error.code.is_empty() => {
