@@ -1,6 +1,6 @@
 //! Never lose a row, against a Graph that misbehaves, through the built binary: a detail
-//! or page larger than `[graph] max_response_bytes` is quarantined (exit 3) while the
-//! other records are exported.
+//! or page larger than `[graph] max_response_bytes` and a detail that answers with another
+//! record's id are quarantined (exit 3) while the other records are exported.
 
 mod support;
 
@@ -175,5 +175,42 @@ async fn an_oversized_detail_or_participant_page_quarantines_its_record_and_exit
         exported_ids(&lake),
         ["small"],
         "the other record is exported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detail_with_another_id_quarantines_the_record_naming_both_ids() {
+    let graph = graph(&["asked-for", "fine"], |id| {
+        (id == "asked-for").then(|| {
+            (
+                "detail",
+                ResponseTemplate::new(200).set_body_json(item("someone-else")),
+            )
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let (output, lake) = export(&graph, dir.path(), "").await;
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let records = quarantined(&lake);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["id"], "asked-for");
+    let error = records[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("call record asked-for") && error.contains("call record someone-else"),
+        "{error}"
+    );
+    assert!(
+        records[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("someone-else")
+    );
+    assert_eq!(
+        exported_ids(&lake),
+        ["fine"],
+        "nothing is stored under either id of the mismatched record"
     );
 }
