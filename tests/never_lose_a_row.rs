@@ -1,6 +1,8 @@
-//! Never lose a row, against a Graph that misbehaves, through the built binary: a detail
-//! or page larger than `[graph] max_response_bytes` and a detail that answers with another
-//! record's id are quarantined (exit 3) while the other records are exported.
+//! Never lose a row, against a Graph that misbehaves and an output folder that was
+//! tampered with, through the built binary: a detail or page larger than
+//! `[graph] max_response_bytes` and a detail that answers with another record's id are
+//! quarantined (exit 3) while the other records are exported; a `_lock` that is a
+//! symbolic link is refused and what it points to is left alone.
 
 mod support;
 
@@ -9,6 +11,7 @@ use support::{binary, days_ago, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use callrecords_etl::state::{OutputLock, StateError};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -213,4 +216,42 @@ async fn a_detail_with_another_id_quarantines_the_record_naming_both_ids() {
         ["fine"],
         "nothing is stored under either id of the mismatched record"
     );
+}
+
+#[test]
+fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    std::fs::create_dir(&lake).unwrap();
+    let target = dir.path().join("precious.txt");
+    std::fs::write(&target, "keep me").unwrap();
+    std::os::unix::fs::symlink(&target, lake.join("_lock")).unwrap();
+
+    let error = OutputLock::acquire(&lake, "run-1").unwrap_err();
+    assert!(
+        matches!(error, StateError::LockIsSymlink { .. }),
+        "{error:?}"
+    );
+
+    let output = binary()
+        .args(["export", "--emulator", "--streams", "call_records", "--out"])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    let lock = lake.join("_lock");
+    assert!(
+        log.contains(&format!(
+            "the lock file {} is a symbolic link",
+            lock.display()
+        )) && log.contains("remove it"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    assert!(!lake.join("call_records").exists(), "nothing was exported");
+
+    // Once removed, the run takes the lock as usual.
+    std::fs::remove_file(&lock).unwrap();
+    drop(OutputLock::acquire(&lake, "run-2").unwrap());
 }
