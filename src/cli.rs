@@ -513,7 +513,8 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
             }
             nightly.window
         }
-    };
+    }
+    .check_length(settings.max_window_days)?;
     let plan = ExportPlan {
         window,
         streams,
@@ -763,6 +764,7 @@ fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
+        max_window_days: config::DEFAULT_MAX_WINDOW_DAYS,
         privacy: Privacy::default(),
         raw: None,
         raw_allows_personal_data: false,
@@ -887,6 +889,9 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         Some(path) => config::load_for_reflatten(path, |name| std::env::var(name).ok())?,
         None => config::ReflattenSettings::default(),
     };
+    if let Some(window) = window {
+        window.check_length(settings.max_window_days)?;
+    }
     // The options are the export's lake's; a local copy (of the raw zone, say) takes none.
     let no_options = std::collections::BTreeMap::new();
     let location = |flag: &str, location: &str| {

@@ -425,3 +425,90 @@ async fn the_standalone_emulator_serves_a_pipeline_until_stopped() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs the binary with `CALLRECORDS_CLIENT_SECRET` set (for runs with a config file).
+fn run_with_secret(args: &[&str]) -> Output {
+    binary()
+        .env("CALLRECORDS_CLIENT_SECRET", "s")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A config whose Graph is `graph_url` (and its login), with `extra` appended.
+fn write_config(dir: &std::path::Path, graph_url: &str, extra: &str) -> String {
+    let path = dir.join("etl.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"00000000-0000-4000-8000-000000000001\"\n\
+             graph_url = \"{graph_url}\"\nlogin_url = \"{graph_url}\"\n{extra}\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_window_longer_than_max_window_days_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let out = out.to_str().unwrap();
+    let huge = ["--from", "0001-01-01", "--to", "9999-12-31"];
+    let export = [
+        &["export", "--emulator", "--dry-run", "--out", out][..],
+        &huge,
+    ]
+    .concat();
+    let reflatten = [
+        &["reflatten", "--raw", "/nonexistent/raw", "--out", out][..],
+        &huge,
+    ]
+    .concat();
+    for args in [export, reflatten] {
+        let output = run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let log = stderr(&output);
+        assert!(
+            log.contains("[0001-01-01T00:00:00Z, 9999-12-31T00:00:00Z) spans 3652058 days")
+                && log.contains("[export] max_window_days = 400"),
+            "{args:?}: {log}"
+        );
+        assert!(output.stdout.is_empty(), "no plan is printed");
+    }
+    assert!(!dir.path().join("lake").exists(), "nothing was written");
+
+    // The key raises the limit; a window of 401 days is refused by default.
+    let (from, to) = ("2025-01-01", "2026-02-06");
+    let window = [
+        "export",
+        "--dry-run",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--config",
+    ];
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let output = run_with_secret(&[&window[..], &[config.as_str()]].concat());
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("spans 401 days"),
+        "{}",
+        stderr(&output)
+    );
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "[export]\nmax_window_days = 401",
+    );
+    let output = run_with_secret(&[&window[..], &[config.as_str()]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(support::stdout(&output).contains("Dry run"));
+}
