@@ -17,6 +17,7 @@ use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
+use crate::locations::{self, Overlap};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
@@ -486,17 +487,21 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         settings.graph.api_version = version.name().into();
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
-    let output = Output::parse(
-        &args.out.unwrap_or(settings.output),
-        &settings.output_options,
-    )
-    .map_err(|error| Failure::usage(error.to_string()))?;
-    let raw = args
-        .raw
-        .or(settings.raw)
+    let out = args.out.unwrap_or(settings.output);
+    let output = Output::parse(&out, &settings.output_options)
+        .map_err(|error| Failure::usage(error.to_string()))?;
+    let raw_location = args.raw.or(settings.raw);
+    let raw = raw_location
+        .as_ref()
         .map(|raw| Output::parse(&raw.to_string_lossy(), &settings.output_options))
         .transpose()
         .map_err(|error| Failure::usage(format!("[raw] path: {error}")))?;
+    if let Some(raw) = &raw_location {
+        check_apart(
+            (&raw.to_string_lossy(), "--raw or [raw] path"),
+            (&out, "--out or [output] path"),
+        )?;
+    }
     if raw.is_some() {
         config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
             .map_err(Failure::usage)?;
@@ -901,6 +906,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         };
         Output::parse(location, options).map_err(|error| Failure::usage(format!("{flag}: {error}")))
     };
+    check_apart((&args.raw, "--raw"), (&args.out, "--out"))?;
     let plan = ReflattenPlan {
         raw: location("--raw", &args.raw)?,
         output: location("--out", &args.out)?,
@@ -934,6 +940,23 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         eprint!("{text}");
     }
     Ok(Exit::Success)
+}
+
+/// The raw zone (or raw input) and the lake must be apart: a run replaces partitions and
+/// removes stale staging under its output, which must not touch the raw files, and the
+/// reverse. Each is `(location, the flag or key that set it)`.
+fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), Failure> {
+    let relation = match locations::overlap(raw.0, out.0) {
+        None => return Ok(()),
+        Some(Overlap::Same) => "is the same folder as",
+        Some(Overlap::Inside) => "lies inside",
+        Some(Overlap::Contains) => "contains",
+    };
+    Err(Failure::usage(format!(
+        "the raw zone {} ({}) {relation} the output {} ({}): use separate folders, neither \
+         inside the other (such as ./raw and ./lake)",
+        raw.0, raw.1, out.0, out.1
+    )))
 }
 
 /// What a dry run prints: the plan, without fetching or writing anything.

@@ -512,3 +512,69 @@ fn a_window_longer_than_max_window_days_is_refused_with_exit_2() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(support::stdout(&output).contains("Dry run"));
 }
+
+#[test]
+fn the_raw_zone_and_the_output_must_be_separate_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let lake = format!("{root}/lake");
+    std::fs::create_dir(&lake).unwrap();
+    let cases: [(String, &str); 6] = [
+        (format!("{root}/lake/"), "is the same folder as"),
+        (format!("file://{root}/lake"), "is the same folder as"),
+        (format!("{root}/lake/raw"), "lies inside"),
+        (root.to_string(), "contains"),
+        (format!("{root}/lake2"), ""),
+        (format!("{root}/raw"), ""),
+    ];
+    for (raw, relation) in &cases {
+        let output = run(&[
+            "export",
+            "--emulator",
+            "--dry-run",
+            "--out",
+            &lake,
+            "--raw",
+            raw,
+        ]);
+        let log = stderr(&output);
+        if relation.is_empty() {
+            assert!(output.status.success(), "{raw}: {log}");
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{raw}: {log}");
+            assert!(
+                log.contains(&format!(
+                    "the raw zone {raw} (--raw or [raw] path) {relation} the output {lake}"
+                )) && log.contains("use separate folders"),
+                "{raw}: {log}"
+            );
+        }
+    }
+    let output = run(&["reflatten", "--raw", &lake, "--out", &format!("{lake}/")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("(--raw) is the same folder as the output"),
+        "{}",
+        stderr(&output)
+    );
+
+    // From the config file, refused before any request: Graph's port sees no connection.
+    let graph = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    graph.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", graph.local_addr().unwrap());
+    let keys = format!("[output]\npath = \"{lake}\"\n[raw]\npath = \"{lake}/raw\"");
+    let config = write_config(dir.path(), &url, &keys);
+    let output = run_with_secret(&["export", "--config", &config]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lies inside the output"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(graph.accept().is_err(), "no request reached Graph");
+    assert_eq!(
+        std::fs::read_dir(&lake).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+}
