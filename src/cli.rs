@@ -17,9 +17,11 @@ use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
+use crate::locations::{self, Overlap};
 use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
+use crate::redact::redact;
 use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
 use crate::sink::store::Output;
@@ -355,7 +357,7 @@ pub fn main() -> ExitCode {
         Ok(exit) => exit.into(),
         Err(error) => {
             let exit = exit_code_of(&error);
-            tracing::error!("{}", describe(&error));
+            tracing::error!("{}", redact(&describe(&error), &[]));
             exit.into()
         }
     }
@@ -498,17 +500,21 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         settings.graph.api_version = version.name().into();
     }
     let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
-    let output = Output::parse(
-        &args.out.unwrap_or(settings.output),
-        &settings.output_options,
-    )
-    .map_err(|error| Failure::usage(error.to_string()))?;
-    let raw = args
-        .raw
-        .or(settings.raw)
+    let out = args.out.unwrap_or(settings.output);
+    let output = Output::parse(&out, &settings.output_options)
+        .map_err(|error| Failure::usage(error.to_string()))?;
+    let raw_location = args.raw.or(settings.raw);
+    let raw = raw_location
+        .as_ref()
         .map(|raw| Output::parse(&raw.to_string_lossy(), &settings.output_options))
         .transpose()
         .map_err(|error| Failure::usage(format!("[raw] path: {error}")))?;
+    if let Some(raw) = &raw_location {
+        check_apart(
+            (&raw.to_string_lossy(), "--raw or [raw] path"),
+            (&out, "--out or [output] path"),
+        )?;
+    }
     if raw.is_some() {
         config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
             .map_err(Failure::usage)?;
@@ -525,7 +531,8 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
             }
             nightly.window
         }
-    };
+    }
+    .check_length(settings.max_window_days)?;
     let plan = ExportPlan {
         window,
         streams,
@@ -638,7 +645,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     let (mut settings, _emulator) = match args.source.connect(true).await {
         Ok(connected) => connected,
         Err(error) => {
-            println!("✗ configuration: {}", describe(&error));
+            println!("✗ configuration: {}", redact(&describe(&error), &[]));
             return Err(error);
         }
     };
@@ -653,7 +660,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     );
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
     if let Err(error) = client.authenticate().await {
-        println!("✗ sign-in: {error}");
+        println!("✗ sign-in: {}", redact(&error.to_string(), &[]));
         println!("  {}", check_advice(&error));
         return Ok(Exit::Failure);
     }
@@ -700,7 +707,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
             Ok(what) => println!("✓ {stream}: {what}"),
             Err(error) => {
                 failed = true;
-                println!("✗ {stream}: {error}");
+                println!("✗ {stream}: {}", redact(&error.to_string(), &[]));
                 println!("  {}", check_advice(&error));
             }
         }
@@ -775,6 +782,7 @@ fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
         concurrency: config::DEFAULT_CONCURRENCY,
         lookback_days: config::DEFAULT_LOOKBACK_DAYS,
         log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
+        max_window_days: config::DEFAULT_MAX_WINDOW_DAYS,
         privacy: Privacy::default(),
         raw: None,
         raw_allows_personal_data: false,
@@ -899,6 +907,9 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         Some(path) => config::load_for_reflatten(path, |name| std::env::var(name).ok())?,
         None => config::ReflattenSettings::default(),
     };
+    if let Some(window) = window {
+        window.check_length(settings.max_window_days)?;
+    }
     // The options are the export's lake's; a local copy (of the raw zone, say) takes none.
     let no_options = std::collections::BTreeMap::new();
     let location = |flag: &str, location: &str| {
@@ -908,6 +919,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         };
         Output::parse(location, options).map_err(|error| Failure::usage(format!("{flag}: {error}")))
     };
+    check_apart((&args.raw, "--raw"), (&args.out, "--out"))?;
     let plan = ReflattenPlan {
         raw: location("--raw", &args.raw)?,
         output: location("--out", &args.out)?,
@@ -941,6 +953,23 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         eprint!("{text}");
     }
     Ok(Exit::Success)
+}
+
+/// The raw zone (or raw input) and the lake must be apart: a run replaces partitions and
+/// removes stale staging under its output, which must not touch the raw files, and the
+/// reverse. Each is `(location, the flag or key that set it)`.
+fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), Failure> {
+    let relation = match locations::overlap(raw.0, out.0) {
+        None => return Ok(()),
+        Some(Overlap::Same) => "is the same folder as",
+        Some(Overlap::Inside) => "lies inside",
+        Some(Overlap::Contains) => "contains",
+    };
+    Err(Failure::usage(format!(
+        "the raw zone {} ({}) {relation} the output {} ({}): use separate folders, neither \
+         inside the other (such as ./raw and ./lake)",
+        raw.0, raw.1, out.0, out.1
+    )))
 }
 
 /// What a dry run prints: the plan, without fetching or writing anything.

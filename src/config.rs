@@ -36,6 +36,12 @@ pub const DEFAULT_OUTPUT_PATH: &str = "./lake";
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
 pub const DEFAULT_LOG_CHUNK_DAYS: u32 = 30;
+/// Default of `[export] max_window_days`: a year, plus slack for a catch-up.
+pub const DEFAULT_MAX_WINDOW_DAYS: u32 = 400;
+/// Largest `[export] max_window_days` accepted (a century).
+const MAX_MAX_WINDOW_DAYS: u32 = 36_525;
+/// Smallest `[graph] max_response_bytes` accepted: one page of sessions can be this large.
+const MIN_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Shortest accepted hashing key: phone numbers are few enough to be enumerated, so the
 /// key is all that keeps their hashes from being reversed.
 pub const MIN_HASH_KEY_LEN: usize = 16;
@@ -92,6 +98,8 @@ pub struct GraphSection {
     pub login_url: Option<String>,
     /// `v1.0` (default), or `beta` for the beta-only log streams and properties.
     pub api_version: Option<String>,
+    /// Largest response body read (default 512 MiB); a larger one fails its request.
+    pub max_response_bytes: Option<u64>,
 }
 
 /// How the application authenticates to Entra ID.
@@ -184,6 +192,8 @@ pub struct ExportSection {
     pub lookback_days: u32,
     /// Longest window of one log-function request (Graph refuses more than 90 days).
     pub log_chunk_days: u32,
+    /// Longest window a run (or `reflatten --from/--to`) accepts, in days.
+    pub max_window_days: u32,
 }
 
 impl Default for ExportSection {
@@ -192,7 +202,21 @@ impl Default for ExportSection {
             concurrency: DEFAULT_CONCURRENCY,
             lookback_days: DEFAULT_LOOKBACK_DAYS,
             log_chunk_days: DEFAULT_LOG_CHUNK_DAYS,
+            max_window_days: DEFAULT_MAX_WINDOW_DAYS,
         }
+    }
+}
+
+impl ExportSection {
+    /// `[export] max_window_days`, or the problem with it.
+    fn max_window_days(&self, problems: &mut Vec<String>) -> u32 {
+        if !(1..=MAX_MAX_WINDOW_DAYS).contains(&self.max_window_days) {
+            problems.push(format!(
+                "[export] max_window_days = {} must be between 1 and {MAX_MAX_WINDOW_DAYS}",
+                self.max_window_days
+            ));
+        }
+        self.max_window_days
     }
 }
 
@@ -302,6 +326,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
+    /// `[export] max_window_days`.
+    pub max_window_days: u32,
     pub privacy: Privacy,
     /// The raw zone's root (`[raw] path`).
     pub raw: Option<PathBuf>,
@@ -360,26 +386,41 @@ pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Setting
 }
 
 /// What `reflatten` takes from the export's configuration file.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReflattenSettings {
     /// `[privacy]`: applied to the rebuilt tables, as the export applied it.
     pub privacy: Privacy,
     /// `[output.options]`: for a raw zone or lake on an object store.
     pub output_options: BTreeMap<String, String>,
+    /// `[export] max_window_days`: the longest `--from/--to` window.
+    pub max_window_days: u32,
 }
 
-/// Only what `reflatten` uses of the file at `path`: the privacy modes and the object-store
-/// options. The rest of the file must parse but is not checked: no Graph credential is needed.
+impl Default for ReflattenSettings {
+    fn default() -> Self {
+        ReflattenSettings {
+            privacy: Privacy::default(),
+            output_options: BTreeMap::new(),
+            max_window_days: DEFAULT_MAX_WINDOW_DAYS,
+        }
+    }
+}
+
+/// Only what `reflatten` uses of the file at `path`: the privacy modes, the object-store
+/// options and the longest window. The rest of the file must parse but is not checked: no
+/// Graph credential is needed.
 pub fn load_for_reflatten(
     path: &Path,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<ReflattenSettings, ConfigError> {
     let file = read(path)?;
     let mut problems = Vec::new();
+    let max_window_days = file.export.max_window_days(&mut problems);
     match privacy(&file.privacy, &env, &mut problems) {
         Some(privacy) if problems.is_empty() => Ok(ReflattenSettings {
             privacy,
             output_options: file.output.options,
+            max_window_days,
         }),
         _ => Err(ConfigError::Invalid {
             path: path.into(),
@@ -454,6 +495,16 @@ pub fn validate(
             file.export.log_chunk_days
         ));
     }
+    let max_window_days = file.export.max_window_days(&mut problems);
+    let max_response_bytes = graph
+        .max_response_bytes
+        .unwrap_or(crate::graph::DEFAULT_MAX_RESPONSE_BYTES);
+    if max_response_bytes < MIN_RESPONSE_BYTES {
+        problems.push(format!(
+            "[graph] max_response_bytes = {max_response_bytes} is below {MIN_RESPONSE_BYTES} (1 MiB): \
+             Graph's pages are larger than that; leave it out for the default of 512 MiB"
+        ));
+    }
     let api_version = graph.api_version.as_deref().unwrap_or("v1.0");
     if !matches!(api_version, "v1.0" | "beta") {
         problems.push(format!(
@@ -496,6 +547,7 @@ pub fn validate(
             client.request_timeout = std::time::Duration::from_secs(retry.request_timeout_seconds);
             client.limits = limits;
             client.api_version = api_version.to_string();
+            client.max_response_bytes = max_response_bytes;
             Ok(Settings {
                 graph: client,
                 output: file.output.path.clone(),
@@ -503,6 +555,7 @@ pub fn validate(
                 concurrency: file.export.concurrency,
                 lookback_days: file.export.lookback_days,
                 log_chunk_days: file.export.log_chunk_days,
+                max_window_days,
                 privacy,
                 raw,
                 raw_allows_personal_data: file.raw.allow_personal_data,
@@ -880,6 +933,37 @@ mod tests {
             .unwrap_err()
             .join(" ");
         assert!(missing.contains("client_id"), "{missing}");
+    }
+
+    #[test]
+    fn response_and_window_caps_are_validated_and_default() {
+        let s = settings(GOOD, Some("s3cret")).unwrap();
+        assert_eq!(
+            (s.graph.max_response_bytes, s.max_window_days),
+            (512 * 1024 * 1024, 400)
+        );
+        let set = GOOD.replace("client_id", "max_response_bytes = 2097152\nclient_id")
+            + "\n[export]\nmax_window_days = 800\n";
+        let s = settings(&set, Some("s3cret")).unwrap();
+        assert_eq!(
+            (s.graph.max_response_bytes, s.max_window_days),
+            (2097152, 800)
+        );
+        let bad = GOOD.replace("client_id", "max_response_bytes = 1000\nclient_id")
+            + "\n[export]\nmax_window_days = 0\n";
+        let problems = settings(&bad, Some("s3cret")).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("[graph] max_response_bytes = 1000") && p.contains("1 MiB")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("[export] max_window_days = 0")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -29,6 +29,10 @@
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
+//! - [`locations`]: whether two locations (the lake and the raw zone) overlap, compared
+//!   after normalising paths and URLs.
+//! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
+//!   printed or written.
 //! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
 //!   rows of unchanged records into the partitions a run replaces (on disk or on an object
 //!   store alike).
@@ -65,10 +69,12 @@ pub mod emulator;
 pub mod exit;
 pub mod flatten;
 pub mod graph;
+pub mod locations;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
 pub mod raw;
+pub mod redact;
 pub mod reflatten;
 pub mod reuse;
 pub mod run;

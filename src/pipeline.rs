@@ -35,6 +35,7 @@ use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::{Progress, StreamProgress, Unit};
 use crate::raw::{self, RawSink};
+use crate::redact::redact;
 use crate::reuse;
 use crate::run::Run;
 use crate::schema::{self, TableSchema};
@@ -797,6 +798,13 @@ impl CallRecordRun<'_> {
                     Err(GraphError::Decode { url, message, body }) => {
                         Ok((id, listed_dt, Err((url, message, body))))
                     }
+                    Err(error @ GraphError::TooLarge { .. }) => {
+                        let message = error.to_string().into();
+                        let GraphError::TooLarge { url, body, .. } = error else {
+                            unreachable!()
+                        };
+                        Ok((id, listed_dt, Err((url, message, body))))
+                    }
                     Err(other) => Err(other),
                 }
             })
@@ -1388,6 +1396,8 @@ impl Quarantine {
         error: &str,
         body: &str,
     ) -> anyhow::Result<()> {
+        // What a server sent back may quote a token or a signed URL.
+        let (url, error, body) = (&*redact(url, &[]), &*redact(error, &[]), redact(body, &[]));
         let dir = self.output.display_path(&self.dir);
         tracing::error!(
             stream = stream.name(),

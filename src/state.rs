@@ -50,6 +50,11 @@ pub enum StateError {
     Damaged { path: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the lock file {} is a symbolic link, which is never followed (it could make the run \
+         write elsewhere): remove it (rm {0}) and run again", .path.display()
+    )]
+    LockIsSymlink { path: PathBuf },
 }
 
 /// An exclusive lock on an output folder, held for the life of the value. It is an OS file
@@ -82,8 +87,12 @@ impl OutputLock {
             .create(true)
             .truncate(false)
             .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(io("open"))?;
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ELOOP) => StateError::LockIsSymlink { path: path.clone() },
+                _ => io("open")(source),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -20,6 +20,12 @@ pub enum WindowError {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     },
+    #[error(
+        "the window {window} spans {days} days, more than [export] max_window_days = {max}: use \
+         shorter windows (one run per part, with --from/--to), or raise [export] max_window_days \
+         in the config file"
+    )]
+    TooLong { window: Window, days: i64, max: u32 },
 }
 
 /// Reads a window bound: a date means midnight UTC of that date; a time must carry its offset.
@@ -44,6 +50,22 @@ impl Window {
         } else {
             Err(WindowError::Empty { from, to })
         }
+    }
+
+    /// The window itself when it spans at most `max_days` days (a part of a day counting
+    /// as a day): a longer one would be a typo, and would take memory by the day.
+    pub fn check_length(self, max_days: u32) -> Result<Self, WindowError> {
+        let length = self.to - self.from;
+        if length <= chrono::Duration::days(i64::from(max_days)) {
+            return Ok(self);
+        }
+        let whole = length.num_days();
+        let days = whole + i64::from(length > chrono::Duration::days(whole));
+        Err(WindowError::TooLong {
+            window: self,
+            days,
+            max: max_days,
+        })
     }
 
     /// The whole UTC day before `now`'s date.
@@ -142,6 +164,30 @@ mod tests {
             parse_bound("2026-11-20T06:00:00"),
             Err(WindowError::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn a_window_longer_than_the_maximum_is_refused_naming_the_key() {
+        let year = Window::new(at("2026-01-01"), at("2027-01-01")).unwrap();
+        assert_eq!(year.check_length(365), Ok(year));
+        let longer = Window::new(at("2026-01-01"), at("2027-01-01T00:00:01Z")).unwrap();
+        let error = longer.check_length(365).unwrap_err();
+        assert!(matches!(
+            error,
+            WindowError::TooLong {
+                days: 366,
+                max: 365,
+                ..
+            }
+        ));
+        let message = error.to_string();
+        assert!(
+            message.contains("[2026-01-01T00:00:00Z, 2027-01-01T00:00:01Z)")
+                && message.contains("[export] max_window_days = 365"),
+            "{message}"
+        );
+        let huge = Window::new(at("0001-01-01"), at("9999-12-31")).unwrap();
+        assert!(huge.check_length(400).is_err());
     }
 
     #[test]

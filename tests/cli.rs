@@ -425,3 +425,156 @@ async fn the_standalone_emulator_serves_a_pipeline_until_stopped() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs the binary with `CALLRECORDS_CLIENT_SECRET` set (for runs with a config file).
+fn run_with_secret(args: &[&str]) -> Output {
+    binary()
+        .env("CALLRECORDS_CLIENT_SECRET", "s")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A config whose Graph is `graph_url` (and its login), with `extra` appended.
+fn write_config(dir: &std::path::Path, graph_url: &str, extra: &str) -> String {
+    let path = dir.join("etl.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"00000000-0000-4000-8000-000000000001\"\n\
+             graph_url = \"{graph_url}\"\nlogin_url = \"{graph_url}\"\n{extra}\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_window_longer_than_max_window_days_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lake");
+    let out = out.to_str().unwrap();
+    let huge = ["--from", "0001-01-01", "--to", "9999-12-31"];
+    let export = [
+        &["export", "--emulator", "--dry-run", "--out", out][..],
+        &huge,
+    ]
+    .concat();
+    let reflatten = [
+        &["reflatten", "--raw", "/nonexistent/raw", "--out", out][..],
+        &huge,
+    ]
+    .concat();
+    for args in [export, reflatten] {
+        let output = run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let log = stderr(&output);
+        assert!(
+            log.contains("[0001-01-01T00:00:00Z, 9999-12-31T00:00:00Z) spans 3652058 days")
+                && log.contains("[export] max_window_days = 400"),
+            "{args:?}: {log}"
+        );
+        assert!(output.stdout.is_empty(), "no plan is printed");
+    }
+    assert!(!dir.path().join("lake").exists(), "nothing was written");
+
+    // The key raises the limit; a window of 401 days is refused by default.
+    let (from, to) = ("2025-01-01", "2026-02-06");
+    let window = [
+        "export",
+        "--dry-run",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--config",
+    ];
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let output = run_with_secret(&[&window[..], &[config.as_str()]].concat());
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("spans 401 days"),
+        "{}",
+        stderr(&output)
+    );
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "[export]\nmax_window_days = 401",
+    );
+    let output = run_with_secret(&[&window[..], &[config.as_str()]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(support::stdout(&output).contains("Dry run"));
+}
+
+#[test]
+fn the_raw_zone_and_the_output_must_be_separate_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let lake = format!("{root}/lake");
+    std::fs::create_dir(&lake).unwrap();
+    let cases: [(String, &str); 6] = [
+        (format!("{root}/lake/"), "is the same folder as"),
+        (format!("file://{root}/lake"), "is the same folder as"),
+        (format!("{root}/lake/raw"), "lies inside"),
+        (root.to_string(), "contains"),
+        (format!("{root}/lake2"), ""),
+        (format!("{root}/raw"), ""),
+    ];
+    for (raw, relation) in &cases {
+        let output = run(&[
+            "export",
+            "--emulator",
+            "--dry-run",
+            "--out",
+            &lake,
+            "--raw",
+            raw,
+        ]);
+        let log = stderr(&output);
+        if relation.is_empty() {
+            assert!(output.status.success(), "{raw}: {log}");
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{raw}: {log}");
+            assert!(
+                log.contains(&format!(
+                    "the raw zone {raw} (--raw or [raw] path) {relation} the output {lake}"
+                )) && log.contains("use separate folders"),
+                "{raw}: {log}"
+            );
+        }
+    }
+    let output = run(&["reflatten", "--raw", &lake, "--out", &format!("{lake}/")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("(--raw) is the same folder as the output"),
+        "{}",
+        stderr(&output)
+    );
+
+    // From the config file, refused before any request: Graph's port sees no connection.
+    let graph = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    graph.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", graph.local_addr().unwrap());
+    let keys = format!("[output]\npath = \"{lake}\"\n[raw]\npath = \"{lake}/raw\"");
+    let config = write_config(dir.path(), &url, &keys);
+    let output = run_with_secret(&["export", "--config", &config]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lies inside the output"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(graph.accept().is_err(), "no request reached Graph");
+    assert_eq!(
+        std::fs::read_dir(&lake).unwrap().count(),
+        0,
+        "nothing was written"
+    );
+}

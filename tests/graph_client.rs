@@ -614,3 +614,123 @@ async fn a_transient_token_endpoint_failure_is_retried() {
         (2, 1, 1)
     );
 }
+
+/// A Graph stand-in on a raw socket that answers every request with `200 OK` and a chunked
+/// body that never ends (no `Content-Length`); returns its URL and the bytes it sent.
+async fn endless_body_server() -> (url::Url, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{LIST}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n5\r\n[1,2,\r\n";
+                socket.write_all(head.as_bytes()).await.unwrap();
+                let chunk = format!("10000\r\n{}\r\n", "7,".repeat(0x8000));
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                    counter.fetch_add(0x10000, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (url.parse().unwrap(), sent)
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_off_at_max_response_bytes_while_it_streams() {
+    let login = MockServer::start().await;
+    mount_token(&login, "tok-1").await;
+    let (url, sent) = endless_body_server().await;
+    let mut settings = settings(&login, &login.uri());
+    settings.graph_url = url.clone();
+    settings.max_response_bytes = 1024 * 1024;
+    let client = GraphClient::new(settings).unwrap();
+
+    let error = client.get_json(&url).await.unwrap_err();
+
+    let GraphError::TooLarge {
+        limit,
+        content_length,
+        body,
+        ..
+    } = &error
+    else {
+        panic!("expected TooLarge, got {error}");
+    };
+    assert_eq!((*limit, *content_length), (1024 * 1024, None));
+    assert!(
+        body.starts_with("[1,2,7,7,") && body.len() <= 4096,
+        "{body}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(url.as_str()) && message.contains("max_response_bytes = 1048576"),
+        "{message}"
+    );
+    assert_eq!(client.stats().requests, 1, "a refused size is not retried");
+    let read = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        read < 64 * 1024 * 1024,
+        "the client stopped reading soon after the cap ({read} bytes sent)"
+    );
+}
+
+#[tokio::test]
+async fn a_content_length_above_max_response_bytes_is_refused_before_reading() {
+    let server = MockServer::start().await;
+    mount_token(&server, "tok-1").await;
+    let big = json!({ "value": ["x".repeat(2 * 1024 * 1024)] });
+    Mock::given(method("GET"))
+        .and(path(LIST))
+        .respond_with(ResponseTemplate::new(200).set_body_json(big))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut settings = settings(&server, &server.uri());
+    settings.max_response_bytes = 1024 * 1024;
+    let client = GraphClient::new(settings).unwrap();
+
+    let error = client.get_json(&list_url(&server)).await.unwrap_err();
+
+    assert!(
+        matches!(&error, GraphError::TooLarge { content_length: Some(n), body, .. }
+            if n.get() > 2 * 1024 * 1024 && body.is_empty()),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("Content-Length"), "{error}");
+}
+
+#[tokio::test]
+async fn an_error_body_that_echoes_the_token_is_redacted_from_the_error() {
+    let server = MockServer::start().await;
+    let token = "tok-4f3c2b1a0987-echoed";
+    mount_token(&server, token).await;
+    Mock::given(method("GET"))
+        .and(path(LIST))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {
+            "code": "Forbidden",
+            "message": format!("request had Authorization: Bearer {token} and token {token}")
+        }})))
+        .mount(&server)
+        .await;
+
+    let error = client(&server)
+        .get_json(&list_url(&server))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, GraphError::Forbidden { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("Forbidden: request had Authorization: [redacted]")
+    );
+    assert_redacted(&error);
+}

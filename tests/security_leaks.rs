@@ -346,3 +346,135 @@ async fn a_next_link_to_another_origin_is_refused_and_gets_nothing() {
     }
     assert!(foreign.received_requests().await.unwrap().is_empty());
 }
+
+/// A Graph on wiremock whose access token is `token` (a JWT, as Entra ID issues), listing
+/// one call record of the day [`export_at_trace`] exports.
+async fn graph_with_token(token: &str) -> MockServer {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/{}/oauth2/v2.0/token",
+            emulator::DEFAULT_TENANT_ID
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"token_type": "Bearer", "expires_in": 3599, "access_token": token}),
+        ))
+        .mount(&graph)
+        .await;
+    graph
+}
+
+fn listed(id: &str) -> serde_json::Value {
+    let start = format!("{}T10:00:00Z", days_ago(3));
+    json!({"id": id, "version": 1, "type": "peerToPeer", "modalities": ["audio"],
+        "startDateTime": start, "endDateTime": start, "lastModifiedDateTime": start})
+}
+
+/// What a broken proxy or a debugging gateway might answer: the request's token echoed as
+/// a header, as a JSON member, and bare.
+fn echo(token: &str) -> String {
+    format!(
+        "{{\"error\": {{\"code\": \"InvalidAuthenticationToken\", \"message\": \
+         \"Authorization: Bearer {token}\", \"access_token\": \"{token}\", \
+         \"detail\": \"token {token} refused\""
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_body_that_echoes_the_token_is_redacted_from_logs_manifest_and_quarantine() {
+    let token = format!(
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOiJncmFwaCIsIm5vbmNlIjoi{}.c2ln{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    // A record whose detail is an unreadable echo (cut JSON): quarantined, exit 3.
+    let graph = graph_with_token(&token).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"value": [listed("echoed")]})),
+        )
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords/echoed"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(echo(&token)))
+        .mount(&graph)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &graph.uri(), &graph.uri(), "");
+    let out = dir.path().join("lake");
+    let output = export_call_records(&config, &out, "text").await;
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let mut texts = vec![("stderr".to_string(), stderr(&output))];
+    let files = files_under(&out);
+    let quarantine = files.iter().find(|f| f.ends_with("call_records.jsonl"));
+    let quarantine = std::fs::read_to_string(quarantine.expect("a quarantine file")).unwrap();
+    assert!(
+        quarantine.contains("InvalidAuthenticationToken") && quarantine.contains("[redacted]"),
+        "the body is kept, redacted: {quarantine}"
+    );
+    for file in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        texts.push((file.display().to_string(), text));
+    }
+    assert_no_token(&texts, &token);
+
+    // Graph refusing the list with the echo: the run fails (exit 1), logging as JSON.
+    let graph = graph_with_token(&token).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/communications/callRecords"))
+        .respond_with(ResponseTemplate::new(403).set_body_string(echo(&token)))
+        .mount(&graph)
+        .await;
+    let config = write_config(dir.path(), &graph.uri(), &graph.uri(), "");
+    let output = export_call_records(&config, &dir.path().join("lake2"), "json").await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("HTTP 403") || log.contains("access denied"),
+        "{log}"
+    );
+    assert!(log.contains("\"level\":\"ERROR\""), "JSON logs: {log}");
+    assert_no_token(&[("JSON stderr".into(), log)], &token);
+}
+
+/// `export --streams call_records` of the day of [`listed`] at trace level, logging in
+/// `format`.
+async fn export_call_records(config: &Path, out: &Path, format: &str) -> Output {
+    let mut command = support::binary();
+    command
+        .env("CALLRECORDS_CLIENT_SECRET", "s")
+        .env("RUST_LOG", "trace")
+        .args([
+            "--log-format",
+            format,
+            "-vv",
+            "export",
+            "--streams",
+            "call_records",
+        ])
+        .arg("--config")
+        .arg(config)
+        .args(["--from", &days_ago(3), "--to", &days_ago(2), "--out"])
+        .arg(out);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Neither the payload nor the signature of the JWT `token` (nor a `Bearer` header value)
+/// is in any text; its header is the same in every token, and no secret.
+fn assert_no_token(texts: &[(String, String)], token: &str) {
+    let parts: Vec<String> = token.split('.').skip(1).map(str::to_owned).collect();
+    for (place, text) in texts {
+        let found = leaks(text, &parts);
+        assert!(found.is_empty(), "{place} contains {found:?}: {text}");
+        assert!(
+            !text.contains("Bearer e"),
+            "{place} contains a bearer token: {text}"
+        );
+    }
+}

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::GraphError;
+use super::body::{self, BodyError};
 use super::credential::{ASSERTION_TYPE, Credential, Proof};
+use crate::redact::redact;
 
 /// A value that must not leak into logs, errors or files (a client secret, a client
 /// assertion, an access token, a hashing key): `Debug` and `Display` print `[redacted]`;
@@ -48,6 +50,8 @@ impl fmt::Display for Secret {
 
 /// Keep at least this much lifetime in reserve so a token never expires mid-request.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Largest token endpoint answer read: a token response is a few kilobytes.
+const TOKEN_BODY_LIMIT: u64 = 1024 * 1024;
 
 struct CachedToken {
     /// Shared so that every request can hold the token without copying the string.
@@ -162,18 +166,22 @@ impl TokenSource {
         let status = response.status();
         tracing::debug!(method = "POST", url = %self.endpoint, status = status.as_u16(),
             elapsed_ms = sent.elapsed().as_millis() as u64, "token request");
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let body = match body::read_capped(response, TOKEN_BODY_LIMIT).await {
+            Ok(body) => body,
+            Err(BodyError::Transport(e)) => return Err(self.unreachable(&e)),
+            Err(BodyError::TooLarge { .. }) => {
+                return Err(self.invalid(status.as_u16(), "answered with more than 1 MiB"));
+            }
+        };
         if !status.is_success() {
             let aad: AadError = serde_json::from_slice(&body).unwrap_or_default();
             return Err(self.refused(status.as_u16(), aad, proof.value()));
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| GraphError::Token {
-            status: Some(status.as_u16()),
-            code: "invalid_response".into(),
-            message: format!(
-                "the token endpoint {} answered without a usable access_token ({e}); check login_url",
-                self.endpoint
-            ),
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            self.invalid(
+                status.as_u16(),
+                &format!("answered without a usable access_token ({e})"),
+            )
         })?;
         let lifetime = Duration::from_secs(lifetime_seconds(&parsed.expires_in));
         // Short lifetimes (test tenants, emulators) would leave nothing after the margin:
@@ -183,6 +191,17 @@ impl TokenSource {
             value: Arc::new(Secret::new(parsed.access_token)),
             refresh_at: sent + usable,
         })
+    }
+
+    fn invalid(&self, status: u16, what: &str) -> GraphError {
+        GraphError::Token {
+            status: Some(status),
+            code: "invalid_response".into(),
+            message: format!(
+                "the token endpoint {} {what}; check login_url",
+                self.endpoint
+            ),
+        }
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> GraphError {
@@ -237,10 +256,10 @@ impl TokenSource {
         let first_line = aad.error_description.lines().next().unwrap_or_default();
         // Entra ID never echoes the secret or the assertion, but a proxy or emulator might;
         // redact defensively.
-        let detail = first_line.replace(sent.expose(), "[redacted]");
+        let detail = redact(first_line, &[sent.expose()]);
         let code = match (aadsts, aad.error.is_empty()) {
             (Some(n), _) => format!("AADSTS{n}"),
-            (None, false) => aad.error,
+            (None, false) => redact(&aad.error, &[sent.expose()]),
             (None, true) => format!("http_{status}"),
         };
         let message = if detail.is_empty() {

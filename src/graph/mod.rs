@@ -6,10 +6,15 @@
 //! [`GraphClient::get_json`]. The bearer token is only ever sent to the origin of
 //! `graph_url`: other URLs are refused before sending and redirects are not followed.
 //!
+//! Every response body is read under a cap (`max_response_bytes`, see `body`), and what
+//! a server sends back in an error (its message, a broken body) is redacted of secrets,
+//! the token sent with the request included, before it is logged or returned.
+//!
 //! - `auth`: the token cache and [`Secret`]; [`credential`]: client secret, certificate
 //!   (signed client assertion) or workload identity (federated token file).
 
 mod auth;
+mod body;
 pub mod credential;
 mod error;
 mod pacing;
@@ -30,11 +35,18 @@ pub use credential::{ClientCertificate, Credential};
 pub use error::GraphError;
 pub use pacing::{Limit, RateLimits};
 
+use crate::redact::redact;
 use auth::TokenSource;
+use body::BodyError;
 use pacing::Pacer;
 use retry::Verdict;
 
 const USER_AGENT: &str = concat!("callrecords-etl/", env!("CARGO_PKG_VERSION"));
+
+/// Default of [`ClientSettings::max_response_bytes`]: 512 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// How much of an error response is read: Graph's error JSON is a few hundred bytes.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Everything the client needs; [`ClientSettings::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -61,6 +73,9 @@ pub struct ClientSettings {
     pub backoff_cap: Duration,
     /// Graph's throttling limits, which the client paces its requests under.
     pub limits: RateLimits,
+    /// Largest response body read; a larger one fails its request with
+    /// [`GraphError::TooLarge`].
+    pub max_response_bytes: u64,
 }
 
 impl ClientSettings {
@@ -84,6 +99,7 @@ impl ClientSettings {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             limits: RateLimits::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -273,7 +289,8 @@ impl GraphClient {
             let (cause, retry_after) = match self.attempt(url).await? {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Unauthorized(token) if !token_refreshed => {
-                    tracing::debug!(%url, "401 from Graph; refreshing the token once");
+                    tracing::debug!(url = %redact(url.as_str(), &[]),
+                        "401 from Graph; refreshing the token once");
                     self.inner.tokens.invalidate(&token).await;
                     token_refreshed = true;
                     continue;
@@ -292,7 +309,8 @@ impl GraphClient {
                             body: body.into(),
                         });
                     }
-                    tracing::warn!(%url, "Response is not valid JSON ({message}); requesting it once more.");
+                    tracing::warn!(url = %redact(url.as_str(), &[]),
+                        "Response is not valid JSON ({message}); requesting it once more.");
                     malformed_retried = true;
                     bump(&counters.retries, 1);
                     continue;
@@ -310,8 +328,8 @@ impl GraphClient {
             if attempt >= settings.max_attempts || waited + wait > settings.max_total_wait {
                 return Err(exhausted(url, cause, attempt));
             }
-            tracing::warn!(%url, cause = %describe(&cause), wait_ms = wait.as_millis() as u64,
-                attempt, "retrying Graph request");
+            tracing::warn!(url = %redact(url.as_str(), &[]), cause = %redact(&describe(&cause), &[]),
+                wait_ms = wait.as_millis() as u64, attempt, "retrying Graph request");
             bump(&counters.retries, 1);
             bump(&counters.throttle_wait_ms, wait.as_millis() as u64);
             tokio::time::sleep(wait).await;
@@ -358,33 +376,49 @@ impl GraphClient {
                 });
             }
         };
-        let status = response.status();
-        tracing::debug!(method = "GET", %url, status = status.as_u16(),
-            elapsed_ms = sent.elapsed().as_millis() as u64,
+        tracing::debug!(method = "GET", url = %redact(url.as_str(), &[]),
+            status = response.status().as_u16(), elapsed_ms = sent.elapsed().as_millis() as u64,
             client_request_id = %request_id, "graph request");
+        self.answer(url, response, token).await
+    }
+
+    /// What one response means for the retry loop.
+    async fn answer(
+        &self,
+        url: &Url,
+        response: reqwest::Response,
+        token: Arc<Secret>,
+    ) -> Result<Attempt, GraphError> {
+        let status = response.status();
         match retry::classify(status, response.headers(), chrono::Utc::now()) {
-            Verdict::Success => match response.bytes().await {
-                Ok(body) => Ok(match serde_json::from_slice(&body) {
-                    Ok(value) => Attempt::Done(value),
-                    Err(e) => Attempt::Malformed {
-                        message: format!("body is not JSON: {e}"),
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    },
-                }),
-                Err(e) => Ok(Attempt::transport(e)),
-            },
+            Verdict::Success => {
+                let limit = self.inner.settings.max_response_bytes;
+                match body::read_capped(response, limit).await {
+                    Ok(body) => Ok(decode(body, &token)),
+                    Err(BodyError::Transport(e)) => Ok(Attempt::transport(e)),
+                    Err(BodyError::TooLarge {
+                        content_length,
+                        start,
+                    }) => Err(GraphError::TooLarge {
+                        url: url.clone(),
+                        limit,
+                        content_length: content_length.and_then(std::num::NonZeroU64::new),
+                        body: redact(&body::excerpt(&start), &[token.expose()]).into(),
+                    }),
+                }
+            }
             Verdict::RefreshToken => Ok(Attempt::Unauthorized(token)),
             Verdict::Retry { after } => {
                 if status == StatusCode::TOO_MANY_REQUESTS {
                     bump(&self.inner.counters.throttled, 1);
                 }
-                let message = error_message(response).await;
+                let message = error_message(response, &token).await;
                 Ok(Attempt::Transient {
                     cause: Transient::Status { status, message },
                     retry_after: after,
                 })
             }
-            Verdict::Fail => Err(self.failure(url, response).await),
+            Verdict::Fail => Err(self.failure(url, response, &token).await),
         }
     }
 
@@ -405,14 +439,14 @@ impl GraphClient {
     }
 
     /// The error of a non-retryable, non-401 response.
-    async fn failure(&self, url: &Url, response: reqwest::Response) -> GraphError {
+    async fn failure(&self, url: &Url, response: reqwest::Response, token: &Secret) -> GraphError {
         let url = url.clone();
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             bump(&self.inner.counters.not_found, 1);
             return GraphError::NotFound { url };
         }
-        let message = error_message(response).await;
+        let message = error_message(response, token).await;
         match status {
             StatusCode::BAD_REQUEST => GraphError::BadRequest { url, message },
             StatusCode::FORBIDDEN => GraphError::Forbidden { url, message },
@@ -425,19 +459,35 @@ impl GraphClient {
     }
 }
 
+/// A success body parsed as JSON, or what to report when it is not JSON (redacted: a
+/// proxy's page may echo the request's token). The bytes are dropped once parsed.
+fn decode(body: Vec<u8>, token: &Secret) -> Attempt {
+    match serde_json::from_slice(&body) {
+        Ok(value) => Attempt::Done(value),
+        Err(e) => Attempt::Malformed {
+            message: format!("body is not JSON: {e}"),
+            body: redact(&String::from_utf8_lossy(&body), &[token.expose()]),
+        },
+    }
+}
+
 /// Graph's `error.code: error.message`, or the start of the body when it is not Graph's
-/// error shape (a gateway page, say).
-async fn error_message(response: reqwest::Response) -> String {
+/// error shape (a gateway page, say); redacted of secrets and of `token` before it is cut.
+async fn error_message(response: reqwest::Response, token: &Secret) -> String {
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    let body = match body::read_capped(response, ERROR_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { start, .. }) => start,
+        Err(BodyError::Transport(_)) => Vec::new(),
+    };
+    let redacted = |text: &str| redact(text, &[token.expose()]);
     match serde_json::from_slice::<GraphErrorBody>(&body) {
         Ok(GraphErrorBody { error }) if !error.code.is_empty() => {
-            format!("{}: {}", error.code, error.message)
+            redacted(&format!("{}: {}", error.code, error.message))
         }
-        Ok(GraphErrorBody { error }) => error.message,
+        Ok(GraphErrorBody { error }) => redacted(&error.message),
         Err(_) => {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
+            let text = redacted(String::from_utf8_lossy(&body).trim());
             if text.is_empty() {
                 status
                     .canonical_reason()

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::paging::{NEXT_LINK, Pager, get_object, next_link};
 use crate::graph::{GraphClient, GraphError};
+use crate::redact::redact;
 
 const COLLECTION: &str = "communications/callRecords";
 
@@ -42,7 +43,8 @@ pub fn list(
 /// annotations of these merged collections are removed.
 ///
 /// `Ok(None)` when Graph answers 404 at any step: the record expired (30-day retention)
-/// or is not generated yet.
+/// or is not generated yet. A record whose `id` is not `id` is a [`GraphError::Decode`]:
+/// stored under the id it holds, it would replace another record or duplicate it.
 pub async fn fetch_record(client: &GraphClient, id: &str) -> Result<Option<Value>, GraphError> {
     match fetch_complete(client, id).await {
         Err(GraphError::NotFound { url }) => {
@@ -64,6 +66,7 @@ async fn fetch_complete(client: &GraphClient, id: &str) -> Result<Value, GraphEr
             .ok_or("expected a callRecord object with an id")
     })
     .await?;
+    check_id(&record, id, &url)?;
 
     let more_sessions = take_paging(&mut record, "sessions", &url)?;
     if let Some(next) = more_sessions {
@@ -79,6 +82,27 @@ async fn fetch_complete(client: &GraphClient, id: &str) -> Result<Value, GraphEr
         .await?;
     record.insert("participants_v2".into(), Value::Array(participants));
     Ok(Value::Object(record))
+}
+
+/// The record Graph answered with is the one requested.
+fn check_id(
+    record: &Map<String, Value>,
+    requested: &str,
+    url: &url::Url,
+) -> Result<(), GraphError> {
+    let got = record.get("id").and_then(Value::as_str).unwrap_or_default();
+    if got == requested {
+        return Ok(());
+    }
+    Err(GraphError::Decode {
+        url: url.clone(),
+        message: format!(
+            "Graph answered the request for call record {requested} with call record {got}; \
+             it is not stored under either id"
+        )
+        .into(),
+        body: redact(&serde_json::to_string(record).unwrap_or_default(), &[]).into(),
+    })
 }
 
 fn record_url(client: &GraphClient, id: &str, tail: &[&str]) -> url::Url {
@@ -117,7 +141,7 @@ fn append(
         other => Err(GraphError::Decode {
             url: source.clone(),
             message: format!("{property} is not an array").into(),
-            body: other.to_string().into(),
+            body: redact(&other.to_string(), &[]).into(),
         }),
     }
 }

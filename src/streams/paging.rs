@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::graph::{GraphClient, GraphError};
+use crate::redact::redact;
 
 pub(crate) const NEXT_LINK: &str = "@odata.nextLink";
 
@@ -98,7 +99,8 @@ pub(crate) async fn get_object(
     let mut received = Value::Null;
     for attempt in 0..2 {
         if attempt > 0 {
-            tracing::warn!(%url, "Unexpected response shape ({problem}); requesting it once more.");
+            tracing::warn!(url = %redact(url.as_str(), &[]),
+                "Unexpected response shape ({problem}); requesting it once more.");
         }
         received = client.get_json(url).await?;
         match &received {
@@ -117,6 +119,6 @@ pub(crate) async fn get_object(
     Err(GraphError::Decode {
         url: url.clone(),
         message: problem.into(),
-        body: received.to_string().into(),
+        body: redact(&received.to_string(), &[]).into(),
     })
 }
