@@ -24,7 +24,13 @@
 //! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
-//!   staged and then published. Knows nothing of Graph.
+//!   staged and made durable, and the lake's locations (local folder or object store).
+//!   Knows nothing of Graph.
+//! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
+//!   switch steps for every partition of every table and the raw zone; recovery rolls an
+//!   interrupted commit forward (or back) so the lake is the whole old or new state.
+//! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
+//!   interrupted run, publishing through [`commit`].
 //! - [`raw`]: the raw landing zone (`<raw>/<stream>/dt=…/*.jsonl.zst`): what Graph returned,
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
@@ -33,11 +39,12 @@
 //!   after normalising paths and URLs.
 //! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
 //!   printed or written.
-//! - [`reuse`]: incremental rescans: the `(id, version)` the lake holds, and copying the
-//!   rows of unchanged records into the partitions a run replaces (on disk or on an object
-//!   store alike).
+//! - [`reuse`]: copying rows the lake holds into the partitions a run replaces: unchanged
+//!   records (incremental rescans), rows outside a partial window on its edge days, rows of
+//!   quarantined records; and the fingerprint that says which rows may be reused.
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
-//!   nightly runs (`_state.json`), from which a run without a window plans its own.
+//!   nightly runs (`_state.json`: the exported range per stream, the quarantined records to
+//!   fetch again), from which a run without a window plans its own.
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
 //!   concurrency and bounded memory, and the run summary.
 //! - [`progress`]: progress reporting for terminals and for logs.
@@ -47,18 +54,23 @@
 //! # Data flow
 //!
 //! ```text
-//! CLI + config ─► Settings ─► pipeline::export   (lock _lock; window from --from/--to or _state.json)
+//! CLI + config ─► Settings ─► pipeline::export
+//!                                 │ run::Run::begin: lock _lock; finish an interrupted commit (_commits/);
+//!                                 │   read _state.json (window of a nightly run, quarantined records)
 //!                                 │ call_records: list callRecords in [from, to)       (graph + streams)
 //!                                 │   per listed id, bounded concurrency, paced under Graph's limits:
-//!                                 │   details + session pages + participant pages → one JSON record
+//!                                 │   details + session pages + participant pages → one JSON record;
+//!                                 │   unchanged records, rows outside a partial window and quarantined
+//!                                 │   records' rows are copied from the lake instead (reuse)
 //!                                 │ log streams: getPstnCalls(…) etc. in ≤ 90-day chunks, pages of 1,000,
 //!                                 │   rows kept by their own time in the chunk's half-open range
 //!                                 ▼
 //!                             flatten (schema-driven, privacy applied) ─► RecordBatch per (table, dt)
 //!                                 ▼  bounded channel
-//!                             sink (writer thread): staged Parquet
+//!                             sink (writer thread): staged Parquet (+ raw zone lines), fsynced
 //!                                 ▼  only when every record was fetched (or skipped/quarantined)
-//!                             publish the window's partitions, then _manifests/<run>.json and _state.json
+//!                             commit: journal ─► switch every partition (raw zone, then tables)
+//!                                     ─► _state.json, _manifests/<run>.json ─► clean up
 //! ```
 
 pub mod cli;

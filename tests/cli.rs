@@ -514,7 +514,7 @@ fn a_window_longer_than_max_window_days_is_refused_with_exit_2() {
 }
 
 #[test]
-fn the_raw_zone_and_the_output_must_be_separate_folders() {
+fn case6_the_raw_zone_and_the_output_must_be_separate_folders() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let lake = format!("{root}/lake");

@@ -191,7 +191,7 @@ const CASES: &[(&str, &str, bool)] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_new_lake_whole() {
+async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_new_lake_whole() {
     let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
     let dir = tempfile::tempdir().unwrap();
     let (old_config, new_config) = (

@@ -23,7 +23,7 @@
 //! [`Direction::Back`], makes the next command finish it.
 //!
 //! Tests inject a crash (`abort`) or an I/O error at each named step through the `fail`
-//! crate (cargo feature `failpoints`, on in tests only): see [`step!`].
+//! crate (cargo feature `failpoints`, on in tests only): see [`crate::step!`].
 //!
 //! May touch: the lake's and the raw zone's partitions, their `_staging/<run_id>/`, and the
 //! lake's `_commits/`, `_state.json` and `_manifests/`. Knows nothing of Graph or Parquet.
