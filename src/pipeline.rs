@@ -268,11 +268,7 @@ pub async fn export(
             .sum(),
         value_issues: fetched.value_issues,
         tables: table_totals(&plan.streams, &report.files),
-        partitions_replaced: report
-            .partitions_replaced
-            .iter()
-            .map(|(table, dt)| format!("{table}/{}", sink::partition_dir_name(*dt)))
-            .collect(),
+        partitions_replaced: report.partitions_replaced,
         files: report.files,
         requests: client.stats(),
     };

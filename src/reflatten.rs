@@ -310,11 +310,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         objects_outside_window: totals.outside_window,
         value_issues: totals.value_issues,
         tables: pipeline::table_totals(&streams, &report.files),
-        partitions_replaced: report
-            .partitions_replaced
-            .iter()
-            .map(|(table, dt)| format!("{table}/{}", sink::partition_dir_name(*dt)))
-            .collect(),
+        partitions_replaced: report.partitions_replaced,
         files: report.files,
     };
     let manifest = run.manifest(&summary);

@@ -39,18 +39,6 @@ async fn start_emulator(seed: u64) -> RunningEmulator {
     emulator::start(config, listen).await.unwrap()
 }
 
-fn write_config(dir: &Path, emulator: &RunningEmulator) -> PathBuf {
-    let url = emulator.base_url();
-    let text = format!(
-        "[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
-        emulator.config().tenant_id,
-        emulator.config().client_id,
-    );
-    let path = dir.join(format!("etl-{}.toml", emulator.config().seed));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `export` of the test window into `<root>/lake` and `<root>/raw`, with `failpoints` set.
 async fn export(config: &Path, secret: &str, root: &Path, failpoints: &str) -> Output {
     let mut command = support::binary();
@@ -195,8 +183,8 @@ async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_ne
     let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
     let dir = tempfile::tempdir().unwrap();
     let (old_config, new_config) = (
-        write_config(dir.path(), &old_graph),
-        write_config(dir.path(), &new_graph),
+        support::emulator_config_file(dir.path(), &old_graph),
+        support::emulator_config_file(dir.path(), &new_graph),
     );
     let secret = new_graph.config().client_secret.clone();
 
@@ -268,11 +256,17 @@ async fn an_unfinished_commit_whose_staged_files_are_gone_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let secret = new_graph.config().client_secret.clone();
     let root = dir.path().join("lake-root");
-    let output = export(&write_config(dir.path(), &old_graph), &secret, &root, "").await;
+    let output = export(
+        &support::emulator_config_file(dir.path(), &old_graph),
+        &secret,
+        &root,
+        "",
+    )
+    .await;
     assert!(output.status.success(), "{}", stderr(&output));
     let old = snapshot(&root);
 
-    let new_config = write_config(dir.path(), &new_graph);
+    let new_config = support::emulator_config_file(dir.path(), &new_graph);
     let output = export(
         &new_config,
         &secret,
@@ -305,7 +299,7 @@ async fn a_damaged_journal_is_refused_before_any_request_with_exit_2() {
         "{ torn",
     )
     .unwrap();
-    let config = write_config(dir.path(), &graph);
+    let config = support::emulator_config_file(dir.path(), &graph);
     let secret = graph.config().client_secret.clone();
     let output = export(&config, &secret, &root, "").await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
@@ -334,7 +328,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 async fn case7_two_lakes_sharing_a_raw_zone_remove_only_their_own_staging() {
     let graph = start_emulator(101).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &graph);
+    let config = support::emulator_config_file(dir.path(), &graph);
     let secret = graph.config().client_secret.clone();
     let raw = dir.path().join("raw");
     let run = |lake: &'static str, failpoints: &'static str| {

@@ -818,19 +818,6 @@ fn start_emulator(runtime: &tokio::runtime::Runtime, seed: u64) -> RunningEmulat
         .unwrap()
 }
 
-/// A config file pointing the exporter at `emulator`.
-fn write_config(dir: &Path, emulator: &RunningEmulator) -> PathBuf {
-    let url = emulator.base_url();
-    let text = format!(
-        "[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
-        emulator.config().tenant_id,
-        emulator.config().client_id,
-    );
-    let path = dir.join(format!("etl-{}.toml", emulator.config().seed));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// A lake and its raw zone, side by side on one store.
 struct Zones {
     lake: Lake,
@@ -1089,8 +1076,8 @@ fn a_crash_or_an_io_error_at_each_commit_step_leaves_the_old_or_the_new_lake_who
     let (old_graph, new_graph) = (start_emulator(&runtime, 101), start_emulator(&runtime, 202));
     let dir = tempfile::tempdir().unwrap();
     let (old_config, new_config) = (
-        write_config(dir.path(), &old_graph),
-        write_config(dir.path(), &new_graph),
+        support::emulator_config_file(dir.path(), &old_graph),
+        support::emulator_config_file(dir.path(), &new_graph),
     );
     let secret = new_graph.config().client_secret.clone();
 

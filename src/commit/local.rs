@@ -168,16 +168,18 @@ mod tests {
         names
     }
 
+    /// A live partition with run r1's file, and run r2's file staged to replace it.
+    fn old_and_staged(root: &Path) -> PartitionChange {
+        write(&root.join("t/dt=2026-11-01/part-r1-0.parquet"), "old");
+        let staged = root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet");
+        write(&staged, "new");
+        partition(&[("part-r2-0.parquet", "new")])
+    }
+
     #[test]
     fn switch_is_repeatable_and_roll_back_restores_the_old_files() {
-        let root = tempfile::tempdir().unwrap();
-        let root = root.path();
-        let change = partition(&[("part-r2-0.parquet", "new")]);
-        write(&root.join("t/dt=2026-11-01/part-r1-0.parquet"), "old");
-        write(
-            &root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet"),
-            "new",
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let (root, change) = (dir.path(), old_and_staged(dir.path()));
         assert!(present(root, "r2", &change));
 
         switch(root, "r2", &change).unwrap();
@@ -192,14 +194,8 @@ mod tests {
 
     #[test]
     fn roll_back_finds_the_old_files_where_an_interrupted_exchange_left_them() {
-        let root = tempfile::tempdir().unwrap();
-        let root = root.path();
-        let change = partition(&[("part-r2-0.parquet", "new")]);
-        write(&root.join("t/dt=2026-11-01/part-r1-0.parquet"), "old");
-        write(
-            &root.join("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet"),
-            "new",
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let (root, change) = (dir.path(), old_and_staged(dir.path()));
         let places = Places::of(root, "r2", &change);
         assert!(exchange(&places.staged, &places.live).unwrap());
         roll_back(root, "r2", &change).unwrap();

@@ -163,18 +163,10 @@ pub async fn present(
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
 
     use super::*;
     use crate::commit::StagedFile;
     use crate::sink::object::committed_files;
-
-    async fn put(output: &ObjectOutput, relative: &str, bytes: &[u8]) {
-        output
-            .put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
-            .await
-            .unwrap();
-    }
 
     fn change() -> PartitionChange {
         PartitionChange {
@@ -190,7 +182,9 @@ mod tests {
     #[tokio::test]
     async fn switch_is_repeatable_and_roll_back_restores_the_old_partition() {
         let output = ObjectOutput::in_memory("lake");
-        put(&output, "t/dt=2026-11-01/part-r1-0.parquet", b"old").await;
+        output
+            .put_bytes("t/dt=2026-11-01/part-r1-0.parquet", b"old")
+            .await;
         let old_marker = serde_json::to_vec(&PartitionMarker {
             run_id: "r1".into(),
             committed_at: Utc::now(),
@@ -198,13 +192,12 @@ mod tests {
             rows: 1,
         })
         .unwrap();
-        put(&output, "t/dt=2026-11-01/_SUCCESS", &old_marker).await;
-        put(
-            &output,
-            "_staging/r2/t/dt=2026-11-01/part-r2-0.parquet",
-            b"new",
-        )
-        .await;
+        output
+            .put_bytes("t/dt=2026-11-01/_SUCCESS", &old_marker)
+            .await;
+        output
+            .put_bytes("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet", b"new")
+            .await;
         let change = change();
         assert!(present(&output, "r2", &change).await.unwrap());
 
@@ -232,13 +225,10 @@ mod tests {
     #[tokio::test]
     async fn a_partition_without_a_marker_loses_its_marker_again_on_roll_back() {
         let output = ObjectOutput::in_memory("lake");
-        put(&output, "t/dt=2026-11-01/a.parquet", b"old").await;
-        put(
-            &output,
-            "_staging/r2/t/dt=2026-11-01/part-r2-0.parquet",
-            b"new",
-        )
-        .await;
+        output.put_bytes("t/dt=2026-11-01/a.parquet", b"old").await;
+        output
+            .put_bytes("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet", b"new")
+            .await;
         let change = change();
         switch(&output, "r2", &change).await.unwrap();
         roll_back(&output, "r2", &change).await.unwrap();

@@ -480,8 +480,8 @@ pub struct StagedRun {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PublishReport {
     pub files: Vec<WrittenFile>,
-    /// `(table, dt)` partitions that now hold exactly this run's rows.
-    pub partitions_replaced: Vec<(String, NaiveDate)>,
+    /// `table/dt=YYYY-MM-DD` partitions that now hold exactly this run's rows.
+    pub partitions_replaced: Vec<String>,
 }
 
 impl StagedRun {
@@ -539,7 +539,10 @@ impl StagedRun {
         };
         let report = PublishReport {
             files: self.files.clone(),
-            partitions_replaced: by_partition.into_keys().collect(),
+            partitions_replaced: by_partition
+                .into_keys()
+                .map(|(table, dt)| format!("{table}/{}", partition_dir_name(dt)))
+                .collect(),
         };
         (change, report)
     }

@@ -67,17 +67,8 @@ pub async fn committed_files(
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use object_store::PutMode;
 
     use super::*;
-
-    async fn put(output: &ObjectOutput, relative: &str, bytes: &[u8]) {
-        output
-            .put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
-            .await
-            .unwrap();
-    }
 
     fn marker(files: &[&str]) -> Vec<u8> {
         serde_json::to_vec(&PartitionMarker {
@@ -94,25 +85,26 @@ mod tests {
         let output = ObjectOutput::in_memory("lake");
         // A partition being switched: the old run's file, the new run's, and the marker
         // that commits the new one.
-        put(&output, "t/dt=2026-11-01/part-r1-00000.parquet", b"old").await;
-        put(&output, "t/dt=2026-11-01/part-r2-00000.parquet", b"new").await;
-        put(
-            &output,
-            "t/dt=2026-11-01/_SUCCESS",
-            &marker(&["part-r2-00000.parquet"]),
-        )
-        .await;
+        output
+            .put_bytes("t/dt=2026-11-01/part-r1-00000.parquet", b"old")
+            .await;
+        output
+            .put_bytes("t/dt=2026-11-01/part-r2-00000.parquet", b"new")
+            .await;
+        output
+            .put_bytes(
+                "t/dt=2026-11-01/_SUCCESS",
+                &marker(&["part-r2-00000.parquet"]),
+            )
+            .await;
         // A partition without a marker (written by another tool): every data file.
-        put(&output, "t/dt=2026-11-02/a.parquet", b"a").await;
-        put(&output, "t/dt=2026-11-02/b.parquet", b"b").await;
-        put(&output, "t/dt=2026-11-02/.hidden", b"x").await;
+        output.put_bytes("t/dt=2026-11-02/a.parquet", b"a").await;
+        output.put_bytes("t/dt=2026-11-02/b.parquet", b"b").await;
+        output.put_bytes("t/dt=2026-11-02/.hidden", b"x").await;
         // Staging and other folders starting with `_` are not data.
-        put(
-            &output,
-            "t/_staging/r3/dt=2026-11-01/part-r3-00000.parquet",
-            b"s",
-        )
-        .await;
+        output
+            .put_bytes("t/_staging/r3/dt=2026-11-01/part-r3-00000.parquet", b"s")
+            .await;
 
         assert_eq!(
             committed_files(&output, "t").await.unwrap(),
@@ -132,8 +124,12 @@ mod tests {
     #[tokio::test]
     async fn a_damaged_marker_is_an_error_naming_it() {
         let output = ObjectOutput::in_memory("lake");
-        put(&output, "t/dt=2026-11-01/part-r1-00000.parquet", b"old").await;
-        put(&output, "t/dt=2026-11-01/_SUCCESS", b"{not json").await;
+        output
+            .put_bytes("t/dt=2026-11-01/part-r1-00000.parquet", b"old")
+            .await;
+        output
+            .put_bytes("t/dt=2026-11-01/_SUCCESS", b"{not json")
+            .await;
         let error = committed_files(&output, "t").await.unwrap_err().to_string();
         assert!(
             error.contains("memory:///lake/t/dt=2026-11-01/_SUCCESS")

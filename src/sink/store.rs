@@ -683,4 +683,11 @@ impl ObjectOutput {
             url: format!("memory:///{prefix}"),
         }
     }
+
+    /// Puts `bytes` at `relative`, for tests that lay out a lake.
+    pub(crate) async fn put_bytes(&self, relative: &str, bytes: &[u8]) {
+        self.put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
 }

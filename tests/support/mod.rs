@@ -257,3 +257,20 @@ fn without_emulator_port(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// A config file in `dir` that points the exporter at the in-process `emulator` (its
+/// tenant and client; the secret goes in CALLRECORDS_CLIENT_SECRET).
+pub fn emulator_config_file(
+    dir: &Path,
+    emulator: &callrecords_etl::emulator::RunningEmulator,
+) -> PathBuf {
+    let url = emulator.base_url();
+    let text = format!(
+        "[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
+        emulator.config().tenant_id,
+        emulator.config().client_id,
+    );
+    let path = dir.join(format!("etl-{}.toml", emulator.config().seed));
+    std::fs::write(&path, text).unwrap();
+    path
+}
