@@ -254,6 +254,10 @@ struct EmulatorArgs {
     dump_jsonl: Option<PathBuf>,
     #[arg(long, value_name = "DAYS", default_value_t = 7, hide = true)]
     dump_days: u32,
+    /// Measuring one huge record: every day's large meeting gets this many participants,
+    /// each with a session (3,000 make a record of about 10 MB).
+    #[arg(long, value_name = "N", hide = true)]
+    large_meeting_attendees: Option<u32>,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -799,6 +803,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
         calls_per_day: args.calls_per_day,
         log_rows_per_day: args.log_rows_per_day,
         token_lifetime: std::time::Duration::from_secs(args.token_lifetime),
+        large_meeting_attendees: args.large_meeting_attendees,
         ..EmulatorConfig::default()
     };
     args.faults.apply(&mut config);

@@ -19,8 +19,8 @@
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
 //!   by the column paths declared in the schemas. Records are parsed into a borrowed tree
 //!   that keeps only the members the declarations read ([`flatten::shape`],
-//!   [`flatten::dom`]); raw lines and records assembled from Graph pages take the same
-//!   parser.
+//!   [`flatten::dom`]); raw lines and records fetched from Graph (assembled as the same
+//!   JSON text) take the same parser.
 //! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),

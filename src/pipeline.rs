@@ -3,7 +3,8 @@
 //!
 //! Records are listed page by page and fetched with bounded concurrency (`buffered`, so the
 //! output order follows the list order and reruns write identical files); each complete
-//! record is flattened at once and dropped, and full batches go to a writer thread through
+//! record arrives as its JSON text (no tree of it is built), is flattened at once by the
+//! parser `reflatten` uses, becomes its raw-zone line as it is, and is dropped, and full batches go to a writer thread through
 //! a bounded channel. Memory is bounded by the concurrency, the batch size and the open
 //! partitions, never by the size of the window.
 //!
@@ -29,7 +30,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::commit::FileChange;
-use crate::flatten::call_records::{self as flatten_calls, CallRecordTables};
+use crate::flatten::call_records::{self as flatten_calls, CallRecordTables, RecordParser};
+use crate::flatten::dom::Item;
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::graph::{GraphClient, GraphError, RequestStats};
 use crate::privacy::Privacy;
@@ -991,48 +993,63 @@ impl<'a> RecordFlattener<'a> {
         }
     }
 
-    /// Adds one record, placed in the partition of its listed start (quarantined when its
-    /// details cannot be placed at all).
+    /// Adds one record (its JSON text), placed in the partition of its listed start
+    /// (quarantined when its details cannot be placed at all). The text is parsed once for
+    /// the rows, as `reflatten` parses a raw line, and is then the raw-zone line itself.
     async fn add(
         &mut self,
         client: &GraphClient,
         quarantine: &mut Quarantine,
         id: &str,
         listed_dt: NaiveDate,
-        record: Value,
+        record: String,
     ) -> anyhow::Result<()> {
-        let dt = match placement(&record, listed_dt) {
-            Ok(Placement::AsListed) => listed_dt,
-            Ok(Placement::Moved(detail_dt)) => {
-                tracing::warn!(
-                    call_id = %id,
-                    "Call record {id} was listed as starting on {listed_dt}, but its details say {detail_dt}; it is \
-                     placed in the partition of {listed_dt}, as listed (the run replaces only its window's days)."
-                );
-                self.outcome.records_moved.push(id.to_string());
-                listed_dt
-            }
+        let dt = match self.flatten(id, listed_dt, &record) {
+            Ok(dt) => dt,
             Err(problem) => {
                 let url = client.api_url(&format!("communications/callRecords/{id}"));
-                let body = record.to_string();
                 return self
-                    .reject(quarantine, id, listed_dt, url.as_str(), &problem, &body)
+                    .reject(quarantine, id, listed_dt, url.as_str(), &problem, &record)
                     .await;
             }
         };
-        let tables = self
-            .partitions
-            .entry(dt)
-            .or_insert_with(|| CallRecordTables::new(self.privacy));
-        flatten_calls::flatten(&record, tables, &mut self.issues).expect("placed above");
         if self.raw {
-            let line = serde_json::to_vec(&record).expect("a JSON value serializes");
-            send_raw(self.batches, StreamKind::CallRecords, dt, line).await?;
+            send_raw(
+                self.batches,
+                StreamKind::CallRecords,
+                dt,
+                record.into_bytes(),
+            )
+            .await?;
         }
         report_issues(&mut self.issues, &mut self.outcome.value_issues);
         self.outcome.records_exported += 1;
         self.outcome.exported_ids.insert(id.to_string());
+        let tables = self.partitions.get_mut(&dt).expect("flattened into it");
         send_full_batches(tables.builders_mut(), dt, self.batches, BATCH_ROWS).await
+    }
+
+    /// Appends the rows of one record's text to the partition of its listed day, which it
+    /// returns; why not, when its details cannot be placed at all.
+    fn flatten(&mut self, id: &str, listed_dt: NaiveDate, text: &str) -> Result<NaiveDate, String> {
+        let mut parser = RecordParser::default();
+        let record = parser
+            .parse(text)
+            .map_err(|error| format!("the assembled record is not JSON: {error}"))?;
+        if let Placement::Moved(detail_dt) = placement(record, listed_dt)? {
+            tracing::warn!(
+                call_id = %id,
+                "Call record {id} was listed as starting on {listed_dt}, but its details say {detail_dt}; it is \
+                 placed in the partition of {listed_dt}, as listed (the run replaces only its window's days)."
+            );
+            self.outcome.records_moved.push(id.to_string());
+        }
+        let tables = self
+            .partitions
+            .entry(listed_dt)
+            .or_insert_with(|| CallRecordTables::new(self.privacy));
+        flatten_calls::flatten_item(record, tables, &mut self.issues).expect("placed above");
+        Ok(listed_dt)
     }
 
     /// Quarantines a record listed on `listed_dt`, noting it for the state (later runs
@@ -1073,8 +1090,9 @@ enum Placement {
 
 /// Places a fetched record by its listed day: a run replaces only its window's days, so a
 /// record whose details name another day stays in the listed one (and is counted).
-fn placement(record: &Value, listed_dt: NaiveDate) -> Result<Placement, String> {
-    let detail_dt = flatten_calls::partition_date(record).map_err(|problem| problem.0)?;
+fn placement(record: Item<'_, '_>, listed_dt: NaiveDate) -> Result<Placement, String> {
+    let (_, start) = flatten_calls::identify_item(record).map_err(|problem| problem.0)?;
+    let detail_dt = start.date_naive();
     Ok(if detail_dt == listed_dt {
         Placement::AsListed
     } else {

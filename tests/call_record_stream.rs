@@ -173,10 +173,12 @@ async fn fetch_record_merges_all_session_and_participant_pages() {
     )
     .await;
 
-    let record = call_records::fetch_record(&client, ID)
+    let text = call_records::fetch_record(&client, ID)
         .await
         .unwrap()
         .unwrap();
+    assert!(!text.contains('\n'), "one raw-zone line: {text}");
+    let record: Value = serde_json::from_str(&text).unwrap();
 
     let sessions = record["sessions"].as_array().unwrap();
     let participants = record["participants_v2"].as_array().unwrap();
@@ -220,12 +222,65 @@ async fn fetch_record_without_session_paging_still_lists_participants() {
     )
     .await;
 
-    let record = call_records::fetch_record(&client, ID)
+    let text = call_records::fetch_record(&client, ID)
         .await
         .unwrap()
         .unwrap();
+    assert!(!text.contains('\n'), "one raw-zone line: {text}");
+    let record: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(record["sessions"].as_array().unwrap().len(), 2);
     assert_eq!(record["participants_v2"], json!([]));
+}
+
+/// Pretty-printed responses (line breaks between tokens) still make one raw-zone line;
+/// items sent compactly are kept as sent, escapes included.
+#[tokio::test]
+async fn fetch_record_of_pretty_printed_pages_is_one_line() {
+    let (server, client) = graph().await;
+    let record = format!("{LIST}/{ID}");
+    let details = json!({"id": ID, "sessions": items("s", 2), "sessions@odata.nextLink": link(&server, &format!("{record}/sessions"), "p2")});
+    Mock::given(method("GET"))
+        .and(path(&record))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(serde_json::to_string_pretty(&details).unwrap())
+                .insert_header("content-type", "application/json"),
+        )
+        .mount(&server)
+        .await;
+    mount_page(
+        &server,
+        &format!("{record}/sessions"),
+        Some("p2"),
+        json!({"value": items("s2", 1)}),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{record}/participants_v2")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"{"value": [{"id":"p-0","displayName":"Ren\u00e9e"}]}"#)
+                .insert_header("content-type", "application/json"),
+        )
+        .mount(&server)
+        .await;
+
+    let text = call_records::fetch_record(&client, ID)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!text.contains('\n'), "one raw-zone line: {text}");
+    assert!(
+        text.contains(r#"{"id":"p-0","displayName":"Ren\u00e9e"}"#),
+        "{text}"
+    );
+    let record: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        ids(record["sessions"].as_array().unwrap()),
+        ["s-0", "s-1", "s2-0"]
+    );
+    assert_eq!(record["participants_v2"][0]["displayName"], "Renée");
+    assert!(record.get("sessions@odata.nextLink").is_none());
 }
 
 #[tokio::test]

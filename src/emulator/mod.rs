@@ -77,6 +77,9 @@ pub struct EmulatorConfig {
     pub enforce_limits: bool,
     /// The limits enforced when `enforce_limits` is set (default: Graph's documented ones).
     pub limits: Limits,
+    /// Participants (each with a session) of every day's large meeting, instead of a few
+    /// hundred (default: None); see [`Tenant::with_large_meeting`].
+    pub large_meeting_attendees: Option<u32>,
 }
 
 impl Default for EmulatorConfig {
@@ -92,6 +95,7 @@ impl Default for EmulatorConfig {
             faults: Faults::default(),
             enforce_limits: false,
             limits: Limits::default(),
+            large_meeting_attendees: None,
         }
     }
 }

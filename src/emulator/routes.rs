@@ -61,6 +61,9 @@ pub struct Shared {
     lists: Memo<(DateTime<Utc>, DateTime<Utc>), Vec<Value>>,
     /// Recently called log functions, for the same reason.
     log_rows: Memo<LogQuery, Vec<Value>>,
+    /// Recently loaded records: paging through a record's sessions and participants costs
+    /// one generation, not one per page (a huge record has hundreds of pages).
+    records: Memo<String, Option<Arc<LoadedRecord>>>,
 }
 
 /// One log function call, as the rows it selects.
@@ -75,7 +78,8 @@ struct LogQuery {
 impl EmulatorState {
     pub fn new(config: EmulatorConfig, base_url: String) -> Self {
         Self(Arc::new(Shared {
-            tenant: Tenant::new(config.seed, config.calls_per_day),
+            tenant: Tenant::new(config.seed, config.calls_per_day)
+                .with_large_meeting(config.large_meeting_attendees),
             logs: LogTenant::for_config(&config),
             limiter: config
                 .enforce_limits
@@ -88,6 +92,7 @@ impl EmulatorState {
             ledger: FaultLedger::default(),
             lists: Memo::new(2),
             log_rows: Memo::new(2),
+            records: Memo::new(8),
         }))
     }
 }
@@ -370,23 +375,29 @@ struct LoadedRecord {
     participants: Vec<Value>,
 }
 
-fn load_record(state: &EmulatorState, id: &str) -> Result<LoadedRecord, GraphError> {
-    let Some(Value::Object(mut header)) = state.tenant.record(id) else {
-        return Err(GraphError::not_found(format!(
+fn load_record(state: &EmulatorState, id: &str) -> Result<Arc<LoadedRecord>, GraphError> {
+    let record = state.records.get_or_make(id.to_string(), || {
+        let Some(Value::Object(mut header)) = state.tenant.record(id) else {
+            return None;
+        };
+        let mut take_array = |key: &str| match header.remove(key) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let sessions = take_array("sessions");
+        let participants = take_array("participants_v2");
+        Some(Arc::new(LoadedRecord {
+            header,
+            sessions,
+            participants,
+        }))
+    });
+    match &*record {
+        Some(record) => Ok(record.clone()),
+        None => Err(GraphError::not_found(format!(
             "Call record '{id}' was not found."
-        )));
-    };
-    let mut take_array = |key: &str| match header.remove(key) {
-        Some(Value::Array(items)) => items,
-        _ => Vec::new(),
-    };
-    let sessions = take_array("sessions");
-    let participants = take_array("participants_v2");
-    Ok(LoadedRecord {
-        header,
-        sessions,
-        participants,
-    })
+        ))),
+    }
 }
 
 /// Which relationship a get asks to expand. Graph expands at most one per request.
@@ -450,7 +461,7 @@ async fn get_call_record(
         }) => "(sessions())",
         Some(Relationship::Participants) => "(participants_v2())",
     };
-    let mut body = with_organizer_context(&base, Value::Object(record.header));
+    let mut body = with_organizer_context(&base, Value::Object(record.header.clone()));
     body["@odata.context"] = json!(format!(
         "{base}/$metadata#communications/callRecords{entity_shape}/$entity"
     ));
@@ -498,13 +509,14 @@ async fn list_sessions(
             )));
         }
     };
-    let sessions = load_record(&state, &id)?.sessions;
+    let record = load_record(&state, &id)?;
+    let sessions = &record.sessions;
     relationship_response(
         &state,
         version,
         &id,
         Relationship::Sessions { with_segments },
-        &sessions,
+        sessions,
         &options,
         &headers,
     )
@@ -519,13 +531,14 @@ async fn list_participants(
     RawQuery(query): RawQuery,
 ) -> Result<Response, GraphError> {
     let options = QueryOptions::parse(query.as_deref(), &["$skiptoken"])?;
-    let participants = load_record(&state, &id)?.participants;
+    let record = load_record(&state, &id)?;
+    let participants = &record.participants;
     relationship_response(
         &state,
         version,
         &id,
         Relationship::Participants,
-        &participants,
+        participants,
         &options,
         &headers,
     )

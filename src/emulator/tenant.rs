@@ -12,7 +12,9 @@
 //! endpoint), group calls 10% (3–20 tenant users) and meetings 15% (3–25 attendees incl.
 //! guests, federated, ACS and phone dial-ins, sometimes a bot, with `joinWebUrl`); each
 //! conference participant has one leg (sometimes two) to a `mediaController`/… service
-//! endpoint. The large meeting has 131–320 participants and 61–160 sessions.
+//! endpoint. The large meeting has 131–320 participants and 61–160 sessions, or, with
+//! [`Tenant::with_large_meeting`], as many participants as asked, each with a session (a
+//! record of tens of MB, for measuring what one record costs).
 //! Data exists for every day since 1970, past or future: the tenant knows no "now" and no
 //! 30-day retention (the HTTP layer bounds unfiltered lists).
 //!
@@ -70,6 +72,8 @@ pub struct Tenant {
     seed: u64,
     calls_per_day: u32,
     directory: Directory,
+    /// Attendees of every day's large meeting, when set (each with a session).
+    large_meeting: Option<u32>,
 }
 
 /// What sort of call a record describes; fixes its size and shape.
@@ -137,7 +141,15 @@ impl Tenant {
             seed,
             calls_per_day,
             directory: Directory::new(seed),
+            large_meeting: None,
         }
+    }
+
+    /// The same tenant, but every day's large meeting has `attendees` participants besides
+    /// its organizer, each with a session of its own (the other calls are unchanged).
+    pub fn with_large_meeting(mut self, attendees: Option<u32>) -> Self {
+        self.large_meeting = attendees;
+        self
     }
 
     /// List items (as the list endpoint returns them: no sessions/participants,
@@ -174,7 +186,8 @@ impl Tenant {
         let mut rng = self.rng(key);
         let header = self.header(key, &mut rng);
         let parties = self.parties(&header, &mut rng);
-        let sessions = Sessions::new(&header, &mut rng).build(&parties);
+        let sessions =
+            Sessions::new(&header, &mut rng).build(&parties, self.large_meeting.is_some());
         let participants: Vec<Value> = parties
             .iter()
             .map(|party| party.participant(&mut rng))
@@ -362,10 +375,20 @@ impl Tenant {
                     parties.push(outside_party(rng, PartyKind::ApplicationInstance));
                 }
             }
-            CallKind::LargeMeeting => {
-                let others = rng.random_range(130..320);
-                parties.extend(self.directory.distinct_users(rng, others));
-            }
+            CallKind::LargeMeeting => match self.large_meeting {
+                None => {
+                    let others = rng.random_range(130..320);
+                    parties.extend(self.directory.distinct_users(rng, others));
+                }
+                Some(others) => {
+                    // The directory holds fewer users than a huge meeting: the rest are
+                    // attendees from anywhere.
+                    let users = others.min(directory::DIRECTORY_SIZE - 1);
+                    parties.extend(self.directory.distinct_users(rng, users));
+                    let rest = (users..others).map(|_| self.directory.random_attendee(rng));
+                    parties.extend(rest.collect::<Vec<_>>());
+                }
+            },
         }
         parties
     }
@@ -401,7 +424,8 @@ impl<'a> Sessions<'a> {
         Self { header, rng }
     }
 
-    fn build(mut self, parties: &[Party]) -> Vec<Value> {
+    /// `every_party`: every party of the large meeting has a session.
+    fn build(mut self, parties: &[Party], every_party: bool) -> Vec<Value> {
         let (start, end) = (self.header.start, self.header.end);
         match self.header.kind {
             CallKind::PeerToPeer | CallKind::Pstn => {
@@ -425,7 +449,10 @@ impl<'a> Sessions<'a> {
             CallKind::LargeMeeting => {
                 // Attendees beyond these joined without media telemetry (view-only), so the
                 // meeting has fewer sessions than participants, as big Teams events do.
-                let with_media = self.rng.random_range(61..=160).min(parties.len());
+                let with_media = match every_party {
+                    true => parties.len(),
+                    false => self.rng.random_range(61..=160).min(parties.len()),
+                };
                 parties[..with_media]
                     .iter()
                     .map(|party| self.conference_session(party, LARGE_MEETING_LEG))

@@ -247,7 +247,8 @@ impl<'a> RecordParser<'a> {
         }
     }
 
-    /// Reads a callRecord assembled from Graph pages.
+    /// Reads a callRecord held as a `serde_json::Value` (samples and tests; the export and
+    /// `reflatten` parse the record's text with [`RecordParser::parse`]).
     pub fn read(&mut self, record: &'a Value) -> Item<'_, 'a> {
         self.dom.parse_value(record, Layout::get().record);
         self.dom.root()
@@ -296,7 +297,8 @@ pub fn partition_date(record: &Value) -> Result<NaiveDate, UnusableRecord> {
     identify(record).map(|(_, start)| start.date_naive())
 }
 
-/// Appends the rows of one complete record to `tables`.
+/// Appends the rows of one complete record held as a value to `tables` (samples and tests;
+/// the export and `reflatten` parse text and use [`flatten_item`]).
 pub fn flatten(
     record: &Value,
     tables: &mut CallRecordTables,

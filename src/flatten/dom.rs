@@ -1,7 +1,8 @@
 //! A borrowed, shape-pruned JSON tree: the one form in which the flattener reads a record.
 //!
-//! [`Dom::parse_str`] (a raw JSON line) and [`Dom::parse_value`] (a record assembled from
-//! Graph pages) run the same serde [`DeserializeSeed`] over their input, guided by a
+//! [`Dom::parse_str`] (a call record's JSON text: a raw line, or a record fetched from
+//! Graph) and [`Dom::parse_value`] (a log row, or a record held as a value in tests and
+//! samples) run the same serde [`DeserializeSeed`] over their input, guided by a
 //! [`Shape`]: members the shape names land in numbered slots, members it does not name
 //! are skipped with [`IgnoredAny`] (nothing allocated), and strings without escapes borrow
 //! from the input. Nodes live in a few flat vectors that are reused from record to record,
@@ -69,7 +70,7 @@ pub struct Dom<'a> {
     prediction_base: Vec<u32>,
     /// Per shape and slot (and one entry for "no key yet"): the slot whose key followed it
     /// last time. Objects of one kind list their members in one order (Graph's, or sorted
-    /// in raw lines), so a key is usually matched by one comparison instead of a hash lookup.
+    /// in values written back as text), so a key is usually matched by one comparison instead of a hash lookup.
     predicted: Vec<u16>,
 }
 

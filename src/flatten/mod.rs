@@ -9,8 +9,9 @@
 //! Rows are read from a [`dom::Dom`], parsed with the [`shape::Shapes`] the declarations
 //! compile to: only the members some column reads are kept, and a column's path is a list
 //! of slot numbers, so the hot path neither allocates per member nor compares keys. Raw
-//! JSON lines (`reflatten`) and records assembled from Graph pages (`export`) go through
-//! the same parser, so both give the same rows.
+//! JSON lines (`reflatten`) and records fetched from Graph (`export`, which assembles a
+//! record's pages into the JSON text of its raw line) are parsed from the same text by the
+//! same parser, so both give the same rows.
 //!
 //! Personal data is written as the run's [`Privacy`] says: each column's `pii` class is
 //! turned into a [`Protection`] once, when the builder is made, so the hot path only

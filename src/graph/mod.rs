@@ -27,6 +27,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{Client, StatusCode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
@@ -157,8 +158,8 @@ struct Inner {
 }
 
 /// The outcome of one attempt that the retry loop acts on.
-enum Attempt {
-    Done(serde_json::Value),
+enum Attempt<T> {
+    Done(T),
     /// Graph answered 401 to this token.
     Unauthorized(Arc<Secret>),
     /// A success status with a body that is not JSON (truncated, cut off by a proxy).
@@ -172,7 +173,7 @@ enum Attempt {
     },
 }
 
-impl Attempt {
+impl<T> Attempt<T> {
     fn transport(error: reqwest::Error) -> Self {
         Attempt::Transient {
             cause: Transient::Transport(error),
@@ -277,6 +278,12 @@ impl GraphClient {
 
     /// One GET with auth, retries and throttling handled; the body parsed as JSON.
     pub async fn get_json(&self, url: &Url) -> Result<serde_json::Value, GraphError> {
+        self.get_parsed(url).await
+    }
+
+    /// [`GraphClient::get_json`] into any type read from JSON: a body it does not read is
+    /// retried once and then a [`GraphError::Decode`], like a body that is not JSON.
+    pub async fn get_parsed<T: DeserializeOwned>(&self, url: &Url) -> Result<T, GraphError> {
         self.check_origin(url)?;
         let settings = &self.inner.settings;
         let counters = &self.inner.counters;
@@ -338,7 +345,7 @@ impl GraphClient {
     }
 
     /// One token lookup and one GET; `Err` only for failures that retrying cannot fix.
-    async fn attempt(&self, url: &Url) -> Result<Attempt, GraphError> {
+    async fn attempt<T: DeserializeOwned>(&self, url: &Url) -> Result<Attempt<T>, GraphError> {
         let token = match self.token().await {
             Ok(token) => token,
             // A login host that is briefly unreachable or overloaded should not end the
@@ -383,12 +390,12 @@ impl GraphClient {
     }
 
     /// What one response means for the retry loop.
-    async fn answer(
+    async fn answer<T: DeserializeOwned>(
         &self,
         url: &Url,
         response: reqwest::Response,
         token: Arc<Secret>,
-    ) -> Result<Attempt, GraphError> {
+    ) -> Result<Attempt<T>, GraphError> {
         let status = response.status();
         match retry::classify(status, response.headers(), chrono::Utc::now()) {
             Verdict::Success => {
@@ -461,7 +468,7 @@ impl GraphClient {
 
 /// A success body parsed as JSON, or what to report when it is not JSON (redacted: a
 /// proxy's page may echo the request's token). The bytes are dropped once parsed.
-fn decode(body: Vec<u8>, token: &Secret) -> Attempt {
+fn decode<T: DeserializeOwned>(body: Vec<u8>, token: &Secret) -> Attempt<T> {
     match serde_json::from_slice(&body) {
         Ok(value) => Attempt::Done(value),
         Err(e) => Attempt::Malformed {

@@ -1,6 +1,6 @@
 //! The `call_records` stream: list the call records whose `startDateTime` lies in a window,
 //! and fetch each one completely (details, every session page, every participant page) as
-//! one JSON value.
+//! one JSON text.
 //!
 //! Touches Graph only through [`GraphClient`]; returns Graph's JSON with unknown
 //! properties kept as sent.
@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::Stream;
 use serde_json::{Map, Value};
 
-use super::paging::{NEXT_LINK, Pager, get_object, next_link};
+use super::paging::{JsonObjectWriter, NEXT_LINK, Pager, RawObject, get_raw_object, next_link};
 use crate::graph::{GraphClient, GraphError};
 use crate::redact::redact;
 
@@ -37,15 +37,20 @@ pub fn list(
     })
 }
 
-/// The complete record: `GET {api}/communications/callRecords/{id}?$expand=sessions($expand=segments)`
+/// The complete record as one JSON text: `GET {api}/communications/callRecords/{id}?$expand=sessions($expand=segments)`
 /// plus every `sessions@odata.nextLink` page appended to `sessions`, and
 /// `GET .../{id}/participants_v2` (all pages) stored as `participants_v2`. The paging
 /// annotations of these merged collections are removed.
 ///
+/// The items of the merged collections are kept as the text Graph sent (no tree of them is
+/// built; one written over several lines is made one line), written after the record's
+/// other members: memory for a record is about the size of its text, however many pages
+/// it spans.
+///
 /// `Ok(None)` when Graph answers 404 at any step: the record expired (30-day retention)
 /// or is not generated yet. A record whose `id` is not `id` is a [`GraphError::Decode`]:
 /// stored under the id it holds, it would replace another record or duplicate it.
-pub async fn fetch_record(client: &GraphClient, id: &str) -> Result<Option<Value>, GraphError> {
+pub async fn fetch_record(client: &GraphClient, id: &str) -> Result<Option<String>, GraphError> {
     match fetch_complete(client, id).await {
         Err(GraphError::NotFound { url }) => {
             tracing::debug!(%url, id, "call record not available (404)");
@@ -55,11 +60,12 @@ pub async fn fetch_record(client: &GraphClient, id: &str) -> Result<Option<Value
     }
 }
 
-async fn fetch_complete(client: &GraphClient, id: &str) -> Result<Value, GraphError> {
+async fn fetch_complete(client: &GraphClient, id: &str) -> Result<String, GraphError> {
     let mut url = record_url(client, id, &[]);
     url.set_query(Some("$expand=sessions($expand=segments)"));
-    let mut record = get_object(client, &url, |record| {
+    let mut record = get_raw_object(client, &url, |record| {
         record
+            .members
             .get("id")
             .and_then(Value::as_str)
             .map(drop)
@@ -68,29 +74,66 @@ async fn fetch_complete(client: &GraphClient, id: &str) -> Result<Value, GraphEr
     .await?;
     check_id(&record, id, &url)?;
 
-    let more_sessions = take_paging(&mut record, "sessions", &url)?;
-    if let Some(next) = more_sessions {
-        let rest = Pager::new(client, next).collect().await?;
-        append(&mut record, "sessions", rest, &url)?;
-    }
-
+    let more_sessions = take_paging(&mut record.members, "sessions", &url)?;
     // Always listed separately: `$expand` takes one relationship per request, and the
     // expanded form would need the same paging anyway.
-    take_paging(&mut record, "participants_v2", &url)?;
-    let participants = Pager::new(client, record_url(client, id, &["participants_v2"]))
-        .collect()
-        .await?;
-    record.insert("participants_v2".into(), Value::Array(participants));
-    Ok(Value::Object(record))
+    take_paging(&mut record.members, "participants_v2", &url)?;
+    record.take_collection("participants_v2");
+    record.members.remove("participants_v2");
+    let sessions = record.take_collection("sessions");
+    if let (None, Some(_), Some(other)) =
+        (&sessions, &more_sessions, record.members.get("sessions"))
+    {
+        return Err(GraphError::Decode {
+            url: url.clone(),
+            message: "sessions is not an array".into(),
+            body: redact(&other.to_string(), &[]).into(),
+        });
+    }
+
+    let mut text = JsonObjectWriter::new();
+    for (key, value) in &record.members {
+        text.member(key, value);
+    }
+    drop(record.members);
+    if sessions.is_some() || more_sessions.is_some() {
+        text.open_array("sessions");
+        for item in sessions.iter().flatten() {
+            text.item(item);
+        }
+        drop(sessions);
+        if let Some(next) = more_sessions {
+            append_pages(&mut text, Pager::new(client, next)).await?;
+        }
+        text.close_array();
+    }
+    text.open_array("participants_v2");
+    append_pages(
+        &mut text,
+        Pager::new(client, record_url(client, id, &["participants_v2"])),
+    )
+    .await?;
+    text.close_array();
+    Ok(text.finish())
+}
+
+/// Appends the items of every page of `pager` to the open array, page by page.
+async fn append_pages(text: &mut JsonObjectWriter, mut pager: Pager<'_>) -> Result<(), GraphError> {
+    while let Some(items) = pager.next_raw_page().await? {
+        for item in &items {
+            text.item(item);
+        }
+    }
+    Ok(())
 }
 
 /// The record Graph answered with is the one requested.
-fn check_id(
-    record: &Map<String, Value>,
-    requested: &str,
-    url: &url::Url,
-) -> Result<(), GraphError> {
-    let got = record.get("id").and_then(Value::as_str).unwrap_or_default();
+fn check_id(record: &RawObject, requested: &str, url: &url::Url) -> Result<(), GraphError> {
+    let got = record
+        .members
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if got == requested {
         return Ok(());
     }
@@ -101,7 +144,7 @@ fn check_id(
              it is not stored under either id"
         )
         .into(),
-        body: redact(&serde_json::to_string(record).unwrap_or_default(), &[]).into(),
+        body: redact(&record.to_json(), &[]).into(),
     })
 }
 
@@ -122,28 +165,6 @@ fn take_paging(
 ) -> Result<Option<url::Url>, GraphError> {
     record.remove(&format!("{property}@odata.context"));
     next_link(source, record.remove(&format!("{property}{NEXT_LINK}")))
-}
-
-fn append(
-    record: &mut Map<String, Value>,
-    property: &str,
-    items: Vec<Value>,
-    source: &url::Url,
-) -> Result<(), GraphError> {
-    match record
-        .entry(property)
-        .or_insert_with(|| Value::Array(Vec::new()))
-    {
-        Value::Array(existing) => {
-            existing.extend(items);
-            Ok(())
-        }
-        other => Err(GraphError::Decode {
-            url: source.clone(),
-            message: format!("{property} is not an array").into(),
-            body: redact(&other.to_string(), &[]).into(),
-        }),
-    }
 }
 
 /// RFC 3339 in UTC with `Z` (a `+00:00` offset would need encoding), fractional seconds
