@@ -1,16 +1,19 @@
-//! The export run: lock → window → Graph → flatten → staged Parquet → publish → manifest
-//! and state.
+//! The export run: run lifecycle ([`crate::run`]) → window → Graph → flatten → staged
+//! Parquet → one commit of every partition, the state and the manifest.
 //!
 //! Records are listed page by page and fetched with bounded concurrency (`buffered`, so the
 //! output order follows the list order and reruns write identical files); each complete
 //! record arrives as its JSON text (no tree of it is built), is flattened at once by the
-//! parser `reflatten` uses, becomes its raw-zone line as it is, and is dropped, and full batches go to a writer thread through
-//! a bounded channel. Memory is bounded by the concurrency, the batch size and the open
-//! partitions, never by the size of the window.
+//! parser `reflatten` uses, becomes its raw-zone line as it is, and is dropped; full
+//! batches go to a writer thread through a bounded channel. Memory is bounded by the
+//! concurrency, the batch size and the open partitions, never by the size of the window.
+//! Rows the lake already holds are copied instead of fetched ([`crate::reuse`]): unchanged
+//! records, rows outside a partial window on its edge days, quarantined records' rows.
 //!
 //! Nothing is published unless every listed record was fetched, is known to be gone (404)
-//! or was quarantined (`_rejected/`), and every file was written; a cancelled or failed run
-//! removes its staging and leaves the lake as it was.
+//! or was quarantined (`_rejected/`, and listed in the state to be fetched again), and every
+//! file was written; a cancelled or failed run removes its staging and leaves the lake as it
+//! was.
 //!
 //! The only module that sees everything: graph, streams, flatten, sink, state and progress.
 
