@@ -234,15 +234,20 @@ pub fn raw_lines(raw: &Path) -> Vec<String> {
     lines
 }
 
-/// The manifest of the lake's latest run (`_manifests/<run_id>.json`; run ids sort by time).
+/// The manifest of the lake's latest run (by its `finished_at`: run ids sort by the second
+/// a run started, and two short runs can start within one).
 pub fn last_manifest(lake: &Path) -> Value {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(lake.join("_manifests"))
+    std::fs::read_dir(lake.join("_manifests"))
         .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    names.sort();
-    let text = std::fs::read_to_string(names.last().expect("a manifest")).unwrap();
-    serde_json::from_str(&text).unwrap()
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            serde_json::from_str::<Value>(&text).unwrap()
+        })
+        .max_by_key(|manifest| {
+            let finished = manifest["finished_at"].as_str().expect("finished_at");
+            chrono::DateTime::parse_from_rfc3339(finished).unwrap()
+        })
+        .expect("a manifest")
 }
 
 /// `text` with every `http://127.0.0.1:<port>` written as `http://127.0.0.1`.
