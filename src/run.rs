@@ -57,6 +57,14 @@ impl Run {
         zones: Vec<ZoneChange>,
         files: Vec<FileChange>,
     ) -> Result<(), CommitError> {
+        let lake_root = commit::zone_root(&self.lake);
+        let zones = zones
+            .into_iter()
+            .map(|zone| ZoneChange {
+                is_lake: zone.root == lake_root,
+                ..zone
+            })
+            .collect();
         let journal = Journal {
             run_id: self.id.clone(),
             direction: commit::Direction::Forward,

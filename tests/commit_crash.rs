@@ -373,3 +373,40 @@ async fn case7_two_lakes_sharing_a_raw_zone_remove_only_their_own_staging() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(staged_runs().is_empty(), "lake A removed its own");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_mounted_elsewhere_after_a_crash_is_completed_where_it_is_now() {
+    let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = new_graph.config().client_secret.clone();
+    let reference = dir.path().join("reference");
+    let new_config = support::emulator_config_file(dir.path(), &new_graph);
+    let output = export(&new_config, &secret, &reference, "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let root = dir.path().join("lake-root");
+    let old_config = support::emulator_config_file(dir.path(), &old_graph);
+    let output = export(&old_config, &secret, &root, "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = export(
+        &new_config,
+        &secret,
+        &root,
+        "commit::switch=9*off->return(crash)",
+    )
+    .await;
+    assert_eq!(output.status.code(), None);
+
+    // The next pod mounts the lake at another path (the raw zone stays where it was).
+    let moved = dir.path().join("mounted-elsewhere");
+    std::fs::rename(root.join("lake"), &moved).unwrap();
+    let recovered = callrecords_etl::run::recover(
+        &Zone::Local(moved.clone()),
+        Some(&Zone::Local(root.join("raw"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].direction, commit::Direction::Forward);
+    assert!(support::lake_rows(&moved, &tables()) == snapshot(&reference).0);
+    assert!(support::raw_lines(&root.join("raw")) == snapshot(&reference).1);
+}

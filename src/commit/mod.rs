@@ -143,6 +143,10 @@ pub struct PartitionChange {
 pub struct ZoneChange {
     /// The zone's root: an absolute path or an object-store URL.
     pub root: String,
+    /// Whether it is the lake that holds the journal: recovery then uses the lake it was
+    /// found in, wherever that is mounted now.
+    #[serde(default)]
+    pub is_lake: bool,
     pub partitions: Vec<PartitionChange>,
 }
 
@@ -217,6 +221,7 @@ impl Journal {
             .iter()
             .map(|change| {
                 let output = match by_root.get(&change.root) {
+                    _ if change.is_lake => lake.clone(),
                     Some(output) => output.clone(),
                     None => {
                         let output =

@@ -529,6 +529,7 @@ impl StagedRun {
         }
         let change = commit::ZoneChange {
             root: commit::zone_root(&self.output),
+            is_lake: false,
             partitions: by_partition
                 .iter()
                 .map(|((table, dt), files)| commit::PartitionChange {
