@@ -16,7 +16,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Int64Array, RecordBatch};
 use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
-use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::pipeline::{self, ExportPlan, RunSummary};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::streams::StreamKind;
@@ -26,19 +25,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-fn client(emulator: &RunningEmulator) -> GraphClient {
-    let url = url::Url::parse(&emulator.base_url()).unwrap();
-    let config = emulator.config();
-    GraphClient::new(ClientSettings::new(
-        url.clone(),
-        url,
-        config.tenant_id.clone(),
-        config.client_id.clone(),
-        Secret::new(config.client_secret.clone()),
-    ))
-    .unwrap()
-}
 
 async fn export(
     emulator: &RunningEmulator,
@@ -64,7 +50,7 @@ async fn export(
     };
     let progress = Progress::new(ProgressMode::Hidden);
     pipeline::export(
-        &client(emulator),
+        &support::emulator_client(emulator),
         &plan,
         &progress,
         &CancellationToken::new(),

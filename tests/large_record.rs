@@ -10,9 +10,8 @@ use support::CALL_TABLES;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator, Tenant};
+use callrecords_etl::emulator::{self, EmulatorConfig, Tenant};
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
-use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output;
@@ -24,19 +23,6 @@ use tokio_util::sync::CancellationToken;
 /// Participants besides the organizer, each with a session: 26 session pages, 13
 /// participant pages, a record of about 13 MB.
 const ATTENDEES: u32 = 1500;
-
-fn client(emulator: &RunningEmulator) -> GraphClient {
-    let url = url::Url::parse(&emulator.base_url()).unwrap();
-    let config = emulator.config();
-    GraphClient::new(ClientSettings::new(
-        url.clone(),
-        url,
-        config.tenant_id.clone(),
-        config.client_id.clone(),
-        Secret::new(config.client_secret.clone()),
-    ))
-    .unwrap()
-}
 
 /// Every table's rows as sorted JSON lines, without the partition column `dt`.
 fn lake_tables(lake: &Path) -> Vec<Vec<String>> {
@@ -112,7 +98,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
     };
     let progress = Progress::new(ProgressMode::Hidden);
     let summary = pipeline::export(
-        &client(&emulator),
+        &support::emulator_client(&emulator),
         &plan,
         &progress,
         &CancellationToken::new(),

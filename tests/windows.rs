@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::Output;
 
 use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
-use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output as Zone;
@@ -234,16 +233,7 @@ async fn start_emulator() -> RunningEmulator {
 }
 
 async fn export_in_process(emulator: &RunningEmulator, lake: &Path, window: Window) {
-    let url = url::Url::parse(&emulator.base_url()).unwrap();
-    let config = emulator.config();
-    let client = GraphClient::new(ClientSettings::new(
-        url.clone(),
-        url,
-        config.tenant_id.clone(),
-        config.client_id.clone(),
-        Secret::new(config.client_secret.clone()),
-    ))
-    .unwrap();
+    let client = support::emulator_client(emulator);
     let plan = ExportPlan {
         window,
         streams: vec![StreamKind::CallRecords, StreamKind::PstnCalls],

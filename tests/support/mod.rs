@@ -279,3 +279,20 @@ pub fn emulator_config_file(
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// A Graph client signed in to the in-process `emulator` as its application.
+pub fn emulator_client(
+    emulator: &callrecords_etl::emulator::RunningEmulator,
+) -> callrecords_etl::graph::GraphClient {
+    use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
+    let url = url::Url::parse(&emulator.base_url()).unwrap();
+    let config = emulator.config();
+    GraphClient::new(ClientSettings::new(
+        url.clone(),
+        url,
+        config.tenant_id.clone(),
+        config.client_id.clone(),
+        Secret::new(config.client_secret.clone()),
+    ))
+    .unwrap()
+}
