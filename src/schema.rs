@@ -333,7 +333,7 @@ pub fn tables_of_stream(stream: &str) -> impl Iterator<Item = &'static TableSche
     tables().iter().filter(move |t| t.stream == stream)
 }
 
-/// The table reference of the README, generated from the declarations.
+/// The table reference of `docs/tables.md`, generated from the declarations.
 pub fn markdown_reference() -> String {
     let mut text = String::new();
     for table in tables() {

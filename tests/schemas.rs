@@ -277,15 +277,15 @@ fn column_names_follow_the_snake_case_rule_and_durations_end_in_ms() {
 }
 
 #[test]
-fn the_readme_table_reference_is_generated_from_the_schemas() {
-    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+fn the_table_reference_is_generated_from_the_schemas() {
+    let readme_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tables.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let (begin, end) = ("<!-- tables:begin -->", "<!-- tables:end -->");
     let start = readme
         .find(begin)
-        .expect("README has a tables:begin marker")
+        .expect("docs/tables.md has a tables:begin marker")
         + begin.len();
-    let stop = readme.find(end).expect("README has a tables:end marker");
+    let stop = readme.find(end).expect("docs/tables.md has a tables:end marker");
     let generated = format!("\n{}", schema::markdown_reference());
     if readme[start..stop] != generated {
         if std::env::var_os("UPDATE_README").is_some() {
@@ -293,7 +293,7 @@ fn the_readme_table_reference_is_generated_from_the_schemas() {
             std::fs::write(&readme_path, updated).unwrap();
         } else {
             panic!(
-                "README.md's table reference is out of date: run `UPDATE_README=1 cargo test --test schemas`"
+                "docs/tables.md is out of date: run `UPDATE_README=1 cargo test --test schemas`"
             );
         }
     }
