@@ -796,17 +796,9 @@ impl CallRecordRun<'_> {
             .map_ok(|(id, listed_dt)| async move {
                 match call_records::fetch_record(client, &id).await {
                     Ok(record) => Ok((id, listed_dt, Ok(record))),
-                    Err(GraphError::Decode { url, message, body }) => {
-                        Ok((id, listed_dt, Err((url, message, body))))
-                    }
-                    Err(error @ GraphError::TooLarge { .. }) => {
-                        let message = error.to_string().into();
-                        let GraphError::TooLarge { url, body, .. } = error else {
-                            unreachable!()
-                        };
-                        Ok((id, listed_dt, Err((url, message, body))))
-                    }
-                    Err(other) => Err(other),
+                    Err(error) => error
+                        .into_unreadable()
+                        .map(|unreadable| (id, listed_dt, Err(unreadable))),
                 }
             })
             .try_buffered(self.concurrency);

@@ -285,7 +285,9 @@ fn the_table_reference_is_generated_from_the_schemas() {
         .find(begin)
         .expect("docs/tables.md has a tables:begin marker")
         + begin.len();
-    let stop = readme.find(end).expect("docs/tables.md has a tables:end marker");
+    let stop = readme
+        .find(end)
+        .expect("docs/tables.md has a tables:end marker");
     let generated = format!("\n{}", schema::markdown_reference());
     if readme[start..stop] != generated {
         if std::env::var_os("UPDATE_README").is_some() {

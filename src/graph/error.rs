@@ -114,6 +114,20 @@ pub enum GraphError {
     },
 }
 
+impl GraphError {
+    /// For the errors that condemn one record rather than the run (a response that cannot be
+    /// read, or is too large): where it came from, why, and the body received, for the
+    /// quarantine. Every other error is given back.
+    pub fn into_unreadable(self) -> Result<(Url, Box<str>, Box<str>), GraphError> {
+        let described: Box<str> = self.to_string().into();
+        match self {
+            GraphError::Decode { url, message, body } => Ok((url, message, body)),
+            GraphError::TooLarge { url, body, .. } => Ok((url, described, body)),
+            other => Err(other),
+        }
+    }
+}
+
 /// A URL as messages show it: with signatures and secrets of its query redacted.
 fn shown(url: &Url) -> String {
     redact(url.as_str(), &[])
