@@ -514,22 +514,9 @@ async fn widened_stream_windows(
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<BTreeMap<StreamKind, Option<Window>>> {
-    let (lake, streams, window) = (plan.output.clone(), plan.streams.clone(), plan.window);
-    let fingerprint = fingerprint.to_string();
-    let widened = tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Handle::current();
-        streams
-            .into_iter()
-            .map(|stream| {
-                let widened =
-                    reuse::widen_for_fingerprint(&lake, stream, window, &fingerprint, &runtime)?;
-                Ok((stream, widened))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-    })
-    .await
-    .context("the reading of the lake's footers stopped")?
-    .context("cannot read what made the lake's rows")?;
+    let widened =
+        reuse::widen_for_fingerprints(&plan.output, &plan.streams, plan.window, fingerprint)
+            .await?;
     Ok(widened
         .into_iter()
         .map(|(stream, window)| (stream, stream_window(stream, window, now)))

@@ -328,21 +328,11 @@ async fn widened_window(
     window: Window,
     fingerprint: &str,
 ) -> anyhow::Result<Window> {
-    let (lake, streams, fingerprint) = (lake.clone(), streams.to_vec(), fingerprint.to_string());
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Handle::current();
-        let mut widened = window;
-        for stream in streams {
-            let w = reuse::widen_for_fingerprint(&lake, stream, window, &fingerprint, &runtime)?;
-            widened = Window {
-                from: widened.from.min(w.from),
-                to: widened.to.max(w.to),
-            };
-        }
-        Ok(widened)
-    })
-    .await
-    .context("the reading of the lake's footers stopped")?
+    let widened = reuse::widen_for_fingerprints(lake, streams, window, fingerprint).await?;
+    Ok(widened.into_iter().fold(window, |all, (_, w)| Window {
+        from: all.from.min(w.from),
+        to: all.to.max(w.to),
+    }))
 }
 
 /// Copies the lake's rows of the window's edge days that lie outside the window, in every

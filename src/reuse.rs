@@ -453,6 +453,30 @@ pub fn widen_for_fingerprint(
     Ok(widened)
 }
 
+/// Per stream of `streams`, `window` widened as [`widen_for_fingerprint`] says; the lake's
+/// footers are read on a blocking thread.
+pub async fn widen_for_fingerprints(
+    lake: &Output,
+    streams: &[StreamKind],
+    window: Window,
+    fingerprint: &str,
+) -> anyhow::Result<Vec<(StreamKind, Window)>> {
+    let (lake, streams, fingerprint) = (lake.clone(), streams.to_vec(), fingerprint.to_string());
+    tokio::task::spawn_blocking(move || {
+        let runtime = Handle::current();
+        streams
+            .into_iter()
+            .map(|stream| {
+                let widened = widen_for_fingerprint(&lake, stream, window, &fingerprint, &runtime)?;
+                Ok((stream, widened))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await
+    .context("the reading of the lake's footers stopped")?
+    .context("cannot read what made the lake's rows")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
