@@ -1,8 +1,10 @@
 //! The command line: `export`, `emulator` and `schema`, their options and help text.
 //!
-//! Parses arguments (clap), sets up logging, builds the runtime, resolves the arguments
-//! into the settings the other modules take, and maps every outcome to a documented
-//! exit code ([`crate::exit`]). May touch: process arguments, environment, stderr/stdout.
+//! Parses arguments (clap), sets up logging, builds the runtime, hands the overrides to
+//! [`crate::config`] to resolve, calls the modules that do the work ([`crate::pipeline`],
+//! [`crate::reflatten`], [`crate::check`], [`crate::ddl`]), prints what [`crate::report`]
+//! renders, and maps every outcome to a documented exit code ([`crate::exit`]).
+//! May touch: process arguments, environment, stderr/stdout.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,22 +14,19 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{self, Settings};
+use crate::config::{self, ExportSettings, Overrides, Settings};
 use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
-use crate::graph::{ClientSettings, GraphClient, Secret};
-use crate::locations::{self, Overlap};
-use crate::pipeline::{self, ExportPlan, RunSummary};
-use crate::privacy::Privacy;
+use crate::graph::{ApiVersion, ClientSettings, GraphClient, Secret};
+use crate::pipeline::{self, ExportPlan};
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::redact::redact;
 use crate::reflatten::{self, ReflattenPlan};
 use crate::schema::{self, TableSchema};
-use crate::sink::store::Output;
 use crate::state::{self, ExportState};
-use crate::streams::StreamKind;
 use crate::window::{self, Window};
+use crate::{check, report};
 use tokio_util::sync::CancellationToken;
 
 const EXPORT_EXAMPLES: &str = "\
@@ -85,22 +84,6 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ApiVersion {
-    #[value(name = "v1.0")]
-    V1,
-    Beta,
-}
-
-impl ApiVersion {
-    fn name(self) -> &'static str {
-        match self {
-            ApiVersion::V1 => "v1.0",
-            ApiVersion::Beta => "beta",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +184,7 @@ struct ExportArgs {
     streams: Option<Vec<String>>,
     /// Graph API version; overrides [graph] api_version. beta adds the beta-only log streams
     /// and properties.
-    #[arg(long, value_enum, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = api_version_parser())]
     api_version: Option<ApiVersion>,
     /// Call records fetched at the same time; overrides [export] concurrency.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -209,7 +192,7 @@ struct ExportArgs {
     /// Also write what Graph returned into this raw landing zone (a folder, or an
     /// object-store URL like --out); overrides [raw] path.
     #[arg(long, value_name = "PATH|URL")]
-    raw: Option<PathBuf>,
+    raw: Option<String>,
     /// Refetch every listed call record, also those whose version the lake already holds.
     #[arg(long)]
     full: bool,
@@ -227,7 +210,7 @@ struct CheckArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     streams: Option<Vec<String>>,
     /// Graph API version; overrides [graph] api_version.
-    #[arg(long, value_enum, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = api_version_parser())]
     api_version: Option<ApiVersion>,
 }
 
@@ -323,6 +306,14 @@ enum ListFormat {
     Json,
 }
 
+/// `--api-version`: the names of [`ApiVersion`].
+fn api_version_parser() -> impl clap::builder::TypedValueParser<Value = ApiVersion> {
+    clap::builder::TypedValueParser::map(
+        clap::builder::PossibleValuesParser::new(ApiVersion::ALL.map(ApiVersion::name)),
+        |name| name.parse::<ApiVersion>().expect("a listed API version"),
+    )
+}
+
 fn parse_bound(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     window::parse_bound(text).map_err(|e| e.to_string())
 }
@@ -360,7 +351,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(exit) => exit.into(),
         Err(error) => {
-            let exit = exit_code_of(&error);
+            let exit = crate::exit::code_of(&error);
             tracing::error!("{}", redact(&describe(&error), &[]));
             exit.into()
         }
@@ -383,38 +374,6 @@ fn describe(error: &anyhow::Error) -> String {
         text.push_str(&message);
     }
     text
-}
-
-/// The exit code an error stands for: usage and config errors are 2, the rest 1.
-fn exit_code_of(error: &anyhow::Error) -> Exit {
-    // A `Failure` attached as context is only found by downcasting the error itself.
-    if let Some(failure) = error.downcast_ref::<Failure>() {
-        return failure.exit;
-    }
-    for cause in error.chain() {
-        if let Some(failure) = cause.downcast_ref::<Failure>() {
-            return failure.exit;
-        }
-        if cause.downcast_ref::<config::ConfigError>().is_some()
-            || cause.downcast_ref::<window::WindowError>().is_some()
-        {
-            return Exit::Usage;
-        }
-        match cause.downcast_ref::<state::StateError>() {
-            Some(state::StateError::Locked { .. }) => return Exit::Locked,
-            // Found before any request; the message says what to do.
-            Some(state::StateError::Damaged { .. }) => return Exit::Usage,
-            _ => {}
-        }
-        if let Some(
-            crate::commit::CommitError::Damaged { .. }
-            | crate::commit::CommitError::UnknownZone { .. },
-        ) = cause.downcast_ref::<crate::commit::CommitError>()
-        {
-            return Exit::Usage;
-        }
-    }
-    Exit::Failure
 }
 
 fn init_logging(cli: &Cli) {
@@ -440,42 +399,6 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-/// Resolves the streams to export: by default every stream the API version offers; a
-/// beta-only stream on v1.0 is refused, never skipped.
-fn resolve_streams(
-    requested: Option<Vec<String>>,
-    api_version: &str,
-) -> Result<Vec<StreamKind>, Failure> {
-    let beta = api_version == "beta";
-    let Some(names) = requested else {
-        return Ok(StreamKind::ALL
-            .into_iter()
-            .filter(|s| beta || !s.beta_only())
-            .collect());
-    };
-    let mut streams = Vec::new();
-    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        let stream: StreamKind = name
-            .parse()
-            .map_err(|e: crate::streams::UnknownStream| Failure::usage(e.to_string()))?;
-        if stream.beta_only() && !beta {
-            return Err(Failure::usage(format!(
-                "--streams {name}: Graph offers this log only on its beta endpoint; set [graph] api_version = \"beta\" \
-                 (or pass --api-version beta) to export it"
-            )));
-        }
-        if !streams.contains(&stream) {
-            streams.push(stream);
-        }
-    }
-    if streams.is_empty() {
-        return Err(Failure::usage(
-            "--streams is empty: name at least one stream",
-        ));
-    }
-    Ok(streams)
-}
-
 /// How the run talks to the operator.
 #[derive(Debug, Clone, Copy)]
 struct Reporting {
@@ -486,110 +409,112 @@ struct Reporting {
 }
 
 async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Exit> {
-    let requested_window = match (args.from, args.to) {
-        (None, None) => None,
-        (Some(from), None) => Some(Window::new(
-            from,
-            window::midnight(chrono::Utc::now().date_naive()),
-        )?),
-        (None, Some(to)) => Some(Window::new(
-            window::midnight(to.date_naive()) - chrono::Duration::days(1),
-            to,
-        )?),
-        (Some(from), Some(to)) => Some(Window::new(from, to)?),
-    };
+    let requested_window = requested_window(args.from, args.to)?;
     // A dry run reads the settings only: no emulator, no token, no request.
-    let (mut settings, running_emulator) = args.source.connect(!args.dry_run).await?;
-    if let Some(version) = args.api_version {
-        settings.graph.api_version = version.name().into();
-    }
-    let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
-    let out = args.out.unwrap_or(settings.output);
-    let output = Output::parse(&out, &settings.output_options)
-        .map_err(|error| Failure::usage(error.to_string()))?;
-    let raw_location = args.raw.or(settings.raw);
-    let raw = raw_location
-        .as_ref()
-        .map(|raw| Output::parse(&raw.to_string_lossy(), &settings.output_options))
-        .transpose()
-        .map_err(|error| Failure::usage(format!("[raw] path: {error}")))?;
-    if let Some(raw) = &raw_location {
-        check_apart(
-            (&raw.to_string_lossy(), "--raw or [raw] path"),
-            (&out, "--out or [output] path"),
-        )?;
-    }
-    if raw.is_some() {
-        config::check_raw_privacy(&settings.privacy, settings.raw_allows_personal_data)
-            .map_err(Failure::usage)?;
-    }
+    let (settings, running_emulator) = args.source.connect(!args.dry_run).await?;
+    let settings = settings.resolve(Overrides {
+        api_version: args.api_version,
+        streams: args.streams,
+        out: args.out,
+        raw: args.raw,
+        concurrency: args.concurrency.map(usize::from),
+    })?;
     let window = match requested_window {
         Some(window) => window,
-        None => {
-            let state = ExportState::load_from(&output).await?;
-            let names: Vec<&str> = streams.iter().map(|s| s.name()).collect();
-            let nightly =
-                state::plan_nightly(&state, &names, chrono::Utc::now(), settings.lookback_days);
-            for warning in &nightly.warnings {
-                tracing::warn!("{warning}.");
-            }
-            nightly.window
-        }
+        None => nightly_window(&settings).await?,
     }
     .check_length(settings.max_window_days)?;
     let plan = ExportPlan {
         window,
-        streams,
-        output,
-        concurrency: args
-            .concurrency
-            .map(usize::from)
-            .unwrap_or(settings.concurrency),
-        api_version: settings.graph.api_version.clone(),
+        streams: settings.streams,
+        output: settings.output,
+        concurrency: settings.concurrency,
+        api_version: settings.graph.api_version.name().into(),
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
-        raw,
+        raw: settings.raw,
         full: args.full,
     };
     if args.dry_run {
-        print!("{}", describe_plan(&plan));
+        print!("{}", report::plan(&plan));
         return Ok(Exit::Success);
     }
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
-    let progress = Progress::new(if reporting.quiet {
-        ProgressMode::Hidden
-    } else {
-        ProgressMode::Auto
-    });
-    let cancel = CancellationToken::new();
-    let signal = tokio::spawn(stop_on_signal(cancel.clone()));
-    let summary = pipeline::export(&client, &plan, &progress, &cancel).await;
+    let summary = export_until_stopped(&client, &plan, reporting.quiet).await;
     if let Some(running) = running_emulator {
         running.shutdown().await;
     }
-    let summary = match summary {
-        Ok(summary) => summary,
-        Err(error) if error.downcast_ref::<pipeline::Cancelled>().is_some() => {
-            let exit = signal.await.unwrap_or(Exit::Interrupted);
-            return Err(error.context(Failure {
-                exit,
-                message: "stopped by a signal".into(),
-            }));
-        }
-        Err(error) => return Err(error),
-    };
-    signal.abort();
+    let summary = summary?;
     if reporting.json {
         let summary = serde_json::to_string(&summary).expect("the summary serializes");
         tracing::info!(summary = %summary, "Export finished.");
     } else {
-        eprint!("{}", describe_summary(&summary, &plan));
+        eprint!("{}", report::export_summary(&summary, &plan));
     }
     Ok(if summary.records_rejected.is_empty() {
         Exit::Success
     } else {
         Exit::Rejected
     })
+}
+
+/// The window `--from`/`--to` ask for: one bound alone reaches to today 00:00 UTC, or back
+/// a day from `--to`; neither leaves the window to the nightly plan.
+fn requested_window(
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Option<Window>, window::WindowError> {
+    let today = || window::midnight(chrono::Utc::now().date_naive());
+    let day_before = |to: chrono::DateTime<chrono::Utc>| {
+        window::midnight(to.date_naive()) - chrono::Duration::days(1)
+    };
+    Ok(Some(match (from, to) {
+        (None, None) => return Ok(None),
+        (Some(from), None) => Window::new(from, today())?,
+        (None, Some(to)) => Window::new(day_before(to), to)?,
+        (Some(from), Some(to)) => Window::new(from, to)?,
+    }))
+}
+
+/// The window of a nightly run, planned from the lake's `_state.json`.
+async fn nightly_window(settings: &ExportSettings) -> anyhow::Result<Window> {
+    let state = ExportState::load_from(&settings.output).await?;
+    let names: Vec<&str> = settings.streams.iter().map(|s| s.name()).collect();
+    let nightly = state::plan_nightly(&state, &names, chrono::Utc::now(), settings.lookback_days);
+    for warning in &nightly.warnings {
+        tracing::warn!("{warning}.");
+    }
+    Ok(nightly.window)
+}
+
+/// Runs the export until it ends or a signal stops it; a stop is a [`Failure`] with the
+/// signal's exit code.
+async fn export_until_stopped(
+    client: &GraphClient,
+    plan: &ExportPlan,
+    quiet: bool,
+) -> anyhow::Result<pipeline::RunSummary> {
+    let progress = Progress::new(if quiet {
+        ProgressMode::Hidden
+    } else {
+        ProgressMode::Auto
+    });
+    let cancel = CancellationToken::new();
+    let signal = tokio::spawn(stop_on_signal(cancel.clone()));
+    match pipeline::export(client, plan, &progress, &cancel).await {
+        Ok(summary) => {
+            signal.abort();
+            Ok(summary)
+        }
+        Err(error) if error.downcast_ref::<pipeline::Cancelled>().is_some() => {
+            let exit = signal.await.unwrap_or(Exit::Interrupted);
+            Err(error.context(Failure {
+                exit,
+                message: "stopped by a signal".into(),
+            }))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Where the data comes from: a configured tenant, or the embedded emulator.
@@ -643,8 +568,8 @@ impl SourceArgs {
     }
 }
 
-/// `check`: configuration, sign-in, then one cheap request per stream; each step prints a
-/// ✓ or ✗ line on stdout, the ✗ lines saying what to do.
+/// `check`: configuration, sign-in, then one cheap request per stream ([`check`]); each
+/// step prints a ✓ or ✗ line on stdout, the ✗ lines saying what to do.
 async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
     let (mut settings, _emulator) = match args.source.connect(true).await {
         Ok(connected) => connected,
@@ -654,101 +579,34 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
         }
     };
     if let Some(version) = args.api_version {
-        settings.graph.api_version = version.name().into();
+        settings.graph.api_version = version;
     }
-    let streams = resolve_streams(args.streams, &settings.graph.api_version)?;
+    let streams = config::select_streams(args.streams, settings.graph.api_version)?;
     let graph = &settings.graph;
     println!(
         "✓ configuration: tenant {}, application {}, Graph {} ({}), sign-in at {}",
         graph.tenant_id, graph.client_id, graph.graph_url, graph.api_version, graph.login_url
     );
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
-    if let Err(error) = client.authenticate().await {
+    if let Err(error) = check::sign_in(&client).await {
         println!("✗ sign-in: {}", redact(&error.to_string(), &[]));
-        println!("  {}", check_advice(&error));
+        println!("  {}", check::advice(&error));
         return Ok(Exit::Failure);
     }
     println!("✓ sign-in: Entra ID issued an access token for the application");
     let now = chrono::Utc::now();
     let mut failed = false;
     for stream in streams {
-        let outcome = match stream.log() {
-            None => {
-                let hour = Window {
-                    from: now - chrono::Duration::hours(1),
-                    to: now,
-                };
-                let mut pages = std::pin::pin!(crate::streams::call_records::list(
-                    &client, hour.from, hour.to
-                ));
-                futures::StreamExt::next(&mut pages)
-                    .await
-                    .transpose()
-                    .map(|page| {
-                        format!(
-                            "listed {} call records of the last hour",
-                            page.map_or(0, |p| p.len())
-                        )
-                    })
-            }
-            Some(log) => {
-                let day = Window::yesterday(now);
-                let url = crate::streams::logs::request_url(&client, log, day);
-                let mut pages = std::pin::pin!(crate::streams::logs::pages(&client, url));
-                futures::StreamExt::next(&mut pages)
-                    .await
-                    .transpose()
-                    .map(|page| {
-                        format!(
-                            "{} answered with {} rows of yesterday",
-                            log.function,
-                            page.map_or(0, |p| p.len())
-                        )
-                    })
-            }
-        };
-        match outcome {
+        match check::probe(&client, stream, now).await {
             Ok(what) => println!("✓ {stream}: {what}"),
             Err(error) => {
                 failed = true;
                 println!("✗ {stream}: {}", redact(&error.to_string(), &[]));
-                println!("  {}", check_advice(&error));
+                println!("  {}", check::advice(&error));
             }
         }
     }
     Ok(if failed { Exit::Failure } else { Exit::Success })
-}
-
-/// What to do about a failed check, in plain words.
-fn check_advice(error: &crate::graph::GraphError) -> String {
-    use crate::graph::GraphError;
-    match error {
-        GraphError::Token { .. } => {
-            "Fix the credentials or the tenant named above: in the Entra admin center, App registrations > \
-             your app > Overview shows the Directory (tenant) ID and Application (client) ID; a new secret is \
-             made under Certificates & secrets."
-                .into()
-        }
-        GraphError::Forbidden { .. } => {
-            "In the Entra admin center: App registrations > your app > API permissions > Add a permission > \
-             Microsoft Graph > Application permissions > CallRecords.Read.All, then \"Grant admin consent\" \
-             (a Global or Privileged Role Administrator must do this). Consent can take a few minutes to apply."
-                .into()
-        }
-        GraphError::Unauthorized { .. } => {
-            "The token was refused: check that tenant_id is the tenant where the app is registered and consented.".into()
-        }
-        GraphError::Transport { url, .. } => format!(
-            "{} cannot be reached from here: check the network, DNS, a proxy (HTTPS_PROXY) or firewall, and \
-             [graph] graph_url / login_url (or cloud).",
-            url.host_str().unwrap_or("the host")
-        ),
-        GraphError::Throttled { .. } => "Graph is throttling this application; try again in a few minutes.".into(),
-        GraphError::BadRequest { .. } => {
-            "Graph refused the request: check [graph] api_version (the beta-only logs need \"beta\").".into()
-        }
-        _ => "See the message above; run with -vv for the requests made.".into(),
-    }
 }
 
 /// Waits for SIGINT or SIGTERM, asks the run to stop, and tells which one came.
@@ -773,24 +631,13 @@ async fn stop_on_signal(cancel: CancellationToken) -> Exit {
 
 /// Settings that point at the embedded emulator at `url`, with its credentials.
 fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
-    Settings {
-        graph: ClientSettings::new(
-            url.clone(),
-            url,
-            config.tenant_id.clone(),
-            config.client_id.clone(),
-            Secret::new(config.client_secret.clone()),
-        ),
-        output: config::DEFAULT_OUTPUT_PATH.into(),
-        output_options: Default::default(),
-        concurrency: config::DEFAULT_CONCURRENCY,
-        lookback_days: config::DEFAULT_LOOKBACK_DAYS,
-        log_chunk_days: config::DEFAULT_LOG_CHUNK_DAYS,
-        max_window_days: config::DEFAULT_MAX_WINDOW_DAYS,
-        privacy: Privacy::default(),
-        raw: None,
-        raw_allows_personal_data: false,
-    }
+    Settings::with_defaults(ClientSettings::new(
+        url.clone(),
+        url,
+        config.tenant_id.clone(),
+        config.client_id.clone(),
+        Secret::new(config.client_secret.clone()),
+    ))
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
@@ -901,7 +748,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         _ => None,
     };
     let streams = match args.streams {
-        Some(names) => Some(resolve_streams(Some(names), "beta")?),
+        Some(names) => Some(config::select_streams(Some(names), ApiVersion::Beta)?),
         None => None,
     };
     let workers = args.workers.map(usize::from).unwrap_or_else(|| {
@@ -915,19 +762,10 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
     if let Some(window) = window {
         window.check_length(settings.max_window_days)?;
     }
-    // The options are the export's lake's; a local copy (of the raw zone, say) takes none.
-    let no_options = std::collections::BTreeMap::new();
-    let location = |flag: &str, location: &str| {
-        let options = match location.contains("://") {
-            true => &settings.output_options,
-            false => &no_options,
-        };
-        Output::parse(location, options).map_err(|error| Failure::usage(format!("{flag}: {error}")))
-    };
-    check_apart((&args.raw, "--raw"), (&args.out, "--out"))?;
+    config::check_apart((&args.raw, "--raw"), (&args.out, "--out"))?;
     let plan = ReflattenPlan {
-        raw: location("--raw", &args.raw)?,
-        output: location("--out", &args.out)?,
+        raw: settings.location("--raw", &args.raw)?,
+        output: settings.location("--out", &args.out)?,
         window,
         streams,
         privacy: settings.privacy,
@@ -935,168 +773,9 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
     };
     let summary = reflatten::reflatten(&plan).await?;
     if !quiet {
-        let mut text = format!(
-            "Rebuilt {} objects ({:.1} MB of JSON in {} files) into {} in {:.2} s (run {}).\n",
-            summary.objects,
-            summary.input_bytes as f64 / 1e6,
-            summary.input_files,
-            plan.output,
-            summary.elapsed_seconds,
-            summary.run_id
-        );
-        for (table, totals) in &summary.tables {
-            text.push_str(&format!(
-                "  {:<24} {:>10} {:>6} {:>12}\n",
-                table, totals.rows, totals.files, totals.bytes
-            ));
-        }
-        text.push_str(&format!(
-            "  partitions replaced: {}\n  left out (outside the window): {}\n",
-            summary.partitions_replaced.len(),
-            summary.objects_outside_window
-        ));
-        eprint!("{text}");
+        eprint!("{}", report::reflatten_summary(&summary, &plan));
     }
     Ok(Exit::Success)
-}
-
-/// The raw zone (or raw input) and the lake must be apart: a run replaces partitions and
-/// removes stale staging under its output, which must not touch the raw files, and the
-/// reverse. Each is `(location, the flag or key that set it)`.
-fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), Failure> {
-    let relation = match locations::overlap(raw.0, out.0) {
-        None => return Ok(()),
-        Some(Overlap::Same) => "is the same folder as",
-        Some(Overlap::Inside) => "lies inside",
-        Some(Overlap::Contains) => "contains",
-    };
-    Err(Failure::usage(format!(
-        "the raw zone {} ({}) {relation} the output {} ({}): use separate folders, neither \
-         inside the other (such as ./raw and ./lake)",
-        raw.0, raw.1, out.0, out.1
-    )))
-}
-
-/// What a dry run prints: the plan, without fetching or writing anything.
-fn describe_plan(plan: &ExportPlan) -> String {
-    let stream_windows = pipeline::stream_windows(plan, chrono::Utc::now());
-    let partitions = pipeline::partitions_to_replace(&stream_windows);
-    let mut text = format!(
-        "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
-        plan.window, plan.output, plan.api_version
-    );
-    for (stream, window) in &stream_windows {
-        let Some(window) = window else {
-            text.push_str(&format!(
-                "    {:<30} nothing: older than Graph keeps call records\n",
-                stream.name()
-            ));
-            continue;
-        };
-        match stream.log() {
-            None => text.push_str(&format!(
-                "    {:<30} {window}: 1 list request per 60 call records, then 2 per record \
-                 (details, participants) plus 1 per further 60 sessions or 130 participants\n",
-                stream.name()
-            )),
-            Some(log) => {
-                let chunks = log.chunks(*window, plan.log_chunk_days);
-                text.push_str(&format!(
-                    "    {:<30} {window}: {} request(s) of {}, 1 more per 1,000 rows\n",
-                    stream.name(),
-                    chunks.len(),
-                    log.function
-                ));
-                for chunk in chunks.iter().take(5) {
-                    text.push_str(&format!("      chunk {chunk}\n"));
-                }
-                if chunks.len() > 5 {
-                    text.push_str(&format!("      … {} more chunks\n", chunks.len() - 5));
-                }
-            }
-        }
-    }
-    text.push_str(&format!(
-        "  partitions that would be replaced ({}):\n",
-        partitions.len()
-    ));
-    for (table, dt) in &partitions {
-        text.push_str(&format!(
-            "    {table}/{}\n",
-            crate::sink::partition_dir_name(*dt)
-        ));
-    }
-    text
-}
-
-/// The closing summary, printed on stderr (the same figures are in the run manifest).
-fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
-    let list = |ids: &mut dyn Iterator<Item = &str>| {
-        let ids: Vec<&str> = ids.collect();
-        if ids.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", ids.join(", "))
-        }
-    };
-    let mut text = format!(
-        "Exported {} call records and the log rows below of {} into {} in {:.1} s (run {}).\n",
-        summary.records_exported, plan.window, plan.output, summary.elapsed_seconds, summary.run_id
-    );
-    text.push_str(&format!(
-        "  {:<30} {:>10} {:>6} {:>12}\n",
-        "table", "rows", "files", "bytes"
-    ));
-    for (table, totals) in &summary.tables {
-        text.push_str(&format!(
-            "  {:<30} {:>10} {:>6} {:>12}\n",
-            table, totals.rows, totals.files, totals.bytes
-        ));
-    }
-    let requests = &summary.requests;
-    text.push_str(&format!(
-        "  partitions replaced: {}\n  requests: {} ({} retries, {} throttled with 429, {:.1} s waited on retries, \
-         {:.1} s paced under Graph's limits)\n",
-        summary.partitions_replaced.len(),
-        requests.requests,
-        requests.retries,
-        requests.throttled,
-        requests.throttle_wait_ms as f64 / 1000.0,
-        requests.paced_wait_ms as f64 / 1000.0
-    ));
-    text.push_str(&format!(
-        "  records skipped (404): {}{}\n",
-        summary.records_not_found.len(),
-        list(&mut summary.records_not_found.iter().map(String::as_str))
-    ));
-    text.push_str(&format!(
-        "  records rejected (quarantined in {}): {}{}\n",
-        plan.output
-            .display_path(&format!("{}/{}", pipeline::REJECTED_DIR, summary.run_id)),
-        summary.records_rejected.len(),
-        list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
-    ));
-    if summary.records_quarantined_kept > 0 || summary.records_quarantined_pending > 0 {
-        text.push_str(&format!(
-            "  quarantined records whose earlier rows were kept: {}; fetched again by later runs: {}\n",
-            summary.records_quarantined_kept, summary.records_quarantined_pending
-        ));
-    }
-    if summary.records_kept_outside_window > 0 || !summary.records_moved.is_empty() {
-        text.push_str(&format!(
-            "  records kept outside the window (first or last day): {}; placed by their listed day: {}{}\n",
-            summary.records_kept_outside_window,
-            summary.records_moved.len(),
-            list(&mut summary.records_moved.iter().map(String::as_str))
-        ));
-    }
-    text.push_str(&format!(
-        "  values written as null (unreadable): {}\n  manifest: {}\n",
-        summary.value_issues,
-        plan.output
-            .display_path(&format!("_manifests/{}.json", summary.run_id))
-    ));
-    text
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Exit codes: how a run ended, for scripts, cron and schedulers. Documented in the README
-//! and in `--help`; a test runs the binary into each of them.
+//! and in `--help`; a test runs the binary into each of them. The code of a failure comes
+//! from the type of its error ([`code_of`]), never from its message.
 
 use std::process::ExitCode;
 
@@ -52,5 +53,60 @@ impl Failure {
             exit: Exit::Usage,
             message: message.into(),
         }
+    }
+}
+
+/// The exit code an error stands for: usage and config errors are 2, a held lock 4, the
+/// rest 1.
+pub fn code_of(error: &anyhow::Error) -> Exit {
+    // A `Failure` attached as context is only found by downcasting the error itself.
+    if let Some(failure) = error.downcast_ref::<Failure>() {
+        return failure.exit;
+    }
+    error
+        .chain()
+        .find_map(code_of_cause)
+        .unwrap_or(Exit::Failure)
+}
+
+/// The exit code one error in a chain decides, if any.
+fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    use crate::commit::CommitError;
+    use crate::state::StateError;
+    if let Some(failure) = cause.downcast_ref::<Failure>() {
+        return Some(failure.exit);
+    }
+    if cause.is::<crate::config::ConfigError>()
+        || cause.is::<crate::config::UsageError>()
+        || cause.is::<crate::window::WindowError>()
+    {
+        return Some(Exit::Usage);
+    }
+    match cause.downcast_ref::<StateError>() {
+        Some(StateError::Locked { .. }) => return Some(Exit::Locked),
+        // Found before any request; the message says what to do.
+        Some(StateError::Damaged { .. }) => return Some(Exit::Usage),
+        _ => {}
+    }
+    match cause.downcast_ref::<CommitError>() {
+        Some(CommitError::Damaged { .. } | CommitError::UnknownZone { .. }) => Some(Exit::Usage),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_comes_from_the_error_type_anywhere_in_the_chain() {
+        let usage = anyhow::Error::new(crate::config::UsageError::NoStreams).context("resolving");
+        assert_eq!(code_of(&usage), Exit::Usage);
+        let failure = anyhow::anyhow!("disk full").context(Failure {
+            exit: Exit::Interrupted,
+            message: "stopped by a signal".into(),
+        });
+        assert_eq!(code_of(&failure), Exit::Interrupted);
+        assert_eq!(code_of(&anyhow::anyhow!("loopback only")), Exit::Failure);
     }
 }

@@ -4,9 +4,13 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (clap); turns arguments into calls of the modules below
-//!   and maps every outcome to a documented exit code ([`exit`]).
-//! - [`config`]: the TOML configuration file, validated into [`config::Settings`]
-//!   before any request is made.
+//!   and maps every outcome to a documented exit code ([`exit`], chosen by error type).
+//! - [`config`]: the TOML configuration file (`config::file`), validated into
+//!   [`config::Settings`] before any request is made; the command line's overrides meet it
+//!   in one place (`config::resolve`), giving the [`config::ExportSettings`] of a run.
+//! - [`check`]: what `check` asks of Graph (sign-in, one cheap request per stream) and the
+//!   advice for each failure.
+//! - [`report`]: what the commands print for people: the dry-run plan and the summaries.
 //! - [`window`]: the half-open UTC export window `[from, to)` and its days.
 //! - [`graph`]: the Microsoft Graph HTTP client: OAuth2 client-credentials token,
 //!   `@odata.nextLink` paging, throttling (429 + `Retry-After`). Knows nothing of Arrow.
@@ -73,6 +77,7 @@
 //!                                     ─► _state.json, _manifests/<run>.json ─► clean up
 //! ```
 
+pub mod check;
 pub mod cli;
 pub mod commit;
 pub mod config;
@@ -88,6 +93,7 @@ pub mod progress;
 pub mod raw;
 pub mod redact;
 pub mod reflatten;
+pub mod report;
 pub mod reuse;
 pub mod run;
 pub mod schema;

@@ -46,6 +46,12 @@ const USER_AGENT: &str = concat!("callrecords-etl/", env!("CARGO_PKG_VERSION"));
 
 /// Default of [`ClientSettings::max_response_bytes`]: 512 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+/// Default of [`ClientSettings::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Default of [`ClientSettings::max_total_wait`]: 15 minutes.
+pub const DEFAULT_MAX_TOTAL_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Default of [`ClientSettings::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(100);
 /// How much of an error response is read: Graph's error JSON is a few hundred bytes.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
@@ -60,8 +66,8 @@ pub struct ClientSettings {
     pub client_id: String,
     /// How the application proves its identity (secret, certificate or workload identity).
     pub credential: Credential,
-    /// `v1.0` or `beta`.
-    pub api_version: String,
+    /// The path segment before every request path.
+    pub api_version: ApiVersion,
     /// Attempts per request, all retryable causes together.
     pub max_attempts: u32,
     /// Total time one request may spend waiting between attempts before giving up.
@@ -93,15 +99,52 @@ impl ClientSettings {
             tenant_id,
             client_id,
             credential: credential.into(),
-            api_version: "v1.0".into(),
-            max_attempts: 8,
-            max_total_wait: Duration::from_secs(15 * 60),
-            request_timeout: Duration::from_secs(100),
+            api_version: ApiVersion::V1,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_total_wait: DEFAULT_MAX_TOTAL_WAIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             limits: RateLimits::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
+    }
+}
+
+/// The Graph API version: `v1.0`, or `beta` for the beta-only log streams and properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiVersion {
+    #[default]
+    V1,
+    Beta,
+}
+
+impl ApiVersion {
+    pub const ALL: [ApiVersion; 2] = [ApiVersion::V1, ApiVersion::Beta];
+
+    /// The name in URLs, in `[graph] api_version` and `--api-version`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
+        }
+    }
+}
+
+impl std::str::FromStr for ApiVersion {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        ApiVersion::ALL
+            .into_iter()
+            .find(|version| version.name() == name)
+            .ok_or(())
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -250,7 +293,7 @@ impl GraphClient {
         if let Ok(mut segments) = url.path_segments_mut() {
             segments
                 .pop_if_empty()
-                .push(&self.inner.settings.api_version)
+                .push(self.inner.settings.api_version.name())
                 .extend(path.split('/').filter(|s| !s.is_empty()));
         }
         url

@@ -15,6 +15,13 @@ use crate::redact::redact;
 
 const COLLECTION: &str = "communications/callRecords";
 
+/// Call records per page of the listing, as Graph pages it (for estimates).
+pub const LIST_PAGE_SIZE: u32 = 60;
+/// Sessions per page of a record's sessions, as Graph pages them (for estimates).
+pub const SESSIONS_PAGE_SIZE: u32 = 60;
+/// Participants per page of a record's `participants_v2`, as Graph pages them (for estimates).
+pub const PARTICIPANTS_PAGE_SIZE: u32 = 130;
+
 /// Pages of `GET {api}/communications/callRecords?$filter=startDateTime ge {from} and
 /// startDateTime lt {to}`, following `@odata.nextLink` until absent. Each item is a list
 /// item (`id`, `version`, `startDateTime`, ...); sessions and participants are not included.

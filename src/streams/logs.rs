@@ -25,6 +25,8 @@ use crate::window::Window;
 
 /// The longest window one request may cover.
 pub const MAX_REQUEST_DAYS: u32 = 90;
+/// Rows per page of a log function, as Graph pages them (for estimates).
+pub const PAGE_SIZE: u32 = 1000;
 
 /// How a log function is called and how its rows are placed.
 #[derive(Debug, PartialEq, Eq)]
