@@ -782,6 +782,19 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_requested_window_takes_both_bounds_or_fills_in_one() {
+        let day = |d: u32| window::midnight(chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap());
+        assert_eq!(requested_window(None, None).unwrap(), None);
+        let both = requested_window(Some(day(20)), Some(day(23)))
+            .unwrap()
+            .unwrap();
+        assert_eq!((both.from, both.to), (day(20), day(23)));
+        let to_only = requested_window(None, Some(day(23))).unwrap().unwrap();
+        assert_eq!((to_only.from, to_only.to), (day(22), day(23)));
+        assert!(requested_window(Some(day(23)), Some(day(20))).is_err());
+    }
+
     /// An error that, like many, says its source in its own message and returns it too.
     #[derive(Debug, thiserror::Error)]
     #[error("cannot list /lake: {source}")]

@@ -211,3 +211,48 @@ fn read_private_file(key: &str, path: &Path, problems: &mut Vec<String>) -> Opti
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(certificate: bool, secret_file: bool) -> GraphSection {
+        GraphSection {
+            client_certificate_file: certificate.then(|| PathBuf::from("app.pem")),
+            client_secret_file: secret_file.then(|| PathBuf::from("secret")),
+            ..GraphSection::default()
+        }
+    }
+
+    #[test]
+    fn a_file_key_names_its_method() {
+        assert_eq!(
+            infer_method(&graph(true, false), true, true),
+            Ok(AuthMethod::Certificate)
+        );
+        assert_eq!(
+            infer_method(&graph(false, true), true, false),
+            Ok(AuthMethod::ClientSecret)
+        );
+        let both = infer_method(&graph(true, true), false, false).unwrap_err();
+        assert!(both.contains("both set"), "{both}");
+    }
+
+    #[test]
+    fn the_environment_decides_without_file_keys() {
+        let none = graph(false, false);
+        assert_eq!(
+            infer_method(&none, true, false),
+            Ok(AuthMethod::WorkloadIdentity)
+        );
+        assert_eq!(
+            infer_method(&none, false, false),
+            Ok(AuthMethod::ClientSecret)
+        );
+        let ambiguous = infer_method(&none, true, true).unwrap_err();
+        assert!(
+            ambiguous.contains("choose with [graph] auth"),
+            "{ambiguous}"
+        );
+    }
+}
