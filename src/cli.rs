@@ -578,10 +578,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<Exit> {
             return Err(error);
         }
     };
-    if let Some(version) = args.api_version {
-        settings.graph.api_version = version;
-    }
-    let streams = config::select_streams(args.streams, settings.graph.api_version)?;
+    let streams = settings.resolve_streams(args.api_version, args.streams)?;
     let graph = &settings.graph;
     println!(
         "✓ configuration: tenant {}, application {}, Graph {} ({}), sign-in at {}",

@@ -86,10 +86,7 @@ impl Settings {
     /// The settings of one export run: `overrides` laid over these settings. A raw zone set
     /// by the command line meets the same privacy rule as `[raw] path` did in [`super::validate`].
     pub fn resolve(mut self, overrides: Overrides) -> Result<ExportSettings, UsageError> {
-        if let Some(version) = overrides.api_version {
-            self.graph.api_version = version;
-        }
-        let streams = select_streams(overrides.streams, self.graph.api_version)?;
+        let streams = self.resolve_streams(overrides.api_version, overrides.streams)?;
         let raw_from_command_line = overrides.raw.is_some();
         let out = overrides.out.unwrap_or(self.output);
         let raw_location = overrides.raw.or(self.raw);
@@ -121,6 +118,19 @@ impl Settings {
             max_window_days: self.max_window_days,
             privacy: self.privacy,
         })
+    }
+
+    /// What `check` overrides: `--api-version` over `[graph] api_version`, then the streams
+    /// it offers, or those of `--streams`.
+    pub fn resolve_streams(
+        &mut self,
+        api_version: Option<ApiVersion>,
+        streams: Option<Vec<String>>,
+    ) -> Result<Vec<StreamKind>, UsageError> {
+        if let Some(version) = api_version {
+            self.graph.api_version = version;
+        }
+        select_streams(streams, self.graph.api_version)
     }
 }
 
