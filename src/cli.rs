@@ -16,13 +16,14 @@ use crate::config::{self, Settings};
 use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
+use crate::export::{self, ExportPlan, RunSummary};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::locations::{self, Overlap};
-use crate::pipeline::{self, ExportPlan, RunSummary};
 use crate::privacy::Privacy;
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::redact::redact;
 use crate::reflatten::{self, ReflattenPlan};
+use crate::run;
 use crate::schema::{self, TableSchema};
 use crate::sink::store::Output;
 use crate::state::{self, ExportState};
@@ -563,13 +564,13 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
     });
     let cancel = CancellationToken::new();
     let signal = tokio::spawn(stop_on_signal(cancel.clone()));
-    let summary = pipeline::export(&client, &plan, &progress, &cancel).await;
+    let summary = export::export(&client, &plan, &progress, &cancel).await;
     if let Some(running) = running_emulator {
         running.shutdown().await;
     }
     let summary = match summary {
         Ok(summary) => summary,
-        Err(error) if error.downcast_ref::<pipeline::Cancelled>().is_some() => {
+        Err(error) if error.downcast_ref::<export::Cancelled>().is_some() => {
             let exit = signal.await.unwrap_or(Exit::Interrupted);
             return Err(error.context(Failure {
                 exit,
@@ -944,7 +945,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
             summary.elapsed_seconds,
             summary.run_id
         );
-        for (table, totals) in &summary.tables {
+        for (table, totals) in &summary.published.tables {
             text.push_str(&format!(
                 "  {:<24} {:>10} {:>6} {:>12}\n",
                 table, totals.rows, totals.files, totals.bytes
@@ -952,7 +953,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         }
         text.push_str(&format!(
             "  partitions replaced: {}\n  left out (outside the window): {}\n",
-            summary.partitions_replaced.len(),
+            summary.published.partitions_replaced.len(),
             summary.objects_outside_window
         ));
         eprint!("{text}");
@@ -979,8 +980,8 @@ fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), Failure> {
 
 /// What a dry run prints: the plan, without fetching or writing anything.
 fn describe_plan(plan: &ExportPlan) -> String {
-    let stream_windows = pipeline::stream_windows(plan, chrono::Utc::now());
-    let partitions = pipeline::partitions_to_replace(&stream_windows);
+    let stream_windows = export::stream_windows(plan, chrono::Utc::now());
+    let partitions = export::partitions_to_replace(&stream_windows);
     let mut text = format!(
         "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
         plan.window, plan.output, plan.api_version
@@ -1047,7 +1048,7 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
         "  {:<30} {:>10} {:>6} {:>12}\n",
         "table", "rows", "files", "bytes"
     ));
-    for (table, totals) in &summary.tables {
+    for (table, totals) in &summary.published.tables {
         text.push_str(&format!(
             "  {:<30} {:>10} {:>6} {:>12}\n",
             table, totals.rows, totals.files, totals.bytes
@@ -1057,7 +1058,7 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     text.push_str(&format!(
         "  partitions replaced: {}\n  requests: {} ({} retries, {} throttled with 429, {:.1} s waited on retries, \
          {:.1} s paced under Graph's limits)\n",
-        summary.partitions_replaced.len(),
+        summary.published.partitions_replaced.len(),
         requests.requests,
         requests.retries,
         requests.throttled,
@@ -1071,8 +1072,11 @@ fn describe_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     ));
     text.push_str(&format!(
         "  records rejected (quarantined in {}): {}{}\n",
-        plan.output
-            .display_path(&format!("{}/{}", pipeline::REJECTED_DIR, summary.run_id)),
+        plan.output.display_path(&format!(
+            "{}/{}",
+            run::quarantine::REJECTED_DIR,
+            summary.run_id
+        )),
         summary.records_rejected.len(),
         list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
     ));
