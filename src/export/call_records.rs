@@ -283,7 +283,7 @@ impl CallRecordRun<'_> {
         );
         let (lake, raw) = (self.lake.clone(), self.raw.cloned());
         let sender = batches.clone();
-        // Blocking reads, sent with `send_blocking`: off the async threads.
+        // Blocking reads, and blocking sends to the writer: off the async threads.
         tokio::task::spawn_blocking(move || copy_records(&lake, raw.as_ref(), &ids, &sender))
             .await
             .context("the copy of call records from the lake stopped")?

@@ -5,9 +5,10 @@
 //! the state and the manifest ([`summary`]) through one run-wide [`commit`].
 //!
 //! ```text
-//! Run::begin ─► Writer::start ─► (the command sends Batches) ─► Writer::finish ─► Staged
+//! Run::begin ─► Run::writer ─► (the command sends rows to Batches) ─► Run::staged ─► Staged
 //!            ─► Staged::changes ─► Run::publish (journal, partitions, files, manifest)
-//!            └► on any failure: Run::discard (and Quarantine::discard)
+//!            └► on a failure: Run::discard (Run::writer and Run::staged do it themselves;
+//!               the command discards its Quarantine)
 //! ```
 //!
 //! May touch: the lake's `_lock`, `_commits/`, `_staging/`, `_rejected/`, `_manifests/`,

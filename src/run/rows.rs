@@ -80,3 +80,49 @@ pub fn report_issues(issues: &mut Vec<FlattenIssue>, count: &mut u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 5, d).unwrap()
+    }
+
+    #[test]
+    fn log_rows_go_to_the_partition_of_their_day_in_their_stream_table() {
+        let privacy = Privacy::default();
+        let mut rows = LogRows::new(StreamKind::PstnCalls, &privacy);
+        assert_eq!(rows.table().stream, StreamKind::PstnCalls.name());
+        let mut issues = Vec::new();
+        let row = json!({"id": "r1"});
+        for dt in [day(2), day(1), day(2)] {
+            rows.append(dt, &row, &RowContext::default(), &mut issues);
+        }
+        assert_eq!(rows.rows(), 3);
+        let held: Vec<(NaiveDate, usize)> = rows
+            .builders()
+            .map(|(dt, builder)| (dt, builder.len()))
+            .collect();
+        assert_eq!(held, [(day(1), 1), (day(2), 2)]);
+    }
+
+    #[test]
+    fn every_issue_is_counted_and_drained() {
+        let mut issues = vec![
+            FlattenIssue {
+                table: "t",
+                column: "c",
+                record_id: "r".into(),
+                message: "m".into(),
+            };
+            LOGGED_ISSUES + 3
+        ];
+        let mut count = 0;
+        report_issues(&mut issues, &mut count);
+        assert!(issues.is_empty());
+        assert_eq!(count, LOGGED_ISSUES as u64 + 3);
+    }
+}

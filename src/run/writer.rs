@@ -17,14 +17,14 @@ use crate::sink::{ParquetSink, SinkError, SinkOptions, StagedRun};
 use crate::streams::StreamKind;
 
 /// Rows of one table for one partition.
-pub struct TableBatch {
-    pub table: &'static str,
-    pub dt: NaiveDate,
-    pub batch: RecordBatch,
+struct TableBatch {
+    table: &'static str,
+    dt: NaiveDate,
+    batch: RecordBatch,
 }
 
 /// What the writer thread receives: table rows, or one raw-zone line.
-pub enum ToWriter {
+enum ToWriter {
     Batch(TableBatch),
     Raw {
         stream: &'static str,
@@ -45,12 +45,12 @@ fn stopped<T>(_: T) -> anyhow::Error {
 
 impl Batches {
     /// Sends from async code.
-    pub async fn send(&self, message: ToWriter) -> anyhow::Result<()> {
+    async fn send(&self, message: ToWriter) -> anyhow::Result<()> {
         self.0.send(message).await.map_err(stopped)
     }
 
     /// Sends from a plain thread (never from within the async runtime).
-    pub fn send_blocking(&self, message: ToWriter) -> anyhow::Result<()> {
+    fn send_blocking(&self, message: ToWriter) -> anyhow::Result<()> {
         self.0.blocking_send(message).map_err(stopped)
     }
 
@@ -128,18 +128,8 @@ fn full_batches<'b>(
 
 /// The staged output of a run: the tables, and the raw zone when one is kept.
 pub struct Staged {
-    pub tables: StagedRun,
-    pub raw: Option<StagedRun>,
-}
-
-impl Staged {
-    /// Removes the staged files of a run that will not be published.
-    pub async fn discard(self) {
-        self.tables.discard().await;
-        if let Some(raw) = self.raw {
-            raw.discard().await;
-        }
-    }
+    pub(super) tables: StagedRun,
+    pub(super) raw: Option<StagedRun>,
 }
 
 /// The writer thread of a run.
