@@ -181,21 +181,21 @@ pub async fn export(
         started_at,
         finished_at: Utc::now(),
         elapsed_seconds: clock.elapsed().as_secs_f64(),
-        records_rejected: quarantine.rejected().to_vec(),
-        records_quarantined_pending: new_state
-            .quarantined
-            .values()
-            .map(|ids| ids.len() as u64)
-            .sum(),
-        published,
-        requests: client.stats(),
         records_exported: fetched.records_exported,
         records_reused: fetched.records_reused,
         records_kept_outside_window: fetched.records_kept_outside_window,
         records_quarantined_kept: fetched.records_quarantined_kept,
         records_not_found: fetched.records_not_found,
         records_moved: fetched.records_moved,
+        records_rejected: quarantine.rejected().to_vec(),
+        records_quarantined_pending: new_state
+            .quarantined
+            .values()
+            .map(|ids| ids.len() as u64)
+            .sum(),
         value_issues: fetched.value_issues,
+        published,
+        requests: client.stats(),
     };
     let state_change = FileChange {
         path: state::STATE_FILE.to_string(),
