@@ -96,7 +96,7 @@ impl Run {
         commit::commit(&self.lake, journal, &known).await
     }
 
-    /// Starts the run's writer thread ([`Writer::start`]); on an error the run's staging
+    /// Starts the run's writer thread (see `Writer::start`); on an error the run's staging
     /// is removed.
     pub async fn writer(
         &self,
