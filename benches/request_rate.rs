@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use callrecords_etl::emulator::{self, EmulatorConfig, Limits};
+use callrecords_etl::export::{self, ExportPlan};
 use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
-use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output;
 use callrecords_etl::streams::StreamKind;
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         limits.call_records.per.as_secs()
     );
     let clock = Instant::now();
-    let summary = pipeline::export(
+    let summary = export::export(
         &client,
         &plan,
         &Progress::new(ProgressMode::Hidden),

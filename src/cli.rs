@@ -1,7 +1,7 @@
 //! The command line: `export`, `emulator` and `schema`, their options and help text.
 //!
 //! Parses arguments (clap), sets up logging, builds the runtime, hands the overrides to
-//! [`crate::config`] to resolve, calls the modules that do the work ([`crate::pipeline`],
+//! [`crate::config`] to resolve, calls the modules that do the work ([`crate::export`],
 //! [`crate::reflatten`], [`crate::check`], [`crate::ddl`]), prints what [`crate::report`]
 //! renders, and maps every outcome to a documented exit code ([`crate::exit`]).
 //! May touch: process arguments, environment, stderr/stdout.
@@ -18,8 +18,8 @@ use crate::config::{self, ExportSettings, Overrides, Settings};
 use crate::ddl::{self, Dialect};
 use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
+use crate::export::{self, ExportPlan};
 use crate::graph::{ApiVersion, ClientSettings, GraphClient, Secret};
-use crate::pipeline::{self, ExportPlan};
 use crate::progress::{LogWriter, Progress, ProgressMode};
 use crate::redact::redact;
 use crate::reflatten::{self, ReflattenPlan};
@@ -493,7 +493,7 @@ async fn export_until_stopped(
     client: &GraphClient,
     plan: &ExportPlan,
     quiet: bool,
-) -> anyhow::Result<pipeline::RunSummary> {
+) -> anyhow::Result<export::RunSummary> {
     let progress = Progress::new(if quiet {
         ProgressMode::Hidden
     } else {
@@ -501,12 +501,12 @@ async fn export_until_stopped(
     });
     let cancel = CancellationToken::new();
     let signal = tokio::spawn(stop_on_signal(cancel.clone()));
-    match pipeline::export(client, plan, &progress, &cancel).await {
+    match export::export(client, plan, &progress, &cancel).await {
         Ok(summary) => {
             signal.abort();
             Ok(summary)
         }
-        Err(error) if error.downcast_ref::<pipeline::Cancelled>().is_some() => {
+        Err(error) if error.downcast_ref::<export::Cancelled>().is_some() => {
             let exit = signal.await.unwrap_or(Exit::Interrupted);
             Err(error.context(Failure {
                 exit,

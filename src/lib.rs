@@ -34,11 +34,15 @@
 //!   switch steps for every partition of every table and the raw zone; recovery rolls an
 //!   interrupted commit forward (or back) so the lake is the whole old or new state.
 //! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
-//!   interrupted run, publishing through [`commit`].
+//!   interrupted run; the writer thread and its one batch type ([`run::writer`]); log rows
+//!   per partition and value-issue reporting ([`run::rows`]); quarantine
+//!   ([`run::quarantine`]); the commit's changes and the summary part both commands write
+//!   alike ([`run::summary`]); publishing (partitions, state, manifest) through [`commit`].
 //! - [`raw`]: the raw landing zone (`<raw>/<stream>/dt=…/*.jsonl.zst`): what Graph returned,
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
-//! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
+//! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core: a
+//!   reader thread cutting raw files into chunks, parse-and-flatten workers, the run's writer.
 //! - [`locations`]: whether two locations (the lake and the raw zone) overlap, compared
 //!   after normalising paths and URLs.
 //! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
@@ -49,8 +53,9 @@
 //! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
 //!   nightly runs (`_state.json`: the exported range per stream, the quarantined records to
 //!   fetch again), from which a run without a window plans its own.
-//! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
-//!   concurrency and bounded memory, and the run summary.
+//! - [`export`]: the export run: window → Graph → flatten → the run's writer, with bounded
+//!   concurrency and bounded memory, and its summary; what a run covers (`export::scope`),
+//!   fetching call records and log streams (`export::call_records`, `export::logs`).
 //! - [`progress`]: progress reporting for terminals and for logs.
 //! - [`emulator`]: an embedded Microsoft Graph look-alike over a deterministic synthetic
 //!   tenant, for out-of-the-box runs and tests.
@@ -58,7 +63,7 @@
 //! # Data flow
 //!
 //! ```text
-//! CLI + config ─► Settings ─► pipeline::export
+//! CLI + config ─► Settings ─► export::export            (reflatten::reflatten: raw zone ─► workers)
 //!                                 │ run::Run::begin: lock _lock; finish an interrupted commit (_commits/);
 //!                                 │   read _state.json (window of a nightly run, quarantined records)
 //!                                 │ call_records: list callRecords in [from, to)       (graph + streams)
@@ -71,9 +76,9 @@
 //!                                 ▼
 //!                             flatten (schema-driven, privacy applied) ─► RecordBatch per (table, dt)
 //!                                 ▼  bounded channel
-//!                             sink (writer thread): staged Parquet (+ raw zone lines), fsynced
+//!                             run::writer (writer thread) ─► sink: staged Parquet (+ raw zone lines), fsynced
 //!                                 ▼  only when every record was fetched (or skipped/quarantined)
-//!                             commit: journal ─► switch every partition (raw zone, then tables)
+//!                             run::Run::publish ─► commit: journal ─► switch every partition (raw zone, then tables)
 //!                                     ─► _state.json, _manifests/<run>.json ─► clean up
 //! ```
 
@@ -84,10 +89,10 @@ pub mod config;
 pub mod ddl;
 pub mod emulator;
 pub mod exit;
+pub mod export;
 pub mod flatten;
 pub mod graph;
 pub mod locations;
-pub mod pipeline;
 pub mod privacy;
 pub mod progress;
 pub mod raw;

@@ -3,14 +3,14 @@
 //! request costs quoted come from the page sizes of [`crate::streams`]. Knows nothing of
 //! how a run is done.
 
-use crate::pipeline::{self, ExportPlan, RunSummary};
+use crate::export::{self, ExportPlan, RunSummary};
 use crate::reflatten::{ReflattenPlan, ReflattenSummary};
 use crate::streams::{call_records, logs};
 
 /// What a dry run prints: the plan, without fetching or writing anything.
 pub fn plan(plan: &ExportPlan) -> String {
-    let stream_windows = pipeline::stream_windows(plan, chrono::Utc::now());
-    let partitions = pipeline::partitions_to_replace(&stream_windows);
+    let stream_windows = export::stream_windows(plan, chrono::Utc::now());
+    let partitions = export::partitions_to_replace(&stream_windows);
     let mut text = format!(
         "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
         plan.window, plan.output, plan.api_version
@@ -81,7 +81,7 @@ pub fn export_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
         "  {:<30} {:>10} {:>6} {:>12}\n",
         "table", "rows", "files", "bytes"
     ));
-    for (table, totals) in &summary.tables {
+    for (table, totals) in &summary.published.tables {
         text.push_str(&format!(
             "  {:<30} {:>10} {:>6} {:>12}\n",
             table, totals.rows, totals.files, totals.bytes
@@ -91,7 +91,7 @@ pub fn export_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     text.push_str(&format!(
         "  partitions replaced: {}\n  requests: {} ({} retries, {} throttled with 429, {:.1} s waited on retries, \
          {:.1} s paced under Graph's limits)\n",
-        summary.partitions_replaced.len(),
+        summary.published.partitions_replaced.len(),
         requests.requests,
         requests.retries,
         requests.throttled,
@@ -105,8 +105,11 @@ pub fn export_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
     ));
     text.push_str(&format!(
         "  records rejected (quarantined in {}): {}{}\n",
-        plan.output
-            .display_path(&format!("{}/{}", pipeline::REJECTED_DIR, summary.run_id)),
+        plan.output.display_path(&format!(
+            "{}/{}",
+            crate::run::quarantine::REJECTED_DIR,
+            summary.run_id
+        )),
         summary.records_rejected.len(),
         list(&mut summary.records_rejected.iter().map(|r| r.id.as_str()))
     ));
@@ -144,7 +147,7 @@ pub fn reflatten_summary(summary: &ReflattenSummary, plan: &ReflattenPlan) -> St
         summary.elapsed_seconds,
         summary.run_id
     );
-    for (table, totals) in &summary.tables {
+    for (table, totals) in &summary.published.tables {
         text.push_str(&format!(
             "  {:<24} {:>10} {:>6} {:>12}\n",
             table, totals.rows, totals.files, totals.bytes
@@ -152,7 +155,7 @@ pub fn reflatten_summary(summary: &ReflattenSummary, plan: &ReflattenPlan) -> St
     }
     text.push_str(&format!(
         "  partitions replaced: {}\n  left out (outside the window): {}\n",
-        summary.partitions_replaced.len(),
+        summary.published.partitions_replaced.len(),
         summary.objects_outside_window
     ));
     text

@@ -16,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Int64Array, RecordBatch};
 use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
-use callrecords_etl::pipeline::{self, ExportPlan, RunSummary};
+use callrecords_etl::export::{self, ExportPlan, RunSummary};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
@@ -49,7 +49,7 @@ async fn export(
         full,
     };
     let progress = Progress::new(ProgressMode::Hidden);
-    pipeline::export(
+    export::export(
         &support::emulator_client(emulator),
         &plan,
         &progress,

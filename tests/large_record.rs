@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use callrecords_etl::emulator::{self, EmulatorConfig, Tenant};
+use callrecords_etl::export::{self, ExportPlan};
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
-use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output;
 use callrecords_etl::streams::StreamKind;
@@ -97,7 +97,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
         full: false,
     };
     let progress = Progress::new(ProgressMode::Hidden);
-    let summary = pipeline::export(
+    let summary = export::export(
         &support::emulator_client(&emulator),
         &plan,
         &progress,

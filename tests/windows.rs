@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 
 use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
-use callrecords_etl::pipeline::{self, ExportPlan};
+use callrecords_etl::export::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output as Zone;
 use callrecords_etl::streams::StreamKind;
@@ -246,7 +246,7 @@ async fn export_in_process(emulator: &RunningEmulator, lake: &Path, window: Wind
         full: false,
     };
     let progress = Progress::new(ProgressMode::Hidden);
-    pipeline::export(&client, &plan, &progress, &CancellationToken::new())
+    export::export(&client, &plan, &progress, &CancellationToken::new())
         .await
         .unwrap();
 }

@@ -1,9 +1,23 @@
 //! The lifecycle every command that writes the lake shares (`export`, `reflatten`): a run
 //! id, the lake's lock, finishing what an interrupted run left (its commit, its staging),
-//! and publishing through one run-wide [`commit`].
+//! the writer thread that stages the run's files ([`writer`]), the rows on their way to it
+//! ([`rows`]), records set aside ([`quarantine`]), and publishing the staged partitions,
+//! the state and the manifest ([`summary`]) through one run-wide [`commit`].
 //!
-//! May touch: the lake's `_lock`, `_commits/`, `_staging/`, and the raw zone's `_staging/`.
-//! Knows nothing of Graph, of the tables' content or of Parquet.
+//! ```text
+//! Run::begin ─► Run::writer ─► (the command sends rows to Batches) ─► Run::staged ─► Staged
+//!            ─► Staged::changes ─► Run::publish (journal, partitions, files, manifest)
+//!            └► on a failure: Run::discard (Run::writer and Run::staged do it themselves;
+//!               the command discards its Quarantine)
+//! ```
+//!
+//! May touch: the lake's `_lock`, `_commits/`, `_staging/`, `_rejected/`, `_manifests/`,
+//! and the raw zone's `_staging/`. Knows nothing of Graph or of raw input.
+
+pub mod quarantine;
+pub mod rows;
+pub mod summary;
+pub mod writer;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -12,10 +26,14 @@ use crate::commit::{self, CommitError, FileChange, Journal, Recovered, ZoneChang
 use crate::sink;
 use crate::sink::store::Output;
 use crate::state::RunLock;
+use writer::{Batches, Staged, Writer};
 
 /// Where a run notes, in its own staging, that it started: a killed run's staging is then
 /// found in the lake even before it staged a file, and with it the run's raw-zone staging.
 const RUN_NOTE: &str = "_run.json";
+
+/// What a failed run says after why it failed.
+pub const NOT_PUBLISHED: &str = "nothing was published; the lake is as it was before this run";
 
 /// A run holding the lake's lock.
 pub struct Run {
@@ -50,13 +68,16 @@ impl Run {
         })
     }
 
-    /// Publishes the run: every partition of `zones` and every file of `files`, together.
-    /// On an error nothing was published (the commit rolled back).
+    /// Publishes the run: every partition of `zones`, every file of `files` and the
+    /// manifest `_manifests/<run_id>.json` holding `summary`, together. On an error nothing
+    /// was published (the commit rolled back).
     pub async fn publish(
         &self,
         zones: Vec<ZoneChange>,
-        files: Vec<FileChange>,
+        mut files: Vec<FileChange>,
+        summary: &impl serde::Serialize,
     ) -> Result<(), CommitError> {
+        files.push(self.manifest(summary));
         let lake_root = commit::zone_root(&self.lake);
         let zones = zones
             .into_iter()
@@ -75,6 +96,39 @@ impl Run {
         commit::commit(&self.lake, journal, &known).await
     }
 
+    /// Starts the run's writer thread (see `Writer::start`); on an error the run's staging
+    /// is removed.
+    pub async fn writer(
+        &self,
+        fingerprint: &str,
+        queue: usize,
+    ) -> anyhow::Result<(Writer, Batches)> {
+        let started = Writer::start(self, fingerprint, queue);
+        if started.is_err() {
+            self.discard().await;
+        }
+        started
+    }
+
+    /// Waits for `writer` (every sender dropped) and returns what it staged with what the
+    /// command's own `work` returned, when both succeeded; otherwise removes the run's
+    /// staging and returns the error (a write error first: it is why the work stopped).
+    pub async fn staged<T>(
+        &self,
+        writer: Writer,
+        work: anyhow::Result<T>,
+    ) -> anyhow::Result<(T, Staged)> {
+        let written = writer.finish();
+        let error = match (work, written) {
+            (Ok(work), Ok(Ok(staged))) => return Ok((work, staged)),
+            (_, Err(panicked)) => panicked,
+            (_, Ok(Err(error))) => anyhow::Error::new(error).context(NOT_PUBLISHED),
+            (Err(error), Ok(Ok(_))) => error,
+        };
+        self.discard().await;
+        Err(error)
+    }
+
     /// Removes the run's staging in the lake and the raw zone (a run that will not publish).
     pub async fn discard(&self) {
         for zone in std::iter::once(&self.lake).chain(&self.raw) {
@@ -84,7 +138,7 @@ impl Run {
     }
 
     /// The manifest of the run, as the commit writes it.
-    pub fn manifest(&self, summary: &impl serde::Serialize) -> FileChange {
+    fn manifest(&self, summary: &impl serde::Serialize) -> FileChange {
         FileChange {
             path: format!("_manifests/{}.json", self.id),
             before: None,

@@ -1,0 +1,337 @@
+//! The reader thread of `reflatten`: finds the raw files of each stream and cuts them into
+//! chunks of whole lines for the workers (plain local files mapped into memory, the others
+//! read into pooled buffers).
+//!
+//! May touch: raw files and objects (reading). Knows nothing of JSON or of the tables.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use anyhow::Context;
+
+use crate::raw::RawInput;
+use crate::sink::store::Output;
+use crate::streams::StreamKind;
+
+/// Lines are handed to the workers in chunks of about this many bytes.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Lines of one raw file, for a worker.
+pub(super) struct Chunk {
+    pub stream: StreamKind,
+    file: Arc<RawInput>,
+    /// Where the chunk starts in its (decompressed) file. Line numbers are counted from
+    /// here only for a message: counting every chunk's lines would cost the reader time.
+    offset: u64,
+    pub bytes: ChunkBytes,
+}
+
+/// Where a chunk's lines are.
+pub(super) enum ChunkBytes {
+    /// Read into a buffer of the pool (a compressed file, decompressed).
+    Read(Vec<u8>),
+    /// A range of a plain file mapped into memory: parsed in place, never copied.
+    Mapped(MappedRange),
+}
+
+impl ChunkBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Read(buffer) => buffer,
+            ChunkBytes::Mapped(mapped) => &mapped.map[mapped.range.clone()],
+        }
+    }
+}
+
+/// Lines of a mapped file. When the chunk is done with, its pages leave the process's
+/// memory (they stay in the page cache): mapped pages count as the process's own while
+/// they are mapped, and a whole file's would make memory grow with the input.
+pub(super) struct MappedRange {
+    map: Arc<memmap2::Mmap>,
+    range: Range<usize>,
+}
+
+impl Drop for MappedRange {
+    fn drop(&mut self) {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        // Only the pages that lie wholly within this chunk: those at its ends may hold the
+        // neighbouring chunks' lines, which other workers may still be reading.
+        let start = self.range.start.next_multiple_of(page);
+        let end = self.range.end / page * page;
+        if start < end {
+            // SAFETY: the map is shared and read-only, so dropped pages read back from the
+            // file unchanged, and nothing borrows these pages: they hold only this
+            // chunk's lines, whose last reader is going away.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+}
+
+impl Chunk {
+    /// `path line N` for the line that starts `within` bytes into the chunk.
+    pub fn line_at(&self, within: usize) -> String {
+        let before_chunk = self.file.count_lines(self.offset);
+        let line = before_chunk.map(|lines| {
+            let before = &self.bytes.as_slice()[..within];
+            lines + memchr::memchr_iter(b'\n', before).count() as u64 + 1
+        });
+        match line {
+            Ok(line) => format!("{} line {line}", self.file),
+            Err(_) => format!("{} at byte {}", self.file, self.offset + within as u64),
+        }
+    }
+}
+
+/// The raw files of each stream: `<raw>/<stream>/…` holds that stream's files; a folder
+/// without stream folders (or a single file) holds call records.
+pub(super) async fn find_inputs(
+    raw: &Output,
+    wanted: Option<&[StreamKind]>,
+) -> anyhow::Result<BTreeMap<StreamKind, Vec<RawInput>>> {
+    let list = |relative: &'static str| async move {
+        RawInput::list(raw, relative)
+            .await
+            .context("cannot read the raw zone")
+    };
+    let zone: Vec<StreamKind> = match raw {
+        Output::Local(root) => StreamKind::ALL
+            .into_iter()
+            .filter(|stream| root.join(stream.name()).is_dir())
+            .collect(),
+        Output::Object(object) => {
+            let folders = object
+                .list_folders("")
+                .await
+                .context("cannot read the raw zone")?;
+            StreamKind::ALL
+                .into_iter()
+                .filter(|stream| folders.iter().any(|f| f == stream.name()))
+                .collect()
+        }
+    };
+    let mut inputs = BTreeMap::new();
+    if zone.is_empty() {
+        let files = list("").await?;
+        if !files.is_empty() {
+            inputs.insert(StreamKind::CallRecords, files);
+        }
+    }
+    for stream in zone {
+        if wanted.is_none_or(|wanted| wanted.contains(&stream)) {
+            let files = list(stream.name()).await?;
+            if !files.is_empty() {
+                inputs.insert(stream, files);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// The reader thread: every file's lines, in chunks of whole lines, to the workers. Plain
+/// files go in place ([`send_mapped`]); the buffers of decompressed chunks come back from
+/// the workers through `spent`, so reading allocates (and the kernel zeroes) no new memory
+/// once a few are in circulation. Returns the files and JSON bytes read.
+pub(super) fn read_chunks(
+    files: &[(StreamKind, RawInput)],
+    chunks: SyncSender<Chunk>,
+    spent: Receiver<Vec<u8>>,
+    failed: &AtomicBool,
+) -> anyhow::Result<(u64, u64)> {
+    let mut bytes_read = 0u64;
+    for (stream, input) in files {
+        let file = Arc::new(input.clone());
+        if let Some(path) = input.plain_local_path() {
+            let sent = send_mapped(*stream, path, &file, &chunks, failed)?;
+            match sent {
+                Some(bytes) => bytes_read += bytes,
+                None => return Ok((0, 0)),
+            }
+            continue;
+        }
+        let mut source = input
+            .open_lines()
+            .with_context(|| format!("cannot open {input}"))?;
+        // The start of a line that the previous chunk's end cut off.
+        let mut carry = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let mut bytes = spent
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
+            bytes.clear();
+            bytes.append(&mut carry);
+            let complete = loop {
+                let wanted = (CHUNK_BYTES.max(bytes.len() + 1) - bytes.len()) as u64;
+                let read = (&mut source)
+                    .take(wanted)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("cannot read {input} after byte {offset}"))?;
+                if (read as u64) < wanted {
+                    break true;
+                }
+                // Whole lines only: the rest goes to the next chunk. A line longer than a
+                // chunk makes the chunk longer.
+                if let Some(end) = memchr::memrchr(b'\n', &bytes) {
+                    carry.extend_from_slice(&bytes[end + 1..]);
+                    bytes.truncate(end + 1);
+                    break false;
+                }
+            };
+            if bytes.is_empty() {
+                break;
+            }
+            let length = bytes.len() as u64;
+            bytes_read += length;
+            let chunk = Chunk {
+                stream: *stream,
+                file: file.clone(),
+                offset,
+                bytes: ChunkBytes::Read(bytes),
+            };
+            offset += length;
+            // A worker that failed hung up or set `failed`; it reports why.
+            if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
+                return Ok((0, 0));
+            }
+            if complete {
+                break;
+            }
+        }
+    }
+    Ok((files.len() as u64, bytes_read))
+}
+
+/// Hands the lines of the plain file `path` to the workers in place: the file is mapped
+/// into memory and cut into chunks of whole lines. Returns the bytes sent, or None when a
+/// worker stopped (it reports why).
+fn send_mapped(
+    stream: StreamKind,
+    path: &Path,
+    input: &Arc<RawInput>,
+    chunks: &SyncSender<Chunk>,
+    failed: &AtomicBool,
+) -> anyhow::Result<Option<u64>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let length = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if length == 0 {
+        // Nothing to map (and an empty mapping is refused on some systems).
+        return Ok(Some(0));
+    }
+    // SAFETY: raw files are written once, published by rename and never changed after;
+    // a file cut short while it is read would stop the process (SIGBUS), never feed it
+    // other bytes. The map lives as long as the last chunk that points into it.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    // Read front to back once: the kernel may read ahead and drop pages behind.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let map = Arc::new(map);
+    let mut start = 0;
+    while start < map.len() {
+        let wanted = (start + CHUNK_BYTES).min(map.len());
+        // Whole lines only: the chunk ends after the first line end from `wanted` on.
+        let end = memchr::memchr(b'\n', &map[wanted..]).map_or(map.len(), |at| wanted + at + 1);
+        let chunk = Chunk {
+            stream,
+            file: input.clone(),
+            offset: start as u64,
+            bytes: ChunkBytes::Mapped(MappedRange {
+                map: map.clone(),
+                range: start..end,
+            }),
+        };
+        if failed.load(Ordering::Relaxed) || chunks.send(chunk).is_err() {
+            return Ok(None);
+        }
+        start = end;
+    }
+    Ok(Some(map.len() as u64))
+}
+
+/// The lines of `text`, as `text.split('\n')` gives them but split with the SIMD `memchr`,
+/// which `str::split` does not use (public for `cargo bench --bench stages`).
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text.as_bytes())
+        .chain(std::iter::once(text.len()))
+        .map(move |end| {
+            // Both ends are at a `\n` or at the end: char boundaries.
+            let line = &text[start..end];
+            start = end + 1;
+            line
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+
+    /// The chunks `send_mapped` makes of a file holding `content`.
+    fn mapped_chunks(content: &[u8]) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lines.jsonl");
+        std::fs::write(&path, content).unwrap();
+        let (sender, receiver) = sync_channel(64);
+        let sent = send_mapped(
+            StreamKind::CallRecords,
+            &path,
+            &Arc::new(RawInput::Local(path.clone())),
+            &sender,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(sent.unwrap(), Some(content.len() as u64));
+        drop(sender);
+        receiver
+            .iter()
+            .map(|chunk| {
+                let bytes = chunk.bytes.as_slice().to_vec();
+                let offset = usize::try_from(chunk.offset).unwrap();
+                assert_eq!(&content[offset..offset + bytes.len()], bytes.as_slice());
+                bytes
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mapped_files_are_cut_into_chunks_of_whole_lines() {
+        let line = |n: usize| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(n % 997));
+        let mut content: Vec<u8> = (0..30_000).flat_map(|n| line(n).into_bytes()).collect();
+        assert!(content.len() > 2 * CHUNK_BYTES);
+        let chunks = mapped_chunks(&content);
+        assert!(chunks.len() >= 3);
+        assert!(chunks.iter().all(|c| c.ends_with(b"\n")));
+        assert_eq!(chunks.concat(), content);
+        // No line end at the very end: the last chunk ends with the last line all the same.
+        content.extend_from_slice(b"{\"last\":true}");
+        assert_eq!(mapped_chunks(&content).concat(), content);
+        assert!(mapped_chunks(b"").is_empty());
+    }
+
+    #[test]
+    fn lines_split_like_str_split() {
+        for text in ["", "a", "a\n", "a\nb", "\n\n{\"x\":\"é\"}\r\n", "é\nü\n\n"] {
+            assert_eq!(
+                lines(text).collect::<Vec<_>>(),
+                text.split('\n').collect::<Vec<_>>(),
+                "{text:?}"
+            );
+        }
+    }
+}

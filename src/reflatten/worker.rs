@@ -1,0 +1,204 @@
+//! A parse-and-flatten thread of `reflatten`: takes chunks of raw lines, places each object
+//! by its own time and flattens it into its own builders per partition, and sends them to
+//! the run's writer when they hold [`WORKER_MAX_ROWS`] rows, and at the end.
+//!
+//! Knows nothing of where the lines come from or where the rows go.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+
+use super::reader::{Chunk, ChunkBytes, lines};
+use crate::flatten::call_records::{self as flatten_calls, CallRecordTables, RecordParser};
+use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
+use crate::privacy::Privacy;
+use crate::raw;
+use crate::run::rows::{self, LogRows};
+use crate::run::writer::Batches;
+use crate::streams::StreamKind;
+use crate::window::Window;
+
+/// Rows one worker holds in all its builders together before it sends them all to the
+/// writer: batches of a few thousand rows per table write about as fast as larger ones,
+/// and more would only hold memory (measured in BENCHMARKS.md).
+pub const WORKER_MAX_ROWS: usize = 32 * 1024;
+
+/// A worker's counts.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub objects: u64,
+    pub outside_window: u64,
+    pub value_issues: u64,
+    pub days: BTreeSet<(StreamKind, NaiveDate)>,
+}
+
+impl Counts {
+    /// Adds another worker's counts.
+    pub fn add(&mut self, other: Counts) {
+        self.objects += other.objects;
+        self.outside_window += other.outside_window;
+        self.value_issues += other.value_issues;
+        self.days.extend(other.days);
+    }
+}
+
+/// One parse-and-flatten thread with its own builders per partition.
+pub(super) struct Worker<'a> {
+    privacy: &'a Privacy,
+    window: Option<Window>,
+    batches: Batches,
+    calls: BTreeMap<NaiveDate, CallRecordTables>,
+    logs: BTreeMap<StreamKind, LogRows<'a>>,
+    issues: Vec<FlattenIssue>,
+    counts: Counts,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(privacy: &'a Privacy, window: Option<Window>, batches: Batches) -> Self {
+        Worker {
+            privacy,
+            window,
+            batches,
+            calls: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            issues: Vec::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Flattens the chunks it takes from `chunks` until there are none, and hands the
+    /// buffers of read chunks back through `spent`.
+    pub fn run(
+        mut self,
+        chunks: &Mutex<Receiver<Chunk>>,
+        spent: &SyncSender<Vec<u8>>,
+    ) -> anyhow::Result<Counts> {
+        // Kept from chunk to chunk, so parsing allocates nothing once its buffers have grown.
+        let mut idle_parser = Some(RecordParser::<'static>::default());
+        loop {
+            let next = chunks.lock().expect("no worker panics holding it").recv();
+            let Ok(chunk) = next else { break };
+            let bytes = chunk.bytes.as_slice();
+            let text = simdutf8::compat::from_utf8(bytes).map_err(|error| {
+                let line_start =
+                    memchr::memrchr(b'\n', &bytes[..error.valid_up_to()]).map_or(0, |end| end + 1);
+                anyhow::anyhow!(
+                    "{}: not UTF-8 text (JSON lines must be UTF-8)",
+                    chunk.line_at(line_start)
+                )
+            })?;
+            let mut parser = idle_parser
+                .take()
+                .expect("put back after each chunk")
+                .recycle();
+            for line in lines(text) {
+                if !line.trim_ascii().is_empty() {
+                    self.object(&mut parser, chunk.stream, line)
+                        .with_context(|| {
+                            // `line` lies within `text`: its start is its distance from text's.
+                            chunk.line_at(line.as_ptr() as usize - text.as_ptr() as usize)
+                        })?;
+                }
+            }
+            idle_parser = Some(parser.recycle());
+            // A full pool only means enough buffers circulate already.
+            if let ChunkBytes::Read(buffer) = chunk.bytes {
+                let _ = spent.try_send(buffer);
+            }
+            if self.buffered_rows() >= WORKER_MAX_ROWS {
+                self.flush()?;
+            }
+        }
+        self.flush()?;
+        Ok(self.counts)
+    }
+
+    /// Places and flattens one raw line.
+    fn object<'line>(
+        &mut self,
+        parser: &mut RecordParser<'line>,
+        stream: StreamKind,
+        line: &'line str,
+    ) -> anyhow::Result<()> {
+        let Some(log) = stream.log() else {
+            let record = parser.parse(line).context("not a JSON object")?;
+            let (_, start) = flatten_calls::identify_item(record)?;
+            if !self.keeps(start) {
+                return Ok(());
+            }
+            let dt = start.date_naive();
+            let privacy = self.privacy;
+            let tables = self
+                .calls
+                .entry(dt)
+                .or_insert_with(|| CallRecordTables::new(privacy));
+            flatten_calls::flatten_item(record, tables, &mut self.issues)?;
+            return self.placed(stream, dt);
+        };
+        let object: Value = serde_json::from_str(line).context("not a JSON object")?;
+        let (time, context) = match log.row_time(&object) {
+            Some(time) => (time.map_err(anyhow::Error::msg)?, RowContext::default()),
+            None => {
+                let range = raw::report_range(&object).map_err(anyhow::Error::msg)?;
+                let context = RowContext {
+                    report_from: range.from.timestamp_micros(),
+                    report_to: range.to.timestamp_micros(),
+                    ..RowContext::default()
+                };
+                (range.from, context)
+            }
+        };
+        if !self.keeps(time) {
+            return Ok(());
+        }
+        let dt = time.date_naive();
+        let privacy = self.privacy;
+        let context = RowContext {
+            call_id: log.row_id(&object).unwrap_or_default(),
+            ..context
+        };
+        self.logs
+            .entry(stream)
+            .or_insert_with(|| LogRows::new(stream, privacy))
+            .append(dt, &object, &context, &mut self.issues);
+        self.placed(stream, dt)
+    }
+
+    fn keeps(&mut self, time: DateTime<Utc>) -> bool {
+        let keep = self.window.is_none_or(|window| window.contains(time));
+        if !keep {
+            self.counts.outside_window += 1;
+        }
+        keep
+    }
+
+    fn placed(&mut self, stream: StreamKind, dt: NaiveDate) -> anyhow::Result<()> {
+        self.counts.objects += 1;
+        self.counts.days.insert((stream, dt));
+        rows::report_issues(&mut self.issues, &mut self.counts.value_issues);
+        Ok(())
+    }
+
+    fn buffered_rows(&mut self) -> usize {
+        self.builders().map(|(_, builder)| builder.len()).sum()
+    }
+
+    fn builders(&mut self) -> impl Iterator<Item = (NaiveDate, &mut TableBuilder)> {
+        let calls = self
+            .calls
+            .iter_mut()
+            .flat_map(|(dt, tables)| tables.builders_mut().map(|builder| (*dt, builder)));
+        let logs = self.logs.values_mut().flat_map(LogRows::builders);
+        calls.chain(logs)
+    }
+
+    /// Sends the rows of every table to the writer.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let batches = self.batches.clone();
+        batches.send_full_blocking(self.builders(), 1)
+    }
+}

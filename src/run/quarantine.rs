@@ -1,0 +1,134 @@
+//! Quarantine: records a run could not read, kept aside instead of exported, in
+//! `<lake>/_rejected/<run_id>/<stream>.jsonl`, and listed in the run's summary.
+//!
+//! May touch: the run's folder under the lake's `_rejected/`.
+//! Knows nothing of Graph (it is handed what was received) or of the tables.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::redact::redact;
+use crate::sink;
+use crate::sink::store::Output;
+use crate::streams::StreamKind;
+
+/// Where quarantined records go: `<out>/_rejected/<run_id>/<stream>.jsonl`.
+pub const REJECTED_DIR: &str = "_rejected";
+
+/// A record that could not be read and was quarantined instead of exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedRecord {
+    pub stream: String,
+    pub id: String,
+    pub url: String,
+    pub error: String,
+}
+
+/// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
+/// object per record with its id, the URL, the error and the body as received. Each record
+/// is durable before the run goes on: appended and synced on disk, or the whole file put
+/// again on an object store (which cannot append; rejected records are few).
+pub struct Quarantine {
+    output: Output,
+    /// `_rejected/<run_id>`, relative to the output root.
+    dir: String,
+    files: BTreeMap<&'static str, QuarantineFile>,
+    rejected: Vec<RejectedRecord>,
+}
+
+enum QuarantineFile {
+    Local(File),
+    Object(Vec<u8>),
+}
+
+impl Quarantine {
+    pub fn new(out: &Output, run_id: &str) -> Self {
+        Quarantine {
+            output: out.clone(),
+            dir: format!("{REJECTED_DIR}/{run_id}"),
+            files: BTreeMap::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Quarantines one record, durably, and logs why.
+    pub async fn reject(
+        &mut self,
+        stream: StreamKind,
+        id: &str,
+        url: &str,
+        error: &str,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        // What a server sent back may quote a token or a signed URL.
+        let (url, error, body) = (&*redact(url, &[]), &*redact(error, &[]), redact(body, &[]));
+        let dir = self.output.display_path(&self.dir);
+        tracing::error!(
+            stream = stream.name(),
+            id,
+            url,
+            "Record {id} could not be read ({error}); quarantined in {dir} and left out of the tables."
+        );
+        let relative = format!("{}/{}.jsonl", self.dir, stream.name());
+        let file = match self.files.entry(stream.name()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(match &self.output {
+                Output::Local(root) => QuarantineFile::Local(
+                    sink::create_private_file(&root.join(&relative))
+                        .with_context(|| format!("cannot quarantine record {id}"))?,
+                ),
+                Output::Object(_) => QuarantineFile::Object(Vec::new()),
+            }),
+        };
+        let line = json!({"id": id, "url": url, "error": error, "body": body});
+        match (file, &self.output) {
+            (QuarantineFile::Local(file), _) => writeln!(file, "{line}")
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot quarantine record {id} in {dir}"))?,
+            (QuarantineFile::Object(lines), Output::Object(object)) => {
+                writeln!(lines, "{line}").expect("writing to memory");
+                object
+                    .put(
+                        &relative,
+                        lines.clone().into(),
+                        object_store::PutMode::Overwrite,
+                    )
+                    .await
+                    .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
+            }
+            (QuarantineFile::Object(_), Output::Local(_)) => unreachable!("opened for the output"),
+        }
+        self.rejected.push(RejectedRecord {
+            stream: stream.name().into(),
+            id: id.into(),
+            url: url.into(),
+            error: error.into(),
+        });
+        Ok(())
+    }
+
+    /// The records quarantined so far.
+    pub fn rejected(&self) -> &[RejectedRecord] {
+        &self.rejected
+    }
+
+    /// A run that publishes nothing keeps no quarantine either: its rerun fetches again.
+    pub async fn discard(self) {
+        if self.files.is_empty() {
+            return;
+        }
+        match &self.output {
+            Output::Local(root) => {
+                let _ = std::fs::remove_dir_all(root.join(&self.dir));
+            }
+            Output::Object(object) => {
+                let _ = object.delete_all(&self.dir).await;
+            }
+        }
+    }
+}
