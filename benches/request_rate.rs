@@ -15,7 +15,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use callrecords_etl::emulator::{self, EmulatorConfig, Limits};
+use callrecords_emulator::{self as emulator, EmulatorConfig, Limits};
 use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};

@@ -14,7 +14,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Settings};
 use crate::ddl::{self, Dialect};
-use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::graph::{ClientSettings, GraphClient, Secret};
 use crate::locations::{self, Overlap};
@@ -28,6 +27,7 @@ use crate::sink::store::Output;
 use crate::state::{self, ExportState};
 use crate::streams::StreamKind;
 use crate::window::{self, Window};
+use callrecords_emulator::{self as emulator, EmulatorConfig};
 use tokio_util::sync::CancellationToken;
 
 const EXPORT_EXAMPLES: &str = "\
@@ -812,12 +812,11 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
     };
     emulator::serve_until_shutdown(config, args.listen, shutdown)
         .await
-        .map_err(|error| {
-            if error.to_string().contains("loopback") {
-                anyhow::Error::new(Failure::usage(describe(&error)))
-            } else {
-                error
+        .map_err(|error| match error {
+            emulator::StartError::NotLoopback(_) => {
+                anyhow::Error::new(Failure::usage(error.to_string()))
             }
+            error => anyhow::Error::new(error),
         })?;
     Ok(Exit::Success)
 }

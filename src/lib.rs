@@ -48,8 +48,9 @@
 //! - [`pipeline`]: the export run: window → Graph → flatten → sink, with bounded
 //!   concurrency and bounded memory, and the run summary.
 //! - [`progress`]: progress reporting for terminals and for logs.
-//! - [`emulator`]: an embedded Microsoft Graph look-alike over a deterministic synthetic
-//!   tenant, for out-of-the-box runs and tests.
+//! - The embedded Microsoft Graph look-alike over a deterministic synthetic tenant, for
+//!   out-of-the-box runs (`export --emulator`, `emulator`) and tests, is its own crate:
+//!   [`callrecords_emulator`] (`crates/emulator`), which knows nothing of this one.
 //!
 //! # Data flow
 //!
@@ -77,7 +78,6 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod ddl;
-pub mod emulator;
 pub mod exit;
 pub mod flatten;
 pub mod graph;

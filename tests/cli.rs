@@ -9,7 +9,7 @@ use support::{binary, days_ago, stderr};
 
 use std::process::Output;
 
-use callrecords_etl::emulator::Tenant;
+use callrecords_emulator::Tenant;
 use callrecords_etl::schema;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -44,7 +44,7 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     // The emulator's tenant is deterministic: compare against its own records.
     let tenant = Tenant::new(
         42,
-        callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
+        callrecords_emulator::EmulatorConfig::default().calls_per_day,
     );
     let listed = tenant.list(at(&from), at(&to));
     let records: Vec<Value> = listed
@@ -268,7 +268,7 @@ fn a_partial_day_window_exports_exactly_its_calls() {
     );
     let tenant = Tenant::new(
         42,
-        callrecords_etl::emulator::EmulatorConfig::default().calls_per_day,
+        callrecords_emulator::EmulatorConfig::default().calls_per_day,
     );
     let expected = tenant.list(at(&from), at(&to));
     let calls = support::read_table(lake.path(), "call_records");
@@ -379,15 +379,12 @@ async fn the_standalone_emulator_serves_a_pipeline_until_stopped() {
     let client = reqwest::Client::new();
     let token_url = format!(
         "{base}/{}/oauth2/v2.0/token",
-        callrecords_etl::emulator::DEFAULT_TENANT_ID
+        callrecords_emulator::DEFAULT_TENANT_ID
     );
     let form = [
         ("grant_type", "client_credentials"),
-        ("client_id", callrecords_etl::emulator::DEFAULT_CLIENT_ID),
-        (
-            "client_secret",
-            callrecords_etl::emulator::DEFAULT_CLIENT_SECRET,
-        ),
+        ("client_id", callrecords_emulator::DEFAULT_CLIENT_ID),
+        ("client_secret", callrecords_emulator::DEFAULT_CLIENT_SECRET),
         ("scope", &format!("{base}/.default")),
     ];
     let mut response = None;

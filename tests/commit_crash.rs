@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
 use callrecords_etl::sink::store::Output as Zone;
 use support::{CALL_TABLES, days_ago, stderr};
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator, Tenant};
+use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator, Tenant};
 use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::Value;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use callrecords_etl::emulator::{
-    self, EmulatorConfig, FaultCounts, FaultKind, Faults, Limits, Rate, RunningEmulator, Tenant,
+use callrecords_emulator::{
+    self as emulator, EmulatorConfig, FaultCounts, FaultKind, Faults, Limits, Rate, RunningEmulator, Tenant,
 };
 use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode};

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use callrecords_etl::emulator::{
-    self, ApiVersion, EmulatorConfig, LogFunction, LogTenant, RunningEmulator, Tenant,
+use callrecords_emulator::{
+    self as emulator, ApiVersion, EmulatorConfig, LogFunction, LogTenant, RunningEmulator, Tenant,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Client, StatusCode};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Int64Array, RecordBatch};
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
+use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::pipeline::{self, ExportPlan, RunSummary};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::streams::StreamKind;

@@ -10,7 +10,7 @@ use support::CALL_TABLES;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use callrecords_etl::emulator::{self, EmulatorConfig, Tenant};
+use callrecords_emulator::{self as emulator, EmulatorConfig, Tenant};
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
 use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};

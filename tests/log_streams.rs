@@ -9,7 +9,7 @@ use support::date_days_ago as days_ago;
 use std::collections::BTreeMap;
 
 use assert_cmd::Command;
-use callrecords_etl::emulator::{ApiVersion, EmulatorConfig, LogFunction, LogTenant};
+use callrecords_emulator::{ApiVersion, EmulatorConfig, LogFunction, LogTenant};
 use serde_json::Value;
 
 /// The table and the id column of each row-level log function.

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
 use callrecords_etl::sink::store::Output as Zone;
 use chrono::{Days, Utc};
 use futures::TryStreamExt;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
-use callrecords_etl::emulator::{self, EmulatorConfig};
+use callrecords_emulator::{self as emulator, EmulatorConfig};
 
 /// A config file pointing at `base_url` (an emulator or a test server).
 fn write_config(dir: &Path, base_url: &str) -> PathBuf {

@@ -224,7 +224,7 @@ fn faults_at_a_high_rate_still_give_the_complete_exact_output() {
 #[test]
 fn unreadable_records_are_quarantined_and_the_run_exits_3() {
     let lake = tempfile::tempdir().unwrap();
-    let faults = callrecords_etl::emulator::Faults::parse("seed=5,corrupt=0.03").unwrap();
+    let faults = callrecords_emulator::Faults::parse("seed=5,corrupt=0.03").unwrap();
     let output = export(
         lake.path(),
         &[
@@ -235,10 +235,7 @@ fn unreadable_records_are_quarantined_and_the_run_exits_3() {
         ],
     );
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    let tenant = callrecords_etl::emulator::Tenant::new(
-        42,
-        callrecords_etl::emulator::DEFAULT_CALLS_PER_DAY,
-    );
+    let tenant = callrecords_emulator::Tenant::new(42, callrecords_emulator::DEFAULT_CALLS_PER_DAY);
     let listed = tenant.list(midnight(days_ago(4)), midnight(days_ago(2)));
     let (corrupt, healthy): (Vec<String>, Vec<String>) = listed
         .iter()

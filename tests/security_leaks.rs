@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
-use callrecords_etl::emulator::{self, EmulatorConfig, RunningEmulator};
+use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use security_support::{AssertionEndpoint, TestCertificate, leaks, write_private};
 use serde_json::json;
 use wiremock::matchers::{method, path};

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::hmac;
-use callrecords_etl::emulator::{self, EmulatorConfig, Tenant};
+use callrecords_emulator::{self as emulator, EmulatorConfig, Tenant};
 use callrecords_etl::flatten::TableBuilder;
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
 use callrecords_etl::graph::Secret;

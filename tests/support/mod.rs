@@ -267,7 +267,7 @@ fn without_emulator_port(text: &str) -> String {
 /// tenant and client; the secret goes in CALLRECORDS_CLIENT_SECRET).
 pub fn emulator_config_file(
     dir: &Path,
-    emulator: &callrecords_etl::emulator::RunningEmulator,
+    emulator: &callrecords_emulator::RunningEmulator,
 ) -> PathBuf {
     let url = emulator.base_url();
     let text = format!(
@@ -282,7 +282,7 @@ pub fn emulator_config_file(
 
 /// A Graph client signed in to the in-process `emulator` as its application.
 pub fn emulator_client(
-    emulator: &callrecords_etl::emulator::RunningEmulator,
+    emulator: &callrecords_emulator::RunningEmulator,
 ) -> callrecords_etl::graph::GraphClient {
     use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
     let url = url::Url::parse(&emulator.base_url()).unwrap();

@@ -16,7 +16,7 @@ use super::people::{
     LogUser, TENANT_COUNTRY, amount, destination_context, from_ten_thousandths, other_country,
     outside_number, to_ten_thousandths,
 };
-use crate::emulator::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
+use crate::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
 
 /// Seed tag of the SMS log's row streams.
 pub const SMS_TAG: u64 = 0x5315;

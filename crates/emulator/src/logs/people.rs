@@ -7,8 +7,8 @@
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::emulator::tenant::directory::{DIRECTORY_SIZE, Directory, Party};
-use crate::emulator::tenant::values::{TenantRng, mix, pick, pick_weighted};
+use crate::tenant::directory::{DIRECTORY_SIZE, Directory, Party};
+use crate::tenant::values::{TenantRng, mix, pick, pick_weighted};
 
 /// A country a user works in or a number belongs to; countries are the same when their
 /// codes are.

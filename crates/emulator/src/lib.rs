@@ -29,11 +29,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use faults::{FaultCounts, FaultKind, Faults};
+pub use faults::{FaultCounts, FaultKind, FaultSpecError, Faults};
 pub use limits::{Limits, Rate};
 pub use logs::{LogFunction, LogTenant};
 pub use tenant::Tenant;
@@ -141,29 +140,51 @@ pub struct RunningEmulator {
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Binds `listen` (must be a loopback address, else an error that says so) and serves in a
-/// background task.
-pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> anyhow::Result<RunningEmulator> {
+/// Why the emulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address is not a loopback one (a usage error of the caller).
+    #[error(
+        "the emulator must listen on a loopback address (127.0.0.1 or ::1), not {0}: \
+         it accepts a published fake secret and must not be reachable from other machines"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("emulator calls_per_day {requested} exceeds the maximum of {maximum}")]
+    TooManyCalls { requested: u32, maximum: u32 },
+    #[error(transparent)]
+    Faults(#[from] FaultSpecError),
+    #[error("binding the emulator to {addr}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reading the emulator's bound address")]
+    BoundAddress(#[source] std::io::Error),
+}
+
+/// Binds `listen` (must be a loopback address, else [`StartError::NotLoopback`]) and serves
+/// in a background task.
+pub async fn start(
+    config: EmulatorConfig,
+    listen: SocketAddr,
+) -> Result<RunningEmulator, StartError> {
     if !listen.ip().is_loopback() {
-        bail!(
-            "the emulator must listen on a loopback address (127.0.0.1 or ::1), not {listen}: \
-             it accepts a published fake secret and must not be reachable from other machines"
-        );
+        return Err(StartError::NotLoopback(listen));
     }
     if config.calls_per_day > tenant::MAX_CALLS_PER_DAY {
-        bail!(
-            "emulator calls_per_day {} exceeds the maximum of {}",
-            config.calls_per_day,
-            tenant::MAX_CALLS_PER_DAY
-        );
+        return Err(StartError::TooManyCalls {
+            requested: config.calls_per_day,
+            maximum: tenant::MAX_CALLS_PER_DAY,
+        });
     }
     config.faults.validate()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding the emulator to {listen}"))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the emulator's bound address")?;
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::BoundAddress)?;
     let state = EmulatorState::new(config, base_url(addr));
     let router = routes::router(state.clone());
     let (shutdown_signal, shutdown_received) = oneshot::channel::<()>();
@@ -255,7 +276,7 @@ pub async fn serve_until_shutdown(
     config: EmulatorConfig,
     listen: SocketAddr,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let emulator = start(config, listen).await?;
     let config = emulator.config();
     tracing::info!(

@@ -297,7 +297,7 @@ impl Tenant {
             format!(
                 "https://teams.microsoft.com/l/meetup-join/19%3ameeting_{}%40thread.v2/0?context=%7b%22Tid%22%3a%22{}%22%2c%22Oid%22%3a%22{}%22%7d",
                 guid(rng).replace('-', ""),
-                crate::emulator::DEFAULT_TENANT_ID,
+                crate::DEFAULT_TENANT_ID,
                 organizer.id
             )
         });

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::people::{LogUser, TENANT_COUNTRY, mask, other_country, outside_number, shown_number};
 use super::{LogTenant, for_version};
-use crate::emulator::ApiVersion;
-use crate::emulator::tenant::DirectRoutingCall;
-use crate::emulator::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
+use crate::ApiVersion;
+use crate::tenant::DirectRoutingCall;
+use crate::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
 
 /// Seed tag of the Direct Routing log's row streams.
 pub const TAG: u64 = 0xD12;

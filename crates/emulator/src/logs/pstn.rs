@@ -15,8 +15,8 @@ use super::people::{
     mask, other_country, outside_number, shown_number,
 };
 use super::{LogTenant, for_version};
-use crate::emulator::ApiVersion;
-use crate::emulator::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
+use crate::ApiVersion;
+use crate::tenant::values::{TenantRng, graph_timestamp, guid, pick, pick_weighted};
 
 /// Seed tag of the PSTN log's row streams.
 pub const TAG: u64 = 0x9057;

@@ -7,7 +7,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::values::{TenantRng, guid_from_hash, mix, pick_weighted};
-use crate::emulator::DEFAULT_TENANT_ID;
+use crate::DEFAULT_TENANT_ID;
 
 /// Users in the synthetic tenant; more than the largest meeting so its attendees are distinct.
 pub const DIRECTORY_SIZE: u32 = 600;
