@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use callrecords_emulator::{
-    self as emulator, EmulatorConfig, FaultCounts, FaultKind, Faults, Limits, Rate, RunningEmulator, Tenant,
+    self as emulator, EmulatorConfig, FaultCounts, FaultKind, Faults, Limits, Rate,
+    RunningEmulator, Tenant,
 };
 use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode};

@@ -328,15 +328,8 @@ fn reflatten_with_the_export_config_protects_personal_data_as_the_export_did() {
 fn a_broken_line_fails_reflatten_naming_its_file_and_line_and_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("records.jsonl");
-    assert_success(&run(&[
-        "emulator",
-        "--dump-jsonl",
-        dump.to_str().unwrap(),
-        "--calls-per-day",
-        "400",
-        "--dump-days",
-        "1",
-    ]));
+    let file = std::fs::File::create(&dump).unwrap();
+    callrecords_emulator::synthetic_records::write(file, 42, 400, 1).unwrap();
     let good = std::fs::read(&dump).unwrap();
     let lines = good.iter().filter(|b| **b == b'\n').count();
     assert!(

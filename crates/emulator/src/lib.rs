@@ -13,6 +13,8 @@
 //!   their checking; `memo`: the cache of generated windows.
 //! - [`faults`], [`limits`]: what can go wrong and Graph's limits; `gate`: the middleware
 //!   that applies both.
+//! - [`synthetic_records`]: the tenant's complete records as a JSON-lines file (the
+//!   `synthetic-records` binary, benchmark inputs).
 
 mod auth;
 pub mod faults;
@@ -23,6 +25,7 @@ pub mod logs;
 mod memo;
 mod odata;
 mod routes;
+pub mod synthetic_records;
 pub mod tenant;
 
 use std::future::Future;
