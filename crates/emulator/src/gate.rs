@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::EntraError;
 use super::faults::{Fate, FaultKind};
-use super::limits::Subject;
+use super::limits::{Refusal, Subject};
 use super::odata::GraphError;
 use super::routes::EmulatorState;
 
@@ -90,36 +90,12 @@ pub async fn gate(State(state): State<EmulatorState>, request: Request, next: Ne
     let faults = &state.config.faults;
     match &target {
         Target::Other => return next.run(request).await,
-        Target::Token => {
-            if faults.token_fault_rate == 0.0 {
-                return next.run(request).await;
-            }
-            let fate = faults.token_fate(&url, state.ledger.attempt(&method, &url));
-            return match fate {
-                Fate::Pass => next.run(request).await,
-                Fate::Drop => state.injected(FaultKind::TokenFault, dropped()),
-                _ => state.injected(
-                    FaultKind::TokenFault,
-                    EntraError::temporarily_unavailable().into_response(),
-                ),
-            };
-        }
+        Target::Token => return token_gate(&state, &method, &url, request, next).await,
         Target::Graph(subject) => {
             if let (Some(limiter), Some(subject)) = (&state.limiter, subject)
                 && let Err(refusal) = limiter.admit(subject)
             {
-                let seconds = whole_seconds(refusal.retry_after);
-                let message = format!(
-                    "Too many requests: the limit of {} {} per {} s is reached. Retry after {seconds} s.",
-                    refusal.rate.requests,
-                    refusal.limit,
-                    refusal.rate.per.as_secs_f64()
-                );
-                let response = with_retry_after(
-                    GraphError::too_many_requests(message).into_response(),
-                    seconds,
-                );
-                return state.injected(FaultKind::Limited, response);
+                return state.injected(FaultKind::Limited, over_limit(&refusal));
             }
         }
     }
@@ -171,6 +147,44 @@ pub async fn gate(State(state): State<EmulatorState>, request: Request, next: Ne
         }
         _ => response,
     }
+}
+
+/// The token endpoint's faults: a dropped connection or Entra ID's "temporarily
+/// unavailable" (Graph's limits do not apply to it).
+async fn token_gate(
+    state: &EmulatorState,
+    method: &str,
+    url: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    let faults = &state.config.faults;
+    if faults.token_fault_rate == 0.0 {
+        return next.run(request).await;
+    }
+    match faults.token_fate(url, state.ledger.attempt(method, url)) {
+        Fate::Pass => next.run(request).await,
+        Fate::Drop => state.injected(FaultKind::TokenFault, dropped()),
+        _ => state.injected(
+            FaultKind::TokenFault,
+            EntraError::temporarily_unavailable().into_response(),
+        ),
+    }
+}
+
+/// Graph's 429 for a request over one of its limits, with Retry-After.
+fn over_limit(refusal: &Refusal) -> Response {
+    let seconds = whole_seconds(refusal.retry_after);
+    let message = format!(
+        "Too many requests: the limit of {} {} per {} s is reached. Retry after {seconds} s.",
+        refusal.rate.requests,
+        refusal.limit,
+        refusal.rate.per.as_secs_f64()
+    );
+    with_retry_after(
+        GraphError::too_many_requests(message).into_response(),
+        seconds,
+    )
 }
 
 impl EmulatorState {

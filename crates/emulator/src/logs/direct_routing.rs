@@ -96,33 +96,7 @@ pub fn row(
         (caller, callee)
     };
     let invite = start - TimeDelta::milliseconds(rng.random_range(200..6_000));
-    let successful = linked.is_some() || rng.random_bool(0.8);
-    let (end, duration, failure, sip_code, phrase, sub_reason) = if successful {
-        let duration = match linked {
-            Some(call) => u32::try_from((call.end - call.start).num_seconds()).unwrap_or(0),
-            None => rng.random_range(1..3_600),
-        };
-        let (code, sub_reason) = pick(rng, &[(0, 540_000), (200, 540_000), (0, 0)]);
-        (
-            start + Duration::seconds(i64::from(duration)),
-            duration,
-            NO_FAILURE.to_owned(),
-            code,
-            "BYE",
-            sub_reason,
-        )
-    } else {
-        let (code, phrase) = pick(rng, &FAILURES);
-        let failed = start + TimeDelta::milliseconds(rng.random_range(0..30_000));
-        (
-            failed,
-            0,
-            graph_timestamp(failed),
-            code,
-            phrase,
-            560_000 + u32::from(code),
-        )
-    };
+    let outcome = Outcome::draw(rng, start, linked);
     // The call that transferred or forwarded this one.
     let transferor =
         (call_type.ends_with("_transfer") || call_type.ends_with("_forwarding")).then(|| guid(rng));
@@ -138,18 +112,18 @@ pub fn row(
         "userDisplayName": user.as_ref().map(|user| &user.party.display_name),
         "startDateTime": graph_timestamp(start),
         "inviteDateTime": graph_timestamp(invite),
-        "failureDateTime": failure,
-        "endDateTime": graph_timestamp(end),
-        "duration": duration,
+        "failureDateTime": outcome.failure,
+        "endDateTime": graph_timestamp(outcome.end),
+        "duration": outcome.duration,
         "callType": call_type,
-        "successfulCall": successful,
+        "successfulCall": outcome.successful,
         "callerNumber": caller,
         "calleeNumber": callee,
         "mediaPathLocation": pick(rng, &LOCATIONS),
         "signalingLocation": pick(rng, &LOCATIONS),
-        "finalSipCode": sip_code,
-        "callEndSubReason": sub_reason,
-        "finalSipCodePhrase": phrase,
+        "finalSipCode": outcome.sip_code,
+        "callEndSubReason": outcome.sub_reason,
+        "finalSipCodePhrase": outcome.phrase,
         "trunkFullyQualifiedDomainName": pick(rng, &TRUNKS),
         "mediaBypassEnabled": rng.random_bool(0.4),
         "transferorCorrelationId": transferor,
@@ -158,4 +132,51 @@ pub fn row(
         "administrativeUnitInfos": user.as_ref().map_or(json!([]), LogUser::administrative_units),
     });
     for_version(row, version, &BETA_ONLY)
+}
+
+/// How the call ended: answered and hung up, or failed with a SIP code.
+struct Outcome {
+    successful: bool,
+    end: DateTime<Utc>,
+    duration: u32,
+    /// `failureDateTime`: the failure's time, or Graph's "no failure" value.
+    failure: String,
+    sip_code: u16,
+    phrase: &'static str,
+    sub_reason: u32,
+}
+
+impl Outcome {
+    /// A call with a call record (`linked`) was answered and lasts as long as the record.
+    fn draw(rng: &mut TenantRng, start: DateTime<Utc>, linked: Option<&DirectRoutingCall>) -> Self {
+        let successful = linked.is_some() || rng.random_bool(0.8);
+        if successful {
+            let duration = match linked {
+                Some(call) => u32::try_from((call.end - call.start).num_seconds()).unwrap_or(0),
+                None => rng.random_range(1..3_600),
+            };
+            let (sip_code, sub_reason) = pick(rng, &[(0, 540_000), (200, 540_000), (0, 0)]);
+            Outcome {
+                successful,
+                end: start + Duration::seconds(i64::from(duration)),
+                duration,
+                failure: NO_FAILURE.to_owned(),
+                sip_code,
+                phrase: "BYE",
+                sub_reason,
+            }
+        } else {
+            let (sip_code, phrase) = pick(rng, &FAILURES);
+            let failed = start + TimeDelta::milliseconds(rng.random_range(0..30_000));
+            Outcome {
+                successful,
+                end: failed,
+                duration: 0,
+                failure: graph_timestamp(failed),
+                sip_code,
+                phrase,
+                sub_reason: 560_000 + u32::from(sip_code),
+            }
+        }
+    }
 }

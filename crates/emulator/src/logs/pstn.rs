@@ -11,8 +11,8 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::people::{
-    ClientAddresses, LogUser, TENANT_COUNTRY, call_charge, connection_charge, destination_context,
-    mask, other_country, outside_number, shown_number,
+    ClientAddresses, Country, LogUser, TENANT_COUNTRY, call_charge, connection_charge,
+    destination_context, mask, other_country, outside_number, shown_number,
 };
 use super::{LogTenant, for_version};
 use crate::ApiVersion;
@@ -92,34 +92,8 @@ pub fn row(
     };
     let home = user.as_ref().map_or(TENANT_COUNTRY, |user| user.country);
     let other = other_country(rng, home);
-    let user_name = || {
-        user.as_ref()
-            .and_then(|user| user.party.display_name.clone())
-    };
-    let (own_number, display_name) = match call_type.party {
-        Party::User => (
-            user.as_ref()
-                .map_or_else(String::new, |user| user.number.clone()),
-            user_name(),
-        ),
-        Party::Conference => (pick(rng, &BRIDGE_NUMBERS).to_owned(), user_name()),
-        Party::Service => {
-            let (number, name) = pick(rng, &SERVICE_NUMBERS);
-            (number.to_owned(), Some(name.to_owned()))
-        }
-    };
-    let outside = outside_number(rng, other);
-    let (caller, callee) = if call_type.outbound {
-        // Outbound numbers are dialled, so they are numbers; some are masked.
-        let callee = if rng.random_bool(0.1) {
-            mask(&outside)
-        } else {
-            outside
-        };
-        (own_number, callee)
-    } else {
-        (shown_number(rng, outside), own_number)
-    };
+    let (own_number, display_name) = own_number(rng, call_type, user.as_ref());
+    let (caller, callee) = caller_and_callee(rng, call_type, own_number, other);
     let duration: u32 = if rng.random_bool(0.2) {
         rng.random_range(1..30)
     } else {
@@ -135,34 +109,10 @@ pub fn row(
     } else {
         (0.0, 0.0, Value::Null)
     };
-    let license = match call_type.party {
-        Party::User if home.code != other.code => pick(rng, &["MCOPSTN2", "MCOPSTNU"]),
-        Party::User => pick(rng, &["MCOPSTN1", "MCOPSTN2", "MCOPSTNU"]),
-        Party::Conference => "MCOMEETADV",
-        Party::Service => "MCOEV_VIRTUALUSER",
-    };
-    let inventory_type = match call_type.party {
-        Party::User => "Subscriber",
-        _ => pick(rng, &["Service", "Toll free"]),
-    };
-    let (operator, duration_source) = if rng.random_bool(0.85) {
-        ("Microsoft", "microsoft")
-    } else {
-        // Operator Connect carriers report the duration themselves.
-        (
-            pick(rng, &["Contoso Telecom", "Northwind Carrier"]),
-            "operator",
-        )
-    };
+    let line = Line::draw(rng, call_type, home, other);
     let conference_id = (call_type.party == Party::Conference)
         .then(|| format!("{:09}", rng.random_range(100_000_000..1_000_000_000u32)));
-    let call_id = format!(
-        "{}_{}@{}.{}",
-        rng.random::<u32>(),
-        rng.random_range(100_000_000..1_000_000_000u32),
-        pick(rng, &["192.0.2", "198.51.100", "203.0.113"]),
-        rng.random_range(1..255)
-    );
+    let call_id = call_id(rng);
     let addresses = ClientAddresses::draw(rng, call_type.party == Party::User);
     let row = json!({
         "id": guid(rng),
@@ -184,10 +134,10 @@ pub fn row(
         "destinationContext": context,
         "destinationName": other.name,
         "conferenceId": conference_id,
-        "licenseCapability": license,
-        "inventoryType": inventory_type,
-        "operator": operator,
-        "callDurationSource": duration_source,
+        "licenseCapability": line.license,
+        "inventoryType": line.inventory_type,
+        "operator": line.operator,
+        "callDurationSource": line.duration_source,
         "otherPartyCountryCode": other.code,
         "clientLocalIpV4Address": addresses.local_v4,
         "clientLocalIpV6Address": addresses.local_v6,
@@ -196,4 +146,95 @@ pub fn row(
         "administrativeUnitInfos": user.as_ref().map_or(json!([]), LogUser::administrative_units),
     });
     for_version(row, version, &BETA_ONLY)
+}
+
+/// The tenant's own number of the call (the user's, a conference bridge's or a service's)
+/// and the display name the row shows.
+fn own_number(
+    rng: &mut TenantRng,
+    call_type: CallType,
+    user: Option<&LogUser>,
+) -> (String, Option<String>) {
+    let user_name = || user.and_then(|user| user.party.display_name.clone());
+    match call_type.party {
+        Party::User => (
+            user.map_or_else(String::new, |user| user.number.clone()),
+            user_name(),
+        ),
+        Party::Conference => (pick(rng, &BRIDGE_NUMBERS).to_owned(), user_name()),
+        Party::Service => {
+            let (number, name) = pick(rng, &SERVICE_NUMBERS);
+            (number.to_owned(), Some(name.to_owned()))
+        }
+    }
+}
+
+/// Caller and callee numbers: the own number and one outside `other`, by direction.
+fn caller_and_callee(
+    rng: &mut TenantRng,
+    call_type: CallType,
+    own_number: String,
+    other: &Country,
+) -> (String, String) {
+    let outside = outside_number(rng, other);
+    if call_type.outbound {
+        // Outbound numbers are dialled, so they are numbers; some are masked.
+        let callee = if rng.random_bool(0.1) {
+            mask(&outside)
+        } else {
+            outside
+        };
+        (own_number, callee)
+    } else {
+        (shown_number(rng, outside), own_number)
+    }
+}
+
+/// The line's licence, inventory and carrier columns.
+struct Line {
+    license: &'static str,
+    inventory_type: &'static str,
+    operator: &'static str,
+    duration_source: &'static str,
+}
+
+impl Line {
+    fn draw(rng: &mut TenantRng, call_type: CallType, home: &Country, other: &Country) -> Self {
+        let license = match call_type.party {
+            Party::User if home.code != other.code => pick(rng, &["MCOPSTN2", "MCOPSTNU"]),
+            Party::User => pick(rng, &["MCOPSTN1", "MCOPSTN2", "MCOPSTNU"]),
+            Party::Conference => "MCOMEETADV",
+            Party::Service => "MCOEV_VIRTUALUSER",
+        };
+        let inventory_type = match call_type.party {
+            Party::User => "Subscriber",
+            _ => pick(rng, &["Service", "Toll free"]),
+        };
+        let (operator, duration_source) = if rng.random_bool(0.85) {
+            ("Microsoft", "microsoft")
+        } else {
+            // Operator Connect carriers report the duration themselves.
+            (
+                pick(rng, &["Contoso Telecom", "Northwind Carrier"]),
+                "operator",
+            )
+        };
+        Line {
+            license,
+            inventory_type,
+            operator,
+            duration_source,
+        }
+    }
+}
+
+/// A SIP-style call id: `<n>_<n>@<documentation address>`.
+fn call_id(rng: &mut TenantRng) -> String {
+    format!(
+        "{}_{}@{}.{}",
+        rng.random::<u32>(),
+        rng.random_range(100_000_000..1_000_000_000u32),
+        pick(rng, &["192.0.2", "198.51.100", "203.0.113"]),
+        rng.random_range(1..255)
+    )
 }
