@@ -10,20 +10,14 @@ use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode, Url};
 use serde_json::Value;
 
+use crate::support::{self, at};
+
 const MODEL_PATH: &str = "/work/shared/graph-model/callrecords-model.json";
 const DAY_FILTER: &str =
     "startDateTime ge 2026-11-20T00:00:00Z and startDateTime lt 2026-11-21T00:00:00Z";
 
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 async fn start_default() -> RunningEmulator {
-    emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    support::start_emulator(EmulatorConfig::default()).await
 }
 
 async fn request_token(
@@ -32,34 +26,15 @@ async fn request_token(
     client_id: &str,
     secret: &str,
 ) -> (StatusCode, Value) {
-    let response = Client::new()
-        .post(format!(
-            "{}/{tenant}/oauth2/v2.0/token",
-            emulator.base_url()
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("scope", &format!("{}/.default", emulator.base_url())),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.json().await.unwrap())
-}
-
-async fn token(emulator: &RunningEmulator) -> String {
-    let config = emulator.config();
-    let (status, body) = request_token(
+    let scope = format!("{}/.default", emulator.base_url());
+    support::request_token(
+        &Client::new(),
         emulator,
-        &config.tenant_id,
-        &config.client_id,
-        &config.client_secret,
+        [tenant, client_id, secret],
+        &scope,
     )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
+    .await
+    .expect("token answered")
 }
 
 async fn get(url: impl reqwest::IntoUrl, token: &str) -> (StatusCode, Value) {
@@ -178,26 +153,16 @@ async fn token_endpoint_issues_tokens_and_rejects_bad_credentials() {
             .starts_with("AADSTS700016")
     );
 
-    let response = Client::new()
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            emulator.base_url(),
-            config.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", config.client_id.as_str()),
-            ("client_secret", config.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/CallRecords.Read.All"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "invalid_scope"
-    );
+    let (status, body) = support::request_token(
+        &Client::new(),
+        &emulator,
+        support::app_credentials(&emulator),
+        "https://graph.microsoft.com/CallRecords.Read.All",
+    )
+    .await
+    .expect("token answered");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_scope");
 }
 
 #[tokio::test]
@@ -206,9 +171,7 @@ async fn graph_requires_a_valid_unexpired_token() {
         token_lifetime: Duration::from_secs(1),
         ..EmulatorConfig::default()
     };
-    let emulator = emulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let emulator = support::start_emulator(config).await;
     let url = list_url(&emulator, DAY_FILTER);
 
     let response = Client::new().get(url.clone()).send().await.unwrap();
@@ -220,7 +183,7 @@ async fn graph_requires_a_valid_unexpired_token() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
 
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     assert_eq!(get(url.clone(), &token).await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body) = get(url, &token).await;
@@ -234,7 +197,7 @@ async fn graph_requires_a_valid_unexpired_token() {
 #[tokio::test]
 async fn list_pages_through_a_window_exactly_once_in_order() {
     let emulator = start_default().await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let first = get_ok(list_url(&emulator, DAY_FILTER), &token).await;
     assert_eq!(
         first["@odata.context"],
@@ -289,7 +252,7 @@ async fn list_pages_through_a_window_exactly_once_in_order() {
 #[tokio::test]
 async fn list_honours_max_page_size_offsets_and_strict_operators() {
     let emulator = start_default().await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     // An offset literal, gt/le and a window across a day boundary.
     let filter =
         "startDateTime gt 2026-11-20T20:00:00.5+02:00 and startDateTime le 2026-11-21T03:00:00Z";
@@ -362,10 +325,8 @@ async fn unfiltered_list_covers_the_last_thirty_days() {
         calls_per_day: 3,
         ..EmulatorConfig::default()
     };
-    let emulator = emulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let token = token(&emulator).await;
+    let emulator = support::start_emulator(config).await;
+    let token = support::emulator_token(&emulator).await;
     let url = format!("{}/beta/communications/callRecords", emulator.base_url());
     let (items, _) = collect_pages(get_ok(url.as_str(), &token).await, &token).await;
     let now = Utc::now();
@@ -383,7 +344,7 @@ async fn unfiltered_list_covers_the_last_thirty_days() {
 #[tokio::test]
 async fn large_meeting_sessions_and_participants_page_like_graph() {
     let emulator = start_default().await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let tenant = Tenant::new(42, 200);
     let id = large_meeting_id(&tenant);
     let record = tenant.record(&id).unwrap();
@@ -455,7 +416,7 @@ async fn large_meeting_sessions_and_participants_page_like_graph() {
 #[tokio::test]
 async fn get_rejects_double_expansion_unknown_ids_and_routes() {
     let emulator = start_default().await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let id = large_meeting_id(&Tenant::new(42, 200));
     let base = format!("{}/v1.0/communications/callRecords", emulator.base_url());
 
@@ -507,7 +468,7 @@ async fn get_rejects_double_expansion_unknown_ids_and_routes() {
 #[tokio::test]
 async fn requests_are_recorded_and_shutdown_stops_the_server() {
     let emulator = start_default().await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     get_ok(list_url(&emulator, DAY_FILTER), &token).await;
     let requests = emulator.requests();
     assert_eq!(requests.len(), 2);

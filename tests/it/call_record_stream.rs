@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use callrecords_etl::graph::{ClientSettings, GraphClient, GraphError, Secret};
 use callrecords_etl::streams::call_records;
-use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde_json::{Value, json};
+
+use crate::support::at;
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -36,10 +37,6 @@ async fn graph() -> (MockServer, GraphClient) {
     settings.backoff_base = Duration::from_millis(10);
     settings.request_timeout = Duration::from_secs(5);
     (server, GraphClient::new(settings).unwrap())
-}
-
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
 }
 
 fn ok(body: Value) -> ResponseTemplate {

@@ -5,7 +5,7 @@
 //! Without the servers (a `cargo test` without the npm/pip installs) each test prints why
 //! it is skipped, unless `CI` is set: then a missing server fails the test.
 
-mod support;
+use crate::support::{self, days_ago};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
 use callrecords_etl::sink::store::Output as Zone;
-use chrono::{Days, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -374,14 +374,6 @@ impl Lake {
         }
         all
     }
-}
-
-fn days_ago(n: u64) -> String {
-    Utc::now()
-        .date_naive()
-        .checked_sub_days(Days::new(n))
-        .unwrap()
-        .to_string()
 }
 
 fn export_command(
@@ -789,7 +781,7 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
     assert!(!ids.is_empty());
 }
 
-// The run-wide commit on the store, step by step (tests/commit_crash.rs proves the same on
+// The run-wide commit on the store, step by step (tests/it/commit_crash.rs proves the same on
 // local disk): a crash (the process aborts) or an I/O error injected at a step of the
 // switch leaves, once the next command's recovery has run, exactly the old lake or exactly
 // the new one, and a rerun then equals a clean export.

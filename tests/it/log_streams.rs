@@ -2,13 +2,12 @@
 //! compared with the emulator's own rows of the half-open window, across a window longer
 //! than Graph's 90-day request limit.
 
-mod support;
+use crate::support;
 
 use support::date_days_ago as days_ago;
 
 use std::collections::BTreeMap;
 
-use assert_cmd::Command;
 use callrecords_emulator::{ApiVersion, EmulatorConfig, LogFunction, LogTenant};
 use serde_json::Value;
 
@@ -31,9 +30,7 @@ const ROW_TABLES: [(LogFunction, &str, &str, &str); 4] = [
 ];
 
 fn export(lake: &std::path::Path, streams: &str, from: chrono::NaiveDate, to: chrono::NaiveDate) {
-    let output = Command::cargo_bin("callrecords-etl")
-        .unwrap()
-        .env_remove("RUST_LOG")
+    let output = support::binary()
         .args([
             "export",
             "-q",

@@ -4,7 +4,7 @@
 //! quarantined (exit 3) while the other records are exported; a `_lock` that is a
 //! symbolic link is refused and what it points to is left alone.
 
-mod support;
+use crate::support;
 
 use support::{binary, days_ago, stderr};
 

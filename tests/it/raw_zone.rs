@@ -2,9 +2,9 @@
 //! emulator: what export writes raw, that reflatten rebuilds the same tables from it
 //! (whatever the files are called, compressed or not), reruns, and the privacy guard.
 
-mod support;
+use crate::support;
 
-use support::CALL_TABLES;
+use support::{CALL_TABLES, days_ago};
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -37,14 +37,6 @@ fn assert_success(output: &Output) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn days_ago(n: u64) -> String {
-    chrono::Utc::now()
-        .date_naive()
-        .checked_sub_days(chrono::Days::new(n))
-        .unwrap()
-        .to_string()
 }
 
 /// A table's rows in a canonical order (reflatten's workers write in any order).

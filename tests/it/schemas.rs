@@ -4,7 +4,7 @@
 //! - the Arrow schema the writer uses is the declaration, column by column, in order;
 //! - the README's table reference is generated from the declarations.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -295,7 +295,7 @@ fn the_table_reference_is_generated_from_the_schemas() {
             std::fs::write(&readme_path, updated).unwrap();
         } else {
             panic!(
-                "docs/tables.md is out of date: run `UPDATE_README=1 cargo test --test schemas`"
+                "docs/tables.md is out of date: run `UPDATE_README=1 cargo test --test it schemas`"
             );
         }
     }

@@ -11,7 +11,7 @@
 //!
 //! The old lake comes from an emulator with another seed, so old and new rows differ.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

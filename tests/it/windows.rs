@@ -3,7 +3,7 @@
 //! outside it (call records with all their rows, log rows, raw lines). Partitions outside
 //! the window are never touched, even when a record's details name another day.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -7,18 +7,17 @@
 //! - an `@odata.nextLink` to another scheme, host or port is refused, naming the host, and
 //!   that host receives nothing.
 
-mod security_support;
-mod support;
+use crate::support;
+use crate::support::security;
 
 use support::{days_ago, stderr};
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 
 use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
-use security_support::{AssertionEndpoint, TestCertificate, leaks, write_private};
+use security::{AssertionEndpoint, TestCertificate, leaks, write_private};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -32,31 +31,13 @@ async fn start_emulator(secret: &str) -> RunningEmulator {
         calls_per_day: 40,
         ..EmulatorConfig::default()
     };
-    emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    support::start_emulator(config).await
 }
 
 /// An access token from the emulator's token endpoint. Its shape is what the scans look
 /// for, so a change of the emulator's token format fails here instead of weakening them.
 async fn emulator_token(emulator: &RunningEmulator) -> String {
-    let base = emulator.base_url();
-    let config = emulator.config();
-    let response: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/{}/oauth2/v2.0/token", config.tenant_id))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", config.client_id.as_str()),
-            ("client_secret", config.client_secret.as_str()),
-            ("scope", &format!("{base}/.default")),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = response["access_token"].as_str().unwrap().to_string();
+    let token = support::emulator_token(emulator).await;
     let hex = &token[TOKEN_PREFIX.len().min(token.len())..];
     assert!(
         token.starts_with(TOKEN_PREFIX)
@@ -82,16 +63,7 @@ fn write_config(dir: &Path, graph_url: &str, login_url: &str, extra: &str) -> Pa
 /// Runs `export` at the highest verbosity on a blocking thread (the emulator and mock
 /// servers keep serving on the test's runtime meanwhile).
 async fn export_at_trace(config: &Path, out: &Path, env: &[(&str, &str)]) -> Output {
-    let mut command = assert_cmd::Command::cargo_bin("callrecords-etl").unwrap();
-    for name in [
-        "CALLRECORDS_CONFIG",
-        "CALLRECORDS_CLIENT_SECRET",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
-    ] {
-        command.env_remove(name);
-    }
+    let mut command = support::binary();
     command
         .env("RUST_LOG", "trace")
         .envs(env.iter().copied())

@@ -1,9 +1,9 @@
 //! Shared helpers of the integration tests: Graph sample fixtures, reading the written
 //! lake back (every Parquet file of a table) and turning Arrow cells into JSON values so
 //! assertions read like the Graph payloads they come from.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
-use std::collections::BTreeMap;
+pub mod security;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,6 +14,8 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
+use callrecords_emulator::{EmulatorConfig, RunningEmulator};
+use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
 
@@ -60,6 +62,13 @@ pub fn date_days_ago(n: u64) -> chrono::NaiveDate {
         .date_naive()
         .checked_sub_days(chrono::Days::new(n))
         .unwrap()
+}
+
+/// An RFC 3339 time.
+pub fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// [`date_days_ago`] as `YYYY-MM-DD`, for command lines.
@@ -175,14 +184,6 @@ pub fn read_table(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
     all
 }
 
-/// Row counts of every table in the lake.
-pub fn table_counts(lake: &Path, tables: &[&str]) -> BTreeMap<String, usize> {
-    tables
-        .iter()
-        .map(|t| (t.to_string(), read_table(lake, t).len()))
-        .collect()
-}
-
 /// Every row of every table in `tables`, as sorted `<table> <row JSON>` lines: two lakes
 /// hold the same data when these are equal, whatever their files.
 pub fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
@@ -263,12 +264,64 @@ fn without_emulator_port(text: &str) -> String {
     out
 }
 
+/// Starts the in-process emulator with `config` on a free loopback port.
+pub async fn start_emulator(config: EmulatorConfig) -> RunningEmulator {
+    callrecords_emulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `emulator`'s own application: tenant id, client id and secret.
+pub fn app_credentials(emulator: &RunningEmulator) -> [&str; 3] {
+    let config = emulator.config();
+    [&config.tenant_id, &config.client_id, &config.client_secret]
+}
+
+/// One client-credentials token request to `emulator` as `[tenant, client_id, secret]`
+/// for `scope`: the status and JSON body, or `None` when the connection was dropped.
+pub async fn request_token(
+    client: &reqwest::Client,
+    emulator: &RunningEmulator,
+    [tenant, client_id, secret]: [&str; 3],
+    scope: &str,
+) -> Option<(reqwest::StatusCode, Value)> {
+    let response = client
+        .post(format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            emulator.base_url()
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .ok()?;
+    Some((response.status(), response.json().await.unwrap()))
+}
+
+/// The scope an application asks for to call Graph with its granted permissions.
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// An access token of `emulator`'s own application (scope [`GRAPH_SCOPE`]).
+pub async fn emulator_token(emulator: &RunningEmulator) -> String {
+    let (status, body) = request_token(
+        &reqwest::Client::new(),
+        emulator,
+        app_credentials(emulator),
+        GRAPH_SCOPE,
+    )
+    .await
+    .expect("token answered");
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
 /// A config file in `dir` that points the exporter at the in-process `emulator` (its
 /// tenant and client; the secret goes in CALLRECORDS_CLIENT_SECRET).
-pub fn emulator_config_file(
-    dir: &Path,
-    emulator: &callrecords_emulator::RunningEmulator,
-) -> PathBuf {
+pub fn emulator_config_file(dir: &Path, emulator: &RunningEmulator) -> PathBuf {
     let url = emulator.base_url();
     let text = format!(
         "[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
@@ -281,9 +334,7 @@ pub fn emulator_config_file(
 }
 
 /// A Graph client signed in to the in-process `emulator` as its application.
-pub fn emulator_client(
-    emulator: &callrecords_emulator::RunningEmulator,
-) -> callrecords_etl::graph::GraphClient {
+pub fn emulator_client(emulator: &RunningEmulator) -> callrecords_etl::graph::GraphClient {
     use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
     let url = url::Url::parse(&emulator.base_url()).unwrap();
     let config = emulator.config();
@@ -295,4 +346,12 @@ pub fn emulator_client(
         Secret::new(config.client_secret.clone()),
     ))
     .unwrap()
+}
+
+/// The path of Graph's callRecords list.
+pub const LIST: &str = "/v1.0/communications/callRecords";
+
+/// The callRecords list URL of the mock Graph `server`.
+pub fn list_url(server: &wiremock::MockServer) -> url::Url {
+    format!("{}{LIST}", server.uri()).parse().unwrap()
 }

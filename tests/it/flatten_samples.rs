@@ -1,6 +1,6 @@
 //! The flattener on Microsoft's documented sample payloads, with exact values.
 
-mod support;
+use crate::support;
 
 use arrow_array::RecordBatch;
 use callrecords_etl::flatten::FlattenIssue;

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use callrecords_etl::graph::{ClientSettings, Credential, GraphClient, GraphError, Secret};
 use serde_json::json;
+
+use crate::support::{LIST, list_url};
 use wiremock::matchers::{body_string_contains, header, header_exists, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 const TENANT: &str = "contoso-tenant";
 const SECRET: &str = "Zx9~super-secret-value";
-const LIST: &str = "/v1.0/communications/callRecords";
-
 fn settings(graph: &MockServer, login: &str) -> ClientSettings {
     let mut settings = ClientSettings::new(
         graph.uri().parse().unwrap(),
@@ -48,10 +48,6 @@ async fn mount_token(server: &MockServer, token: &str) {
         .respond_with(token_response(token))
         .mount(server)
         .await;
-}
-
-fn list_url(server: &MockServer) -> url::Url {
-    format!("{}{LIST}", server.uri()).parse().unwrap()
 }
 
 fn page() -> serde_json::Value {

@@ -3,14 +3,13 @@
 //! rows of the record the tenant generates, and its raw-zone line is the whole record on
 //! one line. Memory is measured by hand, not here (BENCHMARKS.md).
 
-mod support;
+use crate::support;
 
 use support::CALL_TABLES;
 
-use std::net::SocketAddr;
 use std::path::Path;
 
-use callrecords_emulator::{self as emulator, EmulatorConfig, Tenant};
+use callrecords_emulator::{EmulatorConfig, Tenant};
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
 use callrecords_etl::pipeline::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
@@ -78,9 +77,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
         ..EmulatorConfig::default()
     };
     let tenant = Tenant::new(config.seed, 1).with_large_meeting(Some(ATTENDEES));
-    let emulator = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let emulator = support::start_emulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
     let day = chrono::Utc::now().date_naive() - chrono::Days::new(5);

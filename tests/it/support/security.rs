@@ -3,7 +3,6 @@
 //! assertions the way Entra ID does (header, claims, and the RS256 signature verified with
 //! the certificate's public key through an independent X.509 parser), and a scan of text
 //! for secrets.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! them these tests fail under CI (`CI` set; .ci/run installs them) and are skipped elsewhere,
 //! with a line saying so.
 
-mod support;
+use crate::support;
 
 use support::days_ago;
 
@@ -20,13 +20,7 @@ use callrecords_etl::schema;
 use serde_json::{Value, json};
 
 fn binary(args: &[&str]) -> Output {
-    let output = assert_cmd::Command::cargo_bin("callrecords-etl")
-        .unwrap()
-        .env_remove("RUST_LOG")
-        .env_remove("CALLRECORDS_CONFIG")
-        .args(args)
-        .output()
-        .unwrap();
+    let output = support::binary().args(args).output().unwrap();
     assert!(
         output.status.success(),
         "callrecords-etl {args:?}: {}",

@@ -3,19 +3,18 @@
 //! record whose version moved on is refetched; `--full` refetches everything; a record the
 //! raw zone lacks is refetched (a record is reused only with its raw line).
 
-mod support;
+use crate::support;
 
 use support::CALL_TABLES;
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Int64Array, RecordBatch};
-use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
+use callrecords_emulator::{EmulatorConfig, RunningEmulator};
 use callrecords_etl::pipeline::{self, ExportPlan, RunSummary};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::streams::StreamKind;
@@ -157,15 +156,11 @@ fn raw_ids(raw: &Path) -> Vec<String> {
 }
 
 async fn start_emulator() -> RunningEmulator {
-    emulator::start(
-        EmulatorConfig {
-            calls_per_day: 40,
-            ..EmulatorConfig::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
+    support::start_emulator(EmulatorConfig {
+        calls_per_day: 40,
+        ..EmulatorConfig::default()
+    })
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,14 +12,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
+use crate::support::{self, at};
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const SENTINEL: &str = "0001-01-01T00:00:00Z";
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn fixture(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()).unwrap()
@@ -34,30 +30,9 @@ struct Session {
 
 impl Session {
     async fn start(config: EmulatorConfig) -> Self {
-        let emulator = emulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let config = emulator.config();
+        let emulator = support::start_emulator(config).await;
         let client = Client::new();
-        let body: Value = client
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                emulator.base_url(),
-                config.tenant_id
-            ))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", config.client_id.as_str()),
-                ("client_secret", config.client_secret.as_str()),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = body["access_token"].as_str().unwrap().to_owned();
+        let token = support::emulator_token(&emulator).await;
         Self {
             emulator,
             client,

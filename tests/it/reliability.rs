@@ -1,7 +1,7 @@
 //! Nothing lost: the output lock, nightly state and catch-up, quarantine, faults, kills and
 //! signals, exercised through the built binary against the embedded emulator.
 
-mod support;
+use crate::support;
 
 use support::CALL_TABLES;
 

@@ -6,10 +6,9 @@
 //! - `drop` writes null and per-class overrides win, identity JSON keeps its structure;
 //! - hash mode without its key is a configuration error naming `salt_env`.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::hmac;
@@ -289,9 +288,7 @@ async fn a_hashed_export_holds_no_personal_value_and_the_same_hash_everywhere() 
         calls_per_day: CALLS_PER_DAY,
         ..EmulatorConfig::default()
     };
-    let emulator = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let emulator = support::start_emulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -510,9 +507,7 @@ async fn case3_a_privacy_change_reaches_the_rows_a_rescan_would_reuse() {
         calls_per_day: CALLS_PER_DAY,
         ..EmulatorConfig::default()
     };
-    let emulator = emulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let emulator = support::start_emulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let names = |lake: &Path| {

@@ -1,13 +1,14 @@
 //! The SQL of `callrecords-etl schema --ddl`, as text: per dialect the type of every declared
 //! column type, the `dt` partition, the location, identifier quoting and the escaping of
 //! descriptions; and the `schema` command's listing, JSON and usage errors.
-//! (DuckDB runs its DDL against a real export in tests/readers.rs; sqlglot parses the
+//! (DuckDB runs its DDL against a real export in tests/it/readers.rs; sqlglot parses the
 //! Spark, Athena and Trino DDL there too.)
 
-use assert_cmd::Command;
 use callrecords_etl::ddl::{self, Dialect};
 use callrecords_etl::schema::{self, TableSchema};
 use serde_json::Value;
+
+use crate::support::binary;
 
 /// A table with every column type, names that engines reserve, and descriptions that need
 /// escaping: a quote, a backslash, and a line break that must not end a `--` comment.
@@ -292,12 +293,6 @@ fn dialects_parse_from_their_names() {
         error.contains("spark, athena, trino, duckdb, synapse"),
         "{error}"
     );
-}
-
-fn binary() -> Command {
-    let mut command = Command::cargo_bin("callrecords-etl").unwrap();
-    command.env_remove("RUST_LOG");
-    command
 }
 
 #[test]

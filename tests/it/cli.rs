@@ -1,7 +1,7 @@
 //! The built binary, as users and schedulers run it: against the embedded emulator,
 //! reading the written Parquet back; exit codes and messages of bad input.
 
-mod support;
+use crate::support;
 
 use support::CALL_TABLES;
 

@@ -4,7 +4,7 @@
 //! federated token file, re-read for every token), national clouds, and the refusal of
 //! secret files other users can read.
 
-mod security_support;
+use crate::support::{LIST, list_url, security};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,15 +12,13 @@ use std::sync::Arc;
 
 use callrecords_etl::config::{self, Settings};
 use callrecords_etl::graph::{Credential, GraphClient, GraphError};
-use security_support::{AssertionEndpoint, TestCertificate, form, write_private};
+use security::{AssertionEndpoint, TestCertificate, form, write_private};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TENANT: &str = "00000000-0000-4000-8000-0000000000aa";
 const CLIENT: &str = "00000000-0000-4000-8000-0000000000bb";
-const LIST: &str = "/v1.0/communications/callRecords";
-
 /// Writes `config.toml` into `dir` with `[graph]` pointing at `server` plus `extra` keys,
 /// and loads it with the environment `env`.
 fn load(
@@ -48,10 +46,6 @@ fn ids() -> String {
 
 fn token_path() -> String {
     format!("/{TENANT}/oauth2/v2.0/token")
-}
-
-fn list_url(server: &MockServer) -> url::Url {
-    format!("{}{LIST}", server.uri()).parse().unwrap()
 }
 
 /// Graph answers the list with `token` only; `refuse_first` makes the first request a 401,
@@ -171,9 +165,8 @@ async fn a_certificate_sends_a_signed_client_assertion_that_verifies_with_the_ce
     let assertions = endpoint.assertions();
     assert_eq!(assertions.len(), 2, "two token requests");
     let jti = |jwt: &str| {
-        security_support::check_assertion(jwt, &certificate, &endpoint.audience, CLIENT)
-                .unwrap()["jti"]
-                .clone()
+        security::check_assertion(jwt, &certificate, &endpoint.audience, CLIENT).unwrap()["jti"]
+            .clone()
     };
     assert_ne!(
         jti(&assertions[0]),

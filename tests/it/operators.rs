@@ -1,11 +1,10 @@
 //! Made for operators: progress on and off a terminal, the closing summary, exit codes,
 //! `check` and `--dry-run`, through the built binary.
 
-mod support;
+use crate::support;
 
 use support::{binary, days_ago, stderr, stdout};
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -30,12 +29,7 @@ fn write_config(dir: &Path, base_url: &str) -> PathBuf {
 }
 
 async fn start_emulator() -> emulator::RunningEmulator {
-    emulator::start(
-        EmulatorConfig::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap()
+    support::start_emulator(EmulatorConfig::default()).await
 }
 
 async fn run_blocking(mut command: Command) -> Output {

@@ -8,17 +8,12 @@ use callrecords_emulator::{
     self as emulator, EmulatorConfig, FaultCounts, FaultKind, Faults, Limits, Rate,
     RunningEmulator, Tenant,
 };
-use chrono::{DateTime, Utc};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-const DAY_FILTER: &str = "$filter=startDateTime%20ge%202026-11-20T00:00:00Z%20and%20startDateTime%20lt%202026-11-21T00:00:00Z";
+use crate::support::{self, at};
 
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
+const DAY_FILTER: &str = "$filter=startDateTime%20ge%202026-11-20T00:00:00Z%20and%20startDateTime%20lt%202026-11-21T00:00:00Z";
 
 /// Ids of the default tenant's calls on 2026-11-20.
 fn day_ids(count: usize) -> Vec<String> {
@@ -30,46 +25,11 @@ fn day_ids(count: usize) -> Vec<String> {
         .collect()
 }
 
-async fn start(config: EmulatorConfig) -> RunningEmulator {
-    emulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
 fn with_faults(faults: Faults) -> EmulatorConfig {
     EmulatorConfig {
         faults,
         ..EmulatorConfig::default()
     }
-}
-
-/// One token request: the status and body, or `None` when the connection was dropped.
-async fn request_token(client: &Client, emulator: &RunningEmulator) -> Option<(StatusCode, Value)> {
-    let config = emulator.config();
-    let response = client
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            emulator.base_url(),
-            config.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", config.client_id.as_str()),
-            ("client_secret", config.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .ok()?;
-    Some((response.status(), response.json().await.unwrap()))
-}
-
-async fn token(emulator: &RunningEmulator) -> String {
-    let (status, body) = request_token(&Client::new(), emulator)
-        .await
-        .expect("token answered");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// What a client saw of one request.
@@ -124,8 +84,8 @@ fn mixed_faults() -> Faults {
 
 /// Requests each URL three times in a row; URLs one after another, or all at once.
 async fn outcomes(concurrently: bool) -> (BTreeMap<String, Vec<Outcome>>, FaultCounts) {
-    let emulator = start(with_faults(mixed_faults())).await;
-    let token = token(&emulator).await;
+    let emulator = support::start_emulator(with_faults(mixed_faults())).await;
+    let token = support::emulator_token(&emulator).await;
     let base = emulator.base_url();
     let client = Client::new();
     let attempts = |url: String| {
@@ -183,12 +143,12 @@ async fn the_same_url_sequence_meets_the_same_fates_even_concurrently() {
 
 #[tokio::test]
 async fn throttling_and_server_errors_look_like_graphs() {
-    let emulator = start(with_faults(
+    let emulator = support::start_emulator(with_faults(
         Faults::parse("throttle=1,retry_after=3").unwrap(),
     ))
     .await;
     // Token requests are never throttled by the Graph fault rates.
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let url = format!(
         "{}/v1.0/communications/callRecords?{DAY_FILTER}",
         emulator.base_url()
@@ -209,8 +169,8 @@ async fn throttling_and_server_errors_look_like_graphs() {
     assert_eq!(recorded[1].fault, Some(FaultKind::Throttled));
     assert_eq!(recorded[0].fault, None, "the token request");
 
-    let emulator = start(with_faults(Faults::parse("5xx=1").unwrap())).await;
-    let token = self::token(&emulator).await;
+    let emulator = support::start_emulator(with_faults(Faults::parse("5xx=1").unwrap())).await;
+    let token = support::emulator_token(&emulator).await;
     let base = format!("{}/v1.0/communications/callRecords", emulator.base_url());
     let client = Client::new();
     let mut statuses = BTreeMap::new();
@@ -236,8 +196,8 @@ async fn throttling_and_server_errors_look_like_graphs() {
 
 #[tokio::test]
 async fn dropped_connections_slow_answers_and_truncated_bodies() {
-    let emulator = start(with_faults(Faults::parse("drop=1").unwrap())).await;
-    let token = token(&emulator).await;
+    let emulator = support::start_emulator(with_faults(Faults::parse("drop=1").unwrap())).await;
+    let token = support::emulator_token(&emulator).await;
     let url = format!(
         "{}/v1.0/communications/callRecords?{DAY_FILTER}",
         emulator.base_url()
@@ -254,13 +214,22 @@ async fn dropped_connections_slow_answers_and_truncated_bodies() {
     assert_eq!(recorded.last().unwrap().status, 0);
     assert_eq!(recorded.last().unwrap().fault, Some(FaultKind::Dropped));
     // The emulator itself keeps serving.
-    assert!(request_token(&Client::new(), &emulator).await.is_some());
+    assert!(
+        support::request_token(
+            &Client::new(),
+            &emulator,
+            support::app_credentials(&emulator),
+            support::GRAPH_SCOPE
+        )
+        .await
+        .is_some()
+    );
 
-    let emulator = start(with_faults(
+    let emulator = support::start_emulator(with_faults(
         Faults::parse("slow=1,slow_delay=300ms").unwrap(),
     ))
     .await;
-    let token = self::token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let url = format!(
         "{}/v1.0/communications/callRecords?{DAY_FILTER}",
         emulator.base_url()
@@ -276,8 +245,8 @@ async fn dropped_connections_slow_answers_and_truncated_bodies() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(emulator.fault_counts().slowed, 1);
 
-    let emulator = start(with_faults(Faults::parse("truncate=1").unwrap())).await;
-    let token = self::token(&emulator).await;
+    let emulator = support::start_emulator(with_faults(Faults::parse("truncate=1").unwrap())).await;
+    let token = support::emulator_token(&emulator).await;
     let url = format!(
         "{}/v1.0/communications/callRecords?{DAY_FILTER}",
         emulator.base_url()
@@ -309,11 +278,19 @@ async fn dropped_connections_slow_answers_and_truncated_bodies() {
 
 #[tokio::test]
 async fn token_faults_happen_only_when_asked_for() {
-    let emulator = start(with_faults(Faults::parse("seed=3,token=0.5").unwrap())).await;
+    let emulator =
+        support::start_emulator(with_faults(Faults::parse("seed=3,token=0.5").unwrap())).await;
     let client = Client::new();
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..30 {
-        let outcome = match request_token(&client, &emulator).await {
+        let outcome = match support::request_token(
+            &client,
+            &emulator,
+            support::app_credentials(&emulator),
+            support::GRAPH_SCOPE,
+        )
+        .await
+        {
             None => "dropped".to_owned(),
             Some((status, body)) if status == StatusCode::OK => {
                 assert!(body["access_token"].is_string());
@@ -338,8 +315,8 @@ async fn token_faults_happen_only_when_asked_for() {
 #[tokio::test]
 async fn corrupt_records_are_always_broken_and_only_they() {
     let faults = Faults::parse("seed=9,corrupt=0.3").unwrap();
-    let emulator = start(with_faults(faults.clone())).await;
-    let token = token(&emulator).await;
+    let emulator = support::start_emulator(with_faults(faults.clone())).await;
+    let token = support::emulator_token(&emulator).await;
     let client = Client::new();
     let base = format!("{}/v1.0/communications/callRecords", emulator.base_url());
     let ids = day_ids(20);
@@ -373,7 +350,7 @@ async fn corrupt_records_are_always_broken_and_only_they() {
 #[tokio::test]
 async fn enforced_limits_answer_429_until_the_window_slides() {
     let second = Duration::from_secs(1);
-    let emulator = start(EmulatorConfig {
+    let emulator = support::start_emulator(EmulatorConfig {
         enforce_limits: true,
         limits: Limits {
             call_records: Rate::new(100, second),
@@ -385,7 +362,7 @@ async fn enforced_limits_answer_429_until_the_window_slides() {
         ..EmulatorConfig::default()
     })
     .await;
-    let token = token(&emulator).await;
+    let token = support::emulator_token(&emulator).await;
     let client = Client::new();
     let base = format!("{}/v1.0/communications/callRecords", emulator.base_url());
     let ids = day_ids(2);
@@ -464,8 +441,11 @@ async fn enforced_limits_answer_429_until_the_window_slides() {
 
 #[tokio::test]
 async fn no_faults_and_no_limits_by_default_and_every_token_is_listed() {
-    let emulator = start(EmulatorConfig::default()).await;
-    let tokens = [token(&emulator).await, token(&emulator).await];
+    let emulator = support::start_emulator(EmulatorConfig::default()).await;
+    let tokens = [
+        support::emulator_token(&emulator).await,
+        support::emulator_token(&emulator).await,
+    ];
     let client = Client::new();
     let url = format!(
         "{}/v1.0/communications/callRecords/{}",
