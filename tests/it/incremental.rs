@@ -76,14 +76,7 @@ fn record_requests(emulator: &RunningEmulator) -> Vec<String> {
 fn snapshot(lake: &Path) -> Vec<Vec<String>> {
     CALL_TABLES
         .iter()
-        .map(|table| {
-            let mut rows: Vec<String> = support::read_table(lake, table)
-                .into_iter()
-                .map(|row| Value::Object(row).to_string())
-                .collect();
-            rows.sort();
-            rows
-        })
+        .map(|table| support::sorted_rows(lake, table))
         .collect()
 }
 

@@ -13,7 +13,7 @@ use std::process::Output;
 
 use callrecords_etl::state::{OutputLock, StateError};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const RECORDS: &str = "/v1.0/communications/callRecords";
@@ -32,13 +32,7 @@ async fn graph(
     answer: impl Fn(&str) -> Option<(&'static str, ResponseTemplate)>,
 ) -> MockServer {
     let graph = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex("/oauth2/v2.0/token$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "tok-never-lose"}),
-        ))
-        .mount(&graph)
-        .await;
+    support::mount_token_endpoint(&graph, "tok-never-lose").await;
     let items: Vec<Value> = ids.iter().map(|id| item(id)).collect();
     Mock::given(method("GET"))
         .and(path(RECORDS))

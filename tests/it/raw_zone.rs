@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use support::{CALL_TABLES, days_ago};
+use support::{CALL_TABLES, days_ago, sorted_rows};
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -37,16 +37,6 @@ fn assert_success(output: &Output) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A table's rows in a canonical order (reflatten's workers write in any order).
-fn sorted_rows(lake: &Path, table: &str) -> Vec<String> {
-    let mut rows: Vec<String> = support::read_table(lake, table)
-        .into_iter()
-        .map(|row| Value::Object(row).to_string())
-        .collect();
-    rows.sort();
-    rows
 }
 
 fn assert_same_tables(expected: &Path, actual: &Path, tables: &[&str]) {

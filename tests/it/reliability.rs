@@ -392,7 +392,7 @@ fn sigterm_and_sigint_stop_without_publishing_anything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_record_that_is_gone_is_a_named_warning_counted_in_the_summary() {
-    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let graph = MockServer::start().await;
     let day = days_ago(2);
@@ -401,13 +401,7 @@ async fn a_listed_record_that_is_gone_is_a_named_warning_counted_in_the_summary(
         serde_json::json!({"id": id, "version": 1, "type": "peerToPeer", "modalities": ["audio"],
         "startDateTime": start, "endDateTime": start, "lastModifiedDateTime": start})
     };
-    Mock::given(method("POST"))
-        .and(path_regex("/oauth2/v2.0/token$"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}),
-        ))
-        .mount(&graph)
-        .await;
+    support::mount_token_endpoint(&graph, "t").await;
     Mock::given(method("GET"))
         .and(path("/v1.0/communications/callRecords"))
         .respond_with(

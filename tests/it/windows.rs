@@ -114,7 +114,7 @@ fn case4_a_record_whose_details_name_another_day_stays_in_its_listed_day() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        use wiremock::matchers::{method, path, path_regex};
+        use wiremock::matchers::{method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
         let graph = MockServer::start().await;
         let (listed_day, detail_day) = (date_days_ago(3), date_days_ago(4));
@@ -123,13 +123,7 @@ fn case4_a_record_whose_details_name_another_day_stays_in_its_listed_day() {
             serde_json::json!({"id": id, "version": 1, "type": "peerToPeer", "modalities": ["audio"],
                 "startDateTime": start, "endDateTime": start, "lastModifiedDateTime": start})
         };
-        Mock::given(method("POST"))
-            .and(path_regex("/oauth2/v2.0/token$"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}),
-            ))
-            .mount(&graph)
-            .await;
+        support::mount_token_endpoint(&graph, "t").await;
         Mock::given(method("GET"))
             .and(path("/v1.0/communications/callRecords"))
             .respond_with(ResponseTemplate::new(200).set_body_json(

@@ -184,6 +184,16 @@ pub fn read_table(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
     all
 }
 
+/// A table's rows as JSON text in a canonical order (writers may write in any order).
+pub fn sorted_rows(lake: &Path, table: &str) -> Vec<String> {
+    let mut rows: Vec<String> = read_table(lake, table)
+        .into_iter()
+        .map(|row| Value::Object(row).to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Every row of every table in `tables`, as sorted `<table> <row JSON>` lines: two lakes
 /// hold the same data when these are equal, whatever their files.
 pub fn lake_rows(lake: &Path, tables: &[&str]) -> Vec<String> {
@@ -354,4 +364,16 @@ pub const LIST: &str = "/v1.0/communications/callRecords";
 /// The callRecords list URL of the mock Graph `server`.
 pub fn list_url(server: &wiremock::MockServer) -> url::Url {
     format!("{}{LIST}", server.uri()).parse().unwrap()
+}
+
+/// Mounts on the mock Graph `server` a token endpoint (any tenant) that hands out `token`.
+pub async fn mount_token_endpoint(server: &wiremock::MockServer, token: &str) {
+    use wiremock::matchers::{method, path_regex};
+    wiremock::Mock::given(method("POST"))
+        .and(path_regex("/oauth2/v2.0/token$"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"token_type": "Bearer", "expires_in": 3599, "access_token": token}),
+        ))
+        .mount(server)
+        .await;
 }
