@@ -242,17 +242,7 @@ fn log_rows() -> Vec<Value> {
 }
 
 fn run_export(config: &Path, out: &Path, env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = assert_cmd::Command::cargo_bin("callrecords-etl").unwrap();
-    for name in [
-        "RUST_LOG",
-        "CALLRECORDS_CONFIG",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "AZURE_CLIENT_ID",
-        "AZURE_TENANT_ID",
-    ] {
-        command.env_remove(name);
-    }
-    command
+    support::binary()
         .envs(env.iter().copied())
         .env("CALLRECORDS_CLIENT_SECRET", emulator::DEFAULT_CLIENT_SECRET)
         .args(["export", "-q", "--config", config.to_str().unwrap()])
