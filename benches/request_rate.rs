@@ -15,8 +15,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use callrecords_etl::emulator::{self, EmulatorConfig, Limits};
-use callrecords_etl::export::{self, ExportPlan};
+use callrecords_emulator::{self as emulator, EmulatorConfig, Limits, RecordedRequest};
+use callrecords_etl::export::{self, ExportPlan, RunSummary};
 use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::progress::{Progress, ProgressMode};
 use callrecords_etl::sink::store::Output;
@@ -79,7 +79,25 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let elapsed = clock.elapsed();
 
-    let requests = emulator.requests();
+    let (failed, admitted) = report_requests(&emulator.requests(), &summary, elapsed);
+    let lowest = report_rate(&admitted, &limits);
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "target: >= 90 % of the allowed rate in every full window: {}",
+        met(lowest.is_some_and(|lowest| lowest >= 0.9))
+    );
+    println!("target: no failed record: {}", met(failed == 0));
+    emulator.shutdown().await;
+    Ok(())
+}
+
+/// Prints the records exported and the requests they took; returns the failed records and
+/// when each admitted call-record request arrived.
+fn report_requests(
+    requests: &[RecordedRequest],
+    summary: &RunSummary,
+    elapsed: Duration,
+) -> (usize, Vec<Duration>) {
     let throttled = requests.iter().filter(|r| r.status == 429).count();
     let admitted: Vec<Duration> = requests
         .iter()
@@ -104,11 +122,12 @@ async fn main() -> anyhow::Result<()> {
         admitted.len(),
         per_record
     );
+    (failed, admitted)
+}
 
-    // Full windows of the limit's length from the first request: the share of the
-    // allowed requests each one used.
-    let window = limits.call_records.per;
-    let allowed = f64::from(limits.call_records.requests);
+/// Full windows of the limit's length from the first request: the share of the allowed
+/// requests each one used.
+fn window_shares(admitted: &[Duration], window: Duration, allowed: f64) -> Vec<f64> {
     let (first, last) = (admitted[0], *admitted.last().expect("requests were made"));
     let mut shares = Vec::new();
     let mut start = first;
@@ -120,6 +139,16 @@ async fn main() -> anyhow::Result<()> {
         shares.push(used as f64 / allowed);
         start += window;
     }
+    shares
+}
+
+/// Prints the share of the allowed rate each full window used; returns the lowest share,
+/// or None when the run fit in one window.
+fn report_rate(admitted: &[Duration], limits: &Limits) -> Option<f64> {
+    let window = limits.call_records.per;
+    let allowed = f64::from(limits.call_records.requests);
+    let shares = window_shares(admitted, window, allowed);
+    let (first, last) = (admitted[0], *admitted.last().expect("requests were made"));
     let rate = admitted.len() as f64 / (last - first).as_secs_f64();
     let lowest = shares.iter().copied().fold(f64::INFINITY, f64::min);
     if shares.is_empty() {
@@ -128,30 +157,23 @@ async fn main() -> anyhow::Result<()> {
              (more DAYS or CALLS_PER_DAY); over the whole run {rate:.1} requests/s",
             window.as_secs()
         );
-    } else {
-        let shown: Vec<String> = shares
-            .iter()
-            .map(|s| format!("{:.0} %", s * 100.0))
-            .collect();
-        println!(
-            "allowed rate used, per full {} s window: {}",
-            window.as_secs(),
-            shown.join(", ")
-        );
-        let mean = shares.iter().sum::<f64>() / shares.len() as f64;
-        println!(
-            "mean {:.1} %, lowest {:.1} %; over the whole run {rate:.1} requests/s (allowed on average: {:.1}/s)",
-            mean * 100.0,
-            lowest * 100.0,
-            allowed / window.as_secs_f64()
-        );
+        return None;
     }
-    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    let shown: Vec<String> = shares
+        .iter()
+        .map(|s| format!("{:.0} %", s * 100.0))
+        .collect();
     println!(
-        "target: >= 90 % of the allowed rate in every full window: {}",
-        met(!shares.is_empty() && lowest >= 0.9)
+        "allowed rate used, per full {} s window: {}",
+        window.as_secs(),
+        shown.join(", ")
     );
-    println!("target: no failed record: {}", met(failed == 0));
-    emulator.shutdown().await;
-    Ok(())
+    let mean = shares.iter().sum::<f64>() / shares.len() as f64;
+    println!(
+        "mean {:.1} %, lowest {:.1} %; over the whole run {rate:.1} requests/s (allowed on average: {:.1}/s)",
+        mean * 100.0,
+        lowest * 100.0,
+        allowed / window.as_secs_f64()
+    );
+    Some(lowest)
 }

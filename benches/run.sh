@@ -11,7 +11,8 @@
 # Environment: CALLS_PER_DAY (1900: 13,300 records over 7 days, ~0.49 GB), REPEAT (5),
 #   SCALE (5; 0 skips the memory-growth run), SCRATCH (${TMPDIR:-/tmp}/callrecords-bench),
 #   WORKERS (reflatten --workers; default: one per core).
-# Needs: a release build (cargo build --release), python3 with pyarrow, GNU time.
+# Needs: a release build of the workspace (cargo build --release --workspace: the app and
+#   the emulator crate's synthetic-records), python3 with pyarrow, GNU time.
 set -euo pipefail
 calls_per_day=${CALLS_PER_DAY:-1900}
 repeat=${REPEAT:-5}
@@ -19,7 +20,10 @@ scale=${SCALE:-5}
 scratch=${SCRATCH:-${TMPDIR:-/tmp}/callrecords-bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$root/target}/release/callrecords-etl
-[ -x "$bin" ] || { echo "no release build at $bin: run cargo build --release" >&2; exit 2; }
+records_bin=${CARGO_TARGET_DIR:-$root/target}/release/synthetic-records
+for b in "$bin" "$records_bin"; do
+    [ -x "$b" ] || { echo "no release build at $b: run cargo build --release --workspace" >&2; exit 2; }
+done
 python3 -c 'import pyarrow' 2>/dev/null || { echo "pyarrow is missing: pip install pyarrow" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "GNU time (/usr/bin/time) is missing: apt-get install time" >&2; exit 2; }
 workers=()
@@ -30,7 +34,7 @@ input_for() { # calls per day -> path of the JSON lines (generated once)
     local path=$scratch/records-$1.jsonl
     if [ ! -s "$path" ]; then
         echo "generating $path ($1 calls/day x 7 days) ..." >&2
-        "$bin" emulator --dump-jsonl "$path.tmp" --calls-per-day "$1" --dump-days 7
+        "$records_bin" --out "$path.tmp" --calls-per-day "$1" --days 7
         mv "$path.tmp" "$path"
     fi
     echo "$path"

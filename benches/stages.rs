@@ -23,7 +23,7 @@
 //! per core or better, with the Parquet writer's share spread over both cores.
 //!
 //! Run: `cargo bench --bench stages` (INPUT: a JSON-lines file, default
-//! `target/stages-input.jsonl`, generated at first with the emulator's synthetic tenant,
+//! `target/stages-input.jsonl`, generated at first as `synthetic-records` writes it,
 //! CALLS_PER_DAY=1900 over 7 days: about 0.49 GB, the input of `benches/run.sh`).
 
 mod support;
@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use callrecords_emulator::synthetic_records;
 use callrecords_etl::flatten::call_records::{self, CallRecordTables, RecordParser};
 use callrecords_etl::privacy::Privacy;
 use callrecords_etl::reflatten;
@@ -50,17 +51,13 @@ fn input() -> anyhow::Result<PathBuf> {
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/stages-input.jsonl");
     if !path.exists() {
-        let calls_per_day = setting("CALLS_PER_DAY", 1900).to_string();
+        let calls_per_day = setting("CALLS_PER_DAY", 1900);
         eprintln!(
             "generating {} ({calls_per_day} calls/day x 7 days) ...",
             path.display()
         );
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_callrecords-etl"))
-            .args(["emulator", "--dump-jsonl"])
-            .arg(&path)
-            .args(["--calls-per-day", &calls_per_day, "--dump-days", "7"])
-            .status()?;
-        anyhow::ensure!(status.success(), "the emulator could not write the input");
+        let file = std::fs::File::create(&path)?;
+        synthetic_records::write(file, 42, calls_per_day, 7)?;
     }
     Ok(path)
 }

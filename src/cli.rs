@@ -16,7 +16,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, ExportSettings, Overrides, Settings};
 use crate::ddl::{self, Dialect};
-use crate::emulator::{self, EmulatorConfig};
 use crate::exit::{Exit, Failure};
 use crate::export::{self, ExportPlan};
 use crate::graph::{ApiVersion, ClientSettings, GraphClient, Secret};
@@ -27,6 +26,7 @@ use crate::schema::{self, TableSchema};
 use crate::state::{self, ExportState};
 use crate::window::{self, Window};
 use crate::{check, report};
+use callrecords_emulator::{self as emulator, EmulatorConfig};
 use tokio_util::sync::CancellationToken;
 
 const EXPORT_EXAMPLES: &str = "\
@@ -231,12 +231,6 @@ struct EmulatorArgs {
     /// Lifetime of the access tokens it issues, in seconds (short ones test token refresh).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     token_lifetime: u64,
-    /// Benchmark input: write the complete records of --dump-days days (from 2026-11-01,
-    /// --calls-per-day each) as JSON lines to this file, and exit without serving.
-    #[arg(long, value_name = "FILE", hide = true)]
-    dump_jsonl: Option<PathBuf>,
-    #[arg(long, value_name = "DAYS", default_value_t = 7, hide = true)]
-    dump_days: u32,
     /// Measuring one huge record: every day's large meeting gets this many participants,
     /// each with a session (3,000 make a record of about 10 MB).
     #[arg(long, value_name = "N", hide = true)]
@@ -638,10 +632,6 @@ fn emulator_settings(config: &EmulatorConfig, url: url::Url) -> Settings {
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
-    if let Some(path) = &args.dump_jsonl {
-        dump_jsonl(path, args.seed, args.calls_per_day, args.dump_days)?;
-        return Ok(Exit::Success);
-    }
     let mut config = EmulatorConfig {
         seed: args.seed,
         calls_per_day: args.calls_per_day,
@@ -656,39 +646,13 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
     };
     emulator::serve_until_shutdown(config, args.listen, shutdown)
         .await
-        .map_err(|error| {
-            if error.to_string().contains("loopback") {
-                anyhow::Error::new(Failure::usage(describe(&error)))
-            } else {
-                error
+        .map_err(|error| match error {
+            emulator::StartError::NotLoopback(_) => {
+                anyhow::Error::new(Failure::usage(error.to_string()))
             }
+            error => anyhow::Error::new(error),
         })?;
     Ok(Exit::Success)
-}
-
-/// Writes the synthetic tenant's complete records, one per line, as `reflatten` reads them.
-fn dump_jsonl(
-    path: &std::path::Path,
-    seed: u64,
-    calls_per_day: u32,
-    days: u32,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tenant = emulator::Tenant::new(seed, calls_per_day);
-    let from = window::midnight(chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date"));
-    let to = from + chrono::Duration::days(i64::from(days));
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    for item in tenant.list(from, to) {
-        let id = item["id"].as_str().expect("listed records have ids");
-        let record = tenant.record(id).expect("a listed record exists");
-        serde_json::to_writer(&mut out, &record)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {

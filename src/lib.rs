@@ -57,8 +57,9 @@
 //!   concurrency and bounded memory, and its summary; what a run covers (`export::scope`),
 //!   fetching call records and log streams (`export::call_records`, `export::logs`).
 //! - [`progress`]: progress reporting for terminals and for logs.
-//! - [`emulator`]: an embedded Microsoft Graph look-alike over a deterministic synthetic
-//!   tenant, for out-of-the-box runs and tests.
+//! - The embedded Microsoft Graph look-alike over a deterministic synthetic tenant, for
+//!   out-of-the-box runs (`export --emulator`, `emulator`) and tests, is its own crate:
+//!   [`callrecords_emulator`] (`crates/emulator`), which knows nothing of this one.
 //!
 //! # Data flow
 //!
@@ -87,7 +88,6 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod ddl;
-pub mod emulator;
 pub mod exit;
 pub mod export;
 pub mod flatten;

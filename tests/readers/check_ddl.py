@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Parses the Spark, Athena and Trino DDL of `callrecords-etl schema --ddl` with sqlglot, an
-independent SQL parser, since those engines do not run here (tests/readers.rs runs this).
+independent SQL parser, since those engines do not run here (tests/it/readers.rs runs this).
 
     python3 tests/readers/check_ddl.py EXPECTED.json
 
@@ -9,7 +9,7 @@ EXPECTED.json: {"tables": [schemas/<table>.json, ...], "scripts": {"spark": SQL,
 For each script: it parses in its dialect (quotes, escapes, brackets and commas are right),
 has one CREATE per declared table, with the declared columns in order (plus `dt`, where the
 dialect lists it there), partitioned by `dt`, stored as Parquet, located in the table's folder. Exits 1 with the problems otherwise.
-(Synapse's OPENROWSET(BULK ...) is beyond sqlglot; its text is checked in tests/ddl.rs.)
+(Synapse's OPENROWSET(BULK ...) is beyond sqlglot; its text is checked in tests/it/ddl.rs.)
 """
 
 import json

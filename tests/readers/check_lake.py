@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads a lake written by callrecords-etl with pyarrow and with DuckDB, and compares what
-they see with what the Rust test read (tests/readers.rs writes EXPECTED and runs this).
+they see with what the Rust test read (tests/it/readers.rs writes EXPECTED and runs this).
 
     python3 tests/readers/check_lake.py LAKE EXPECTED.json
 
