@@ -30,7 +30,8 @@
 //! - [`store`]: where the lake and the raw zone live ([`store::Location`]: a local folder or
 //!   an object-store URL) and every operation on them (read, list, atomic replace, delete,
 //!   streamed read and write, Parquet range reads, the run lock `_lock`); the only code that
-//!   branches on the backend, with typed errors ([`store::StoreError`]).
+//!   branches on the backend, with typed errors ([`store::StoreError`]); and whether two
+//!   locations overlap ([`store::overlap()`]), compared after normalising paths and URLs.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and made durable through [`store`]. Knows nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
@@ -43,8 +44,6 @@
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core.
-//! - [`locations`]: whether two locations (the lake and the raw zone) overlap, compared
-//!   after normalising paths and URLs.
 //! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
 //!   printed or written.
 //! - [`reuse`]: copying rows the lake holds into the partitions a run replaces: unchanged
@@ -89,7 +88,6 @@ pub mod emulator;
 pub mod exit;
 pub mod flatten;
 pub mod graph;
-pub mod locations;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use super::{ReflattenSettings, Settings, check_raw_privacy};
 use crate::graph::{ApiVersion, ClientSettings};
-use crate::locations::{self, Overlap};
 use crate::privacy::Privacy;
-use crate::store::{Location, StoreError};
+use crate::store::{self, Location, Overlap, StoreError};
 use crate::streams::{StreamKind, UnknownStream};
 
 /// What the command line says over the configuration; `None` keeps the configured value.
@@ -183,7 +182,7 @@ pub fn select_streams(
 /// removes stale staging under its output, which must not touch the raw files, and the
 /// reverse. Each is `(location, the flag or key that set it)`.
 pub fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), UsageError> {
-    let relation = match locations::overlap(raw.0, out.0) {
+    let relation = match store::overlap(raw.0, out.0) {
         None => return Ok(()),
         Some(Overlap::Same) => "is the same folder as",
         Some(Overlap::Inside) => "lies inside",

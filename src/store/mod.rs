@@ -16,7 +16,8 @@
 //! new bytes ([`Location::write_atomically`]), delete, stream a large file up
 //! ([`Location::writer`]: multipart on an object store, never buffered whole) or down
 //! ([`Location::reader`]), read Parquet (by ranges on an object store:
-//! [`Location::read_parquet`]), and hold the lock of a run ([`lock`]). How partitions are
+//! [`Location::read_parquet`]), and hold the lock of a run ([`lock`]). [`overlap()`] says
+//! whether two locations (the lake and the raw zone) overlap, before either is opened. How partitions are
 //! switched lives in `commit`, which picks its algorithm by backend once
 //! (`commit::Protocol`), with the primitives of [`local`] and [`object`].
 //!
@@ -41,8 +42,10 @@ use tokio::runtime::Handle;
 pub mod local;
 pub mod lock;
 pub mod object;
+mod overlap;
 
 pub use object::{ObjectLocation, ObjectParquetFile, ObjectReader, ObjectWriter};
+pub use overlap::{Overlap, overlap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
