@@ -96,9 +96,9 @@ pub enum StoreError {
     },
 }
 
-/// The root of the lake or of the raw zone. Code outside `store` uses its operations and
-/// does not look at the variants (`pipeline` and `reflatten` still do, until they move onto
-/// the operations).
+/// The root of the lake or of the raw zone. Code outside `store` uses its operations, not
+/// the variants; only `commit::Protocol` looks at them, to pick how partitions are switched
+/// (and, until they move onto the operations, `pipeline` and `reflatten`).
 #[derive(Debug, Clone)]
 pub enum Location {
     Local(PathBuf),
