@@ -19,7 +19,7 @@ use callrecords_emulator::{self as emulator, EmulatorConfig, Limits, RecordedReq
 use callrecords_etl::export::{self, ExportPlan, RunSummary};
 use callrecords_etl::graph::{ClientSettings, GraphClient, Secret};
 use callrecords_etl::progress::{Progress, ProgressMode};
-use callrecords_etl::sink::store::Output;
+use callrecords_etl::store::Location;
 use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
 use support::setting;
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
             midnight(today),
         )?,
         streams: vec![StreamKind::CallRecords],
-        output: Output::Local(lake.path().to_path_buf()),
+        output: Location::Local(lake.path().to_path_buf()),
         concurrency,
         api_version: "v1.0".into(),
         log_chunk_days: 30,

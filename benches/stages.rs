@@ -36,8 +36,8 @@ use callrecords_emulator::synthetic_records;
 use callrecords_etl::flatten::call_records::{self, CallRecordTables, RecordParser};
 use callrecords_etl::privacy::Privacy;
 use callrecords_etl::reflatten;
-use callrecords_etl::sink::store::Output;
 use callrecords_etl::sink::{ParquetSink, SinkOptions};
+use callrecords_etl::store::Location;
 use chrono::NaiveDate;
 use support::setting;
 
@@ -104,7 +104,7 @@ fn run(stage: Stage, text: &[u8], scratch: &std::path::Path) -> anyhow::Result<u
     let output = tempfile::tempdir_in(scratch)?;
     let mut sink = match stage {
         Stage::Write => Some(ParquetSink::create(
-            &Output::Local(output.path().to_path_buf()),
+            &Location::Local(output.path().to_path_buf()),
             "stages",
             SinkOptions::default(),
         )?),
@@ -182,7 +182,7 @@ fn time_write_alone(text: &[u8], scratch: &std::path::Path) -> anyhow::Result<(D
     let output = tempfile::tempdir_in(scratch)?;
     let clock = Instant::now();
     let mut sink = ParquetSink::create(
-        &Output::Local(output.path().to_path_buf()),
+        &Location::Local(output.path().to_path_buf()),
         "stages",
         SinkOptions::default(),
     )?;

@@ -73,6 +73,7 @@ pub fn code_of(error: &anyhow::Error) -> Exit {
 fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     use crate::commit::CommitError;
     use crate::state::StateError;
+    use crate::store::StoreError;
     if let Some(failure) = cause.downcast_ref::<Failure>() {
         return Some(failure.exit);
     }
@@ -82,11 +83,14 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     {
         return Some(Exit::Usage);
     }
-    match cause.downcast_ref::<StateError>() {
-        Some(StateError::Locked { .. }) => return Some(Exit::Locked),
+    match cause.downcast_ref::<StoreError>() {
+        Some(StoreError::Locked { .. }) => return Some(Exit::Locked),
         // Found before any request; the message says what to do.
-        Some(StateError::Damaged { .. }) => return Some(Exit::Usage),
+        Some(StoreError::DamagedLock { .. }) => return Some(Exit::Usage),
         _ => {}
+    }
+    if let Some(StateError::Damaged { .. }) = cause.downcast_ref::<StateError>() {
+        return Some(Exit::Usage);
     }
     match cause.downcast_ref::<CommitError>() {
         Some(CommitError::Damaged { .. } | CommitError::UnknownZone { .. }) => Some(Exit::Usage),

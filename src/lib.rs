@@ -27,12 +27,17 @@
 //!   JSON text) take the same parser.
 //! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
+//! - [`store`]: where the lake and the raw zone live ([`store::Location`]: a local folder or
+//!   an object-store URL) and every operation on them (read, list, atomic replace, delete,
+//!   streamed read and write, Parquet range reads, the run lock `_lock`); the only code that
+//!   branches on the backend, with typed errors ([`store::StoreError`]); and whether two
+//!   locations overlap ([`store::overlap()`]), compared after normalising paths and URLs.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
-//!   staged and made durable, and the lake's locations (local folder or object store).
-//!   Knows nothing of Graph.
+//!   staged and made durable through [`store`]. Knows nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
-//!   switch steps for every partition of every table and the raw zone; recovery rolls an
-//!   interrupted commit forward (or back) so the lake is the whole old or new state.
+//!   switch steps for every partition of every table and the raw zone (folders exchanged on
+//!   disk, commit markers on an object store); recovery rolls an interrupted commit forward
+//!   (or back) so the lake is the whole old or new state.
 //! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
 //!   interrupted run; the writer thread and its one batch type ([`run::writer`]); log rows
 //!   per partition and value-issue reporting ([`run::rows`]); quarantine
@@ -43,16 +48,13 @@
 //!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core: a
 //!   reader thread cutting raw files into chunks, parse-and-flatten workers, the run's writer.
-//! - [`locations`]: whether two locations (the lake and the raw zone) overlap, compared
-//!   after normalising paths and URLs.
 //! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
 //!   printed or written.
 //! - [`reuse`]: copying rows the lake holds into the partitions a run replaces: unchanged
 //!   records (incremental rescans), rows outside a partial window on its edge days, rows of
 //!   quarantined records; and the fingerprint that says which rows may be reused.
-//! - [`state`]: the output folder's lock (`_lock`: one run at a time) and the state of
-//!   nightly runs (`_state.json`: the exported range per stream, the quarantined records to
-//!   fetch again), from which a run without a window plans its own.
+//! - [`state`]: the state of nightly runs (`_state.json`: the exported range per stream, the
+//!   quarantined records to fetch again), from which a run without a window plans its own.
 //! - [`export`]: the export run: window → Graph → flatten → the run's writer, with bounded
 //!   concurrency and bounded memory, and its summary; what a run covers (`export::scope`),
 //!   fetching call records and log streams (`export::call_records`, `export::logs`).
@@ -92,7 +94,6 @@ pub mod exit;
 pub mod export;
 pub mod flatten;
 pub mod graph;
-pub mod locations;
 pub mod privacy;
 pub mod progress;
 pub mod raw;
@@ -104,5 +105,6 @@ pub mod run;
 pub mod schema;
 pub mod sink;
 pub mod state;
+pub mod store;
 pub mod streams;
 pub mod window;

@@ -13,18 +13,19 @@
 //! `.jsonl.zst`, `.jsonl.gz`, on disk or in an object store) for `reflatten` and for reusing
 //! unchanged records.
 //!
-//! May touch: the raw zone under its root (writing), any raw file or object (reading).
+//! May touch: the raw zone under its root (writing), any raw file or object (reading), all
+//! through [`crate::store`].
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::sink::store::{ObjectOutput, Output, StoreError};
-use crate::sink::{self, FileSink, SinkError, StagedRun, Staging, WrittenFile, io_error};
+use crate::commit;
+use crate::sink::{self, SinkError, StagedRun, Staging, WrittenFile, write_error};
+use crate::store::{Location, StoreError, StoreWriter};
 use crate::streams::logs::LogStream;
 use crate::window::Window;
 
@@ -38,7 +39,7 @@ const ZSTD_LEVEL: i32 = 2;
 pub const EXTENSIONS: [&str; 3] = [".jsonl", ".jsonl.zst", ".jsonl.gz"];
 
 struct RawFile {
-    encoder: zstd::Encoder<'static, BufWriter<FileSink>>,
+    encoder: zstd::Encoder<'static, BufWriter<StoreWriter>>,
     /// The staged file, for messages.
     location: String,
     relative: String,
@@ -48,7 +49,7 @@ struct RawFile {
 /// Writes one run's raw lines into staged files, one file per open `(stream, dt)`, on a
 /// local folder or an object store (streamed uploads) like the tables.
 pub struct RawSink {
-    output: Output,
+    output: Location,
     run_id: String,
     staging: Staging,
     open: BTreeMap<(&'static str, NaiveDate), RawFile>,
@@ -57,7 +58,7 @@ pub struct RawSink {
 impl RawSink {
     /// Prepares `<raw>/_staging/<run_id>/`. On an object store it must be called within a
     /// tokio runtime, whose handle the writer thread then uses for the uploads.
-    pub fn create(output: &Output, run_id: &str) -> Result<Self, SinkError> {
+    pub fn create(output: &Location, run_id: &str) -> Result<Self, SinkError> {
         Ok(RawSink {
             output: output.clone(),
             run_id: run_id.to_string(),
@@ -78,10 +79,9 @@ impl RawSink {
             std::collections::btree_map::Entry::Vacant(entry) => {
                 let partition = format!("{stream}/{}", sink::partition_dir_name(dt));
                 let name = format!("part-{}-00000.jsonl.zst", self.run_id);
-                let (target, location) =
-                    self.staging.create_file(&self.run_id, &partition, &name)?;
+                let (target, location) = self.staging.create_file(&partition, &name)?;
                 let encoder = zstd::Encoder::new(BufWriter::new(target), ZSTD_LEVEL)
-                    .map_err(io_error("start compressing", Path::new(&location)))?;
+                    .map_err(write_error("start compressing", &location))?;
                 entry.insert(RawFile {
                     encoder,
                     location,
@@ -93,7 +93,7 @@ impl RawSink {
         file.encoder
             .write_all(line)
             .and_then(|()| file.encoder.write_all(b"\n"))
-            .map_err(io_error("write", Path::new(&file.location)))?;
+            .map_err(write_error("write", &file.location))?;
         file.rows += 1;
         Ok(())
     }
@@ -107,8 +107,8 @@ impl RawSink {
                 .encoder
                 .finish()
                 .and_then(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error))
-                .map_err(io_error("finish", Path::new(&location)))?;
-            let bytes = target.finish(&location)?;
+                .map_err(write_error("finish", &location))?;
+            let bytes = target.finish()?;
             files.push(WrittenFile {
                 table: stream.to_string(),
                 dt,
@@ -124,7 +124,7 @@ impl RawSink {
     pub fn discard(mut self) {
         // Dropping an unfinished object writer aborts its upload.
         self.open.clear();
-        self.staging.discard(&self.run_id);
+        self.staging.discard();
     }
 }
 
@@ -169,38 +169,27 @@ pub fn is_raw_file(name: &str) -> bool {
     !name.starts_with('.') && EXTENSIONS.iter().any(|ext| name.ends_with(ext))
 }
 
-/// Every raw file under `dir` (recursively, in name order), skipping `_staging` and other
-/// folders that start with `_` or `.`.
-pub fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    if dir.is_file() {
-        found.push(dir.to_path_buf());
-        return Ok(found);
-    }
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = entry.file_name();
-        let hidden = name.to_string_lossy().starts_with(['_', '.']);
-        if entry.file_type()?.is_dir() {
-            if !hidden {
-                found.extend(files_under(&path)?);
-            }
-        } else if is_raw_file(&path.to_string_lossy()) {
-            found.push(path);
-        }
-    }
-    Ok(found)
+/// Every raw file under the local `dir` (recursively, in name order), skipping `_staging`
+/// and other names that start with `_` or `.`; `dir` may be one file.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    Ok(commit::local::live_files(dir, "")?
+        .into_iter()
+        .filter(|path| path.is_empty() || is_raw_file(path))
+        .map(|path| match path.as_str() {
+            "" => dir.to_path_buf(),
+            _ => dir.join(path),
+        })
+        .collect())
 }
 
-/// One raw file to read: on local disk, or an object in a store (read by a streamed GET).
+/// One raw file to read: on local disk (where it can be mapped into memory), or in a
+/// zone on an object store (read by a streamed GET).
 #[derive(Debug, Clone)]
 pub enum RawInput {
     Local(PathBuf),
-    Object {
-        zone: ObjectOutput,
-        /// The object's path under the zone's prefix.
+    Stored {
+        zone: Location,
+        /// The file's path under the zone's root.
         relative: String,
         /// Reading blocks on this runtime: from threads outside its async tasks only.
         runtime: tokio::runtime::Handle,
@@ -208,48 +197,36 @@ pub enum RawInput {
 }
 
 impl RawInput {
-    /// Every raw file under `relative` in `zone` (recursively, in name order; a folder
+    /// Every raw file under `relative` in `zone` (recursively, in name order; a name
     /// starting with `_` or `.` is skipped, and on an object store a partition with a
-    /// commit marker gives only the files it names). The zone itself may be one file or
-    /// object (`relative` empty) whose name ends as a raw file's does.
+    /// commit marker gives only the files it names: [`commit::live_files`]). The zone
+    /// itself may be one file or object (`relative` empty).
     /// Must be called within a tokio runtime: objects are read through its handle.
-    pub async fn list(zone: &Output, relative: &str) -> Result<Vec<RawInput>, StoreError> {
-        match zone {
-            Output::Local(root) => {
-                // `join("")` would add a slash, and the root may be one file.
-                let dir = match relative {
-                    "" => root.clone(),
-                    _ => root.join(relative),
-                };
-                let files = files_under(&dir).map_err(io_error("list", &dir))?;
-                Ok(files.into_iter().map(RawInput::Local).collect())
-            }
-            Output::Object(object) => {
-                let runtime = tokio::runtime::Handle::current();
-                let files = sink::object::committed_files(object, relative).await?;
-                // A URL naming one object: nothing lies under it as a folder.
-                if files.is_empty()
-                    && relative.is_empty()
-                    && is_raw_file(&object.to_string())
-                    && object.exists("").await?
-                {
-                    return Ok(vec![RawInput::at(zone, "", &runtime)]);
-                }
-                Ok(files
-                    .iter()
-                    .filter(|path| is_raw_file(path))
-                    .map(|relative| RawInput::at(zone, relative, &runtime))
-                    .collect())
-            }
+    pub async fn list(zone: &Location, relative: &str) -> Result<Vec<RawInput>, StoreError> {
+        let runtime = tokio::runtime::Handle::current();
+        let files = commit::live_files(zone, relative).await?;
+        // A URL naming one object: nothing lies under it as a folder.
+        if files.is_empty()
+            && relative.is_empty()
+            && is_raw_file(&zone.to_string())
+            && zone.exists("").await?
+        {
+            return Ok(vec![RawInput::at(zone, "", &runtime)]);
         }
+        Ok(files
+            .iter()
+            // A local zone that is one file is read whatever its name.
+            .filter(|path| path.is_empty() || is_raw_file(path))
+            .map(|relative| RawInput::at(zone, relative, &runtime))
+            .collect())
     }
 
     /// The file or object `relative` (slash-separated) under the root of `zone`.
-    pub fn at(zone: &Output, relative: &str, runtime: &tokio::runtime::Handle) -> RawInput {
-        match zone {
-            Output::Local(root) => RawInput::Local(root.join(relative)),
-            Output::Object(object) => RawInput::Object {
-                zone: object.clone(),
+    pub fn at(zone: &Location, relative: &str, runtime: &tokio::runtime::Handle) -> RawInput {
+        match zone.local_path(relative) {
+            Some(path) => RawInput::Local(path),
+            None => RawInput::Stored {
+                zone: zone.clone(),
                 relative: relative.to_string(),
                 runtime: runtime.clone(),
             },
@@ -259,15 +236,13 @@ impl RawInput {
     /// The lines of the file, decompressed by its name's ending.
     pub fn open_lines(&self) -> io::Result<Box<dyn BufRead + Send>> {
         match self {
-            RawInput::Local(path) => lines_of(&path.to_string_lossy(), File::open(path)?),
-            RawInput::Object {
+            RawInput::Local(path) => lines_of(&path.to_string_lossy(), std::fs::File::open(path)?),
+            RawInput::Stored {
                 zone,
                 relative,
                 runtime,
             } => {
-                let reader = zone
-                    .reader(relative, runtime.clone())
-                    .map_err(io::Error::other)?;
+                let reader = zone.reader(relative, runtime).map_err(io::Error::other)?;
                 lines_of(&self.to_string(), reader)
             }
         }
@@ -303,8 +278,8 @@ impl std::fmt::Display for RawInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RawInput::Local(path) => write!(f, "{}", path.display()),
-            RawInput::Object { zone, relative, .. } if relative.is_empty() => write!(f, "{zone}"),
-            RawInput::Object { zone, relative, .. } => write!(f, "{zone}/{relative}"),
+            RawInput::Stored { zone, relative, .. } if relative.is_empty() => write!(f, "{zone}"),
+            RawInput::Stored { zone, relative, .. } => f.write_str(&zone.display_path(relative)),
         }
     }
 }
@@ -334,7 +309,7 @@ mod tests {
     #[tokio::test]
     async fn staged_lines_read_back_after_publishing() {
         let root = tempfile::tempdir().unwrap();
-        let mut raw = RawSink::create(&Output::Local(root.path().to_path_buf()), "run1").unwrap();
+        let mut raw = RawSink::create(&Location::Local(root.path().to_path_buf()), "run1").unwrap();
         let dt = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         raw.write_line("pstn_calls", dt, br#"{"id":"a"}"#).unwrap();
         raw.write_line("pstn_calls", dt, br#"{"id":"b"}"#).unwrap();

@@ -18,7 +18,6 @@
 //! May touch: the live Parquet files and raw files of the window's partitions (reading only).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::BufRead;
 
 use anyhow::Context;
@@ -26,17 +25,13 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use chrono::NaiveDate;
-use futures::StreamExt;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use tokio::runtime::Handle;
 
 use crate::privacy::Privacy;
 use crate::raw::{self, RawInput};
 use crate::schema::{self, TableSchema};
 use crate::sink;
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::StreamKind;
 use crate::streams::logs::LogStream;
 use crate::window::Window;
@@ -76,7 +71,7 @@ pub struct LakeRecord {
 /// `call_id → (version, start)` of the records the lake holds in the `call_records`
 /// partition `dt`.
 pub fn lake_records(
-    lake: &Output,
+    lake: &Location,
     dt: NaiveDate,
     runtime: &Handle,
 ) -> anyhow::Result<HashMap<String, LakeRecord>> {
@@ -117,7 +112,7 @@ pub fn lake_records(
 /// `time_column`) lies outside `window`, batch by batch: what a run whose window covers
 /// part of the day keeps.
 pub fn copy_rows_outside(
-    lake: &Output,
+    lake: &Location,
     table: &'static str,
     time_column: &str,
     dt: NaiveDate,
@@ -153,7 +148,7 @@ pub fn copy_rows_outside(
 
 /// The rows of `ids` in the live partition `dt` of every call table, batch by batch.
 pub fn copy_rows(
-    lake: &Output,
+    lake: &Location,
     dt: NaiveDate,
     ids: &HashSet<String>,
     runtime: &Handle,
@@ -188,7 +183,7 @@ pub fn copy_rows(
 
 /// Calls `found(id, line)` for every call record in the raw zone's live partition `dt`.
 pub fn raw_records(
-    raw_zone: &Output,
+    raw_zone: &Location,
     dt: NaiveDate,
     runtime: &Handle,
     mut found: impl FnMut(&str, &[u8]) -> anyhow::Result<()>,
@@ -215,7 +210,7 @@ pub fn raw_records(
 /// stream `log` whose row time lies outside `window` (what a run covering part of the day
 /// keeps).
 pub fn raw_log_lines_outside(
-    raw_zone: &Output,
+    raw_zone: &Location,
     log: &LogStream,
     dt: NaiveDate,
     window: Window,
@@ -239,7 +234,7 @@ pub fn raw_log_lines_outside(
 
 /// Calls `found(line, file)` for every line of the raw zone's live partition `dt` of `stream`.
 fn raw_lines(
-    raw_zone: &Output,
+    raw_zone: &Location,
     stream: &str,
     dt: NaiveDate,
     runtime: &Handle,
@@ -272,51 +267,15 @@ fn raw_lines(
 /// footer records.
 type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>>>;
 fn read_parquet(
-    lake: &Output,
+    lake: &Location,
     relative: &str,
     columns: Option<&[&str]>,
     runtime: &Handle,
 ) -> anyhow::Result<(Option<String>, Batches)> {
-    let location = lake.display_path(relative);
-    let cannot_read = move |error: parquet::errors::ParquetError| {
-        anyhow::Error::new(error).context(format!("cannot read {location}"))
-    };
-    Ok(match lake {
-        Output::Local(root) => {
-            let path = root.join(relative);
-            let file =
-                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let builder =
-                ParquetRecordBatchReaderBuilder::try_new(file).map_err(cannot_read.clone())?;
-            let fingerprint = footer_fingerprint(builder.metadata());
-            let batches = project(builder, columns)
-                .build()
-                .map_err(cannot_read.clone())?;
-            let batches: Batches =
-                Box::new(batches.map(move |batch| batch.map_err(|e| cannot_read(e.into()))));
-            (fingerprint, batches)
-        }
-        Output::Object(object) => {
-            let builder = runtime.block_on(async {
-                let file = object.parquet_file(relative).await?;
-                anyhow::Ok(
-                    ParquetRecordBatchStreamBuilder::new(file)
-                        .await
-                        .map_err(cannot_read.clone())?,
-                )
-            })?;
-            let fingerprint = footer_fingerprint(builder.metadata());
-            let mut batches = project(builder, columns)
-                .build()
-                .map_err(cannot_read.clone())?;
-            let runtime = runtime.clone();
-            let batches: Batches = Box::new(std::iter::from_fn(move || {
-                let batch = runtime.block_on(batches.next())?;
-                Some(batch.map_err(cannot_read.clone()))
-            }));
-            (fingerprint, batches)
-        }
-    })
+    let file = lake.read_parquet(relative, columns, runtime)?;
+    let fingerprint = footer_fingerprint(&file.metadata);
+    let batches = file.batches.map(|batch| batch.map_err(anyhow::Error::from));
+    Ok((fingerprint, Box::new(batches)))
 }
 
 fn footer_fingerprint(metadata: &parquet::file::metadata::ParquetMetaData) -> Option<String> {
@@ -331,7 +290,7 @@ fn footer_fingerprint(metadata: &parquet::file::metadata::ParquetMetaData) -> Op
 /// The fingerprints of the files of the live partition `dt` of `table` (None for a file
 /// without one), reading only footers.
 pub fn partition_fingerprints(
-    lake: &Output,
+    lake: &Location,
     table: &str,
     dt: NaiveDate,
     runtime: &Handle,
@@ -343,16 +302,6 @@ pub fn partition_fingerprints(
         }
     }
     Ok(fingerprints)
-}
-
-fn project<T>(builder: ArrowReaderBuilder<T>, columns: Option<&[&str]>) -> ArrowReaderBuilder<T> {
-    match columns {
-        Some(columns) => {
-            let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-            builder.with_projection(mask)
-        }
-        None => builder,
-    }
 }
 
 /// The column of a log table holding each row's time, by which it was placed: the one read
@@ -376,7 +325,7 @@ pub fn row_time_column(table: &'static TableSchema, log: &LogStream) -> &'static
 /// of `stream`: the call records that started outside it with their rows in every call
 /// table, or the log rows timed outside it. For a run whose window covers `dt` in part.
 pub fn copy_rows_outside_window(
-    lake: &Output,
+    lake: &Location,
     stream: StreamKind,
     dt: NaiveDate,
     window: Window,
@@ -418,7 +367,7 @@ impl LakeRecord {
 /// holds rows written under another fingerprint: those rows cannot be kept as they are, so
 /// the whole day is exported again.
 pub fn widen_for_fingerprint(
-    lake: &Output,
+    lake: &Location,
     stream: StreamKind,
     window: Window,
     fingerprint: &str,
@@ -456,7 +405,7 @@ pub fn widen_for_fingerprint(
 /// Per stream of `streams`, `window` widened as [`widen_for_fingerprint`] says; the lake's
 /// footers are read on a blocking thread.
 pub async fn widen_for_fingerprints(
-    lake: &Output,
+    lake: &Location,
     streams: &[StreamKind],
     window: Window,
     fingerprint: &str,

@@ -11,8 +11,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{PartitionChange, REPLACED_DIR, staging_of};
-use crate::sink::{SinkError, create_private_dirs, exchange, io_error, sync_dir};
+use super::{CommitError, PartitionChange, REPLACED_DIR, staging_of};
+use crate::store::StoreError;
+use crate::store::local::{create_private_dirs, exchange, io_error, sync_dir};
 
 /// The three places a partition's files can be.
 struct Places {
@@ -42,7 +43,7 @@ fn holds_run_files(dir: &Path, partition: &PartitionChange) -> bool {
 
 /// Makes the run's files the live partition (or removes it, when the run has none for it);
 /// the replaced folder goes to the run's `_replaced/`. Repeatable.
-pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<(), SinkError> {
+pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<(), CommitError> {
     let places = Places::of(root, run_id, partition);
     let parent = places
         .live
@@ -82,13 +83,17 @@ pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<
 }
 
 /// Moves `from` to `to` (creating `to`'s parents).
-fn park(from: &Path, to: &Path) -> Result<(), SinkError> {
+fn park(from: &Path, to: &Path) -> Result<(), StoreError> {
     create_private_dirs(to.parent().expect("a partition has a table folder"))?;
     fs::rename(from, to).map_err(io_error("move aside", from))
 }
 
 /// Puts the partition back as it was before the run switched it. Repeatable.
-pub fn roll_back(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<(), SinkError> {
+pub fn roll_back(
+    root: &Path,
+    run_id: &str,
+    partition: &PartitionChange,
+) -> Result<(), CommitError> {
     let places = Places::of(root, run_id, partition);
     if places.staged.exists() && !holds_run_files(&places.staged, partition) {
         // Interrupted between the exchange and parking: the staged folder holds the old files.
@@ -104,7 +109,7 @@ pub fn roll_back(root: &Path, run_id: &str, partition: &PartitionChange) -> Resu
                 park(&places.live, &discarded)?;
             } else {
                 // `replaced` holds the run's files now; they go with the staging.
-                return sync_dir(places.live.parent().expect("has a parent"));
+                return Ok(sync_dir(places.live.parent().expect("has a parent"))?);
             }
         } else {
             park(&places.live, &discarded)?;
@@ -130,6 +135,51 @@ pub fn present(root: &Path, run_id: &str, partition: &PartitionChange) -> bool {
             fs::metadata(dir.join(&file.name)).is_ok_and(|meta| meta.len() == file.bytes)
         })
     })
+}
+
+/// The files under the folder `relative` of `root` (recursively, in name order, relative
+/// to `root`), leaving out names starting with `_` or `.` and what lies in such folders (a
+/// run's staging). A file named by `relative` is itself; a missing folder holds none, but a
+/// missing root is an error.
+pub fn live_files(root: &Path, relative: &str) -> Result<Vec<String>, StoreError> {
+    // `join("")` would add a slash, and the root may be one file.
+    let path = match relative {
+        "" => root.to_path_buf(),
+        _ => root.join(relative),
+    };
+    if path.is_file() {
+        return Ok(vec![relative.to_string()]);
+    }
+    if !relative.is_empty() && !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    walk(&path, relative, &mut found)?;
+    Ok(found)
+}
+
+fn walk(dir: &Path, relative: &str, found: &mut Vec<String>) -> Result<(), StoreError> {
+    let entries = fs::read_dir(dir).map_err(io_error("list", dir))?;
+    let mut entries: Vec<_> = entries
+        .collect::<Result<_, _>>()
+        .map_err(io_error("list", dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(['_', '.']) {
+            continue;
+        }
+        let path = match relative {
+            "" => name,
+            _ => format!("{relative}/{name}"),
+        };
+        if entry.file_type().map_err(io_error("list", dir))?.is_dir() {
+            walk(&entry.path(), &path, found)?;
+        } else {
+            found.push(path);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,8 +9,11 @@
 //!    live changes, each partition to switch with the files the run staged for it, and the
 //!    lake files to write afterwards (`_state.json`, the manifest) with what they held
 //!    before. Its durable write is the commit point.
-//! 2. **Switch** each partition, raw zone first ([`local`], [`object`]): the run's files
-//!    become the partition, the files it replaces move to `_staging/<run_id>/_replaced/`.
+//! 2. **Switch** each partition, raw zone first: the run's files become the partition, the
+//!    files it replaces move to `_staging/<run_id>/_replaced/`. How depends on the backend,
+//!    chosen once ([`Protocol`]): folders exchanged on disk ([`local`]), commit markers on an
+//!    object store ([`object`]). The same choice says which files readers see as a
+//!    partition ([`live_files`]).
 //! 3. **Files**: `_state.json` and the manifest are written.
 //! 4. **Clean up**: the staging (with the replaced files) is removed, then the journal.
 //!
@@ -26,14 +29,16 @@
 //! crate (cargo feature `failpoints`, on in tests only): see [`crate::step!`].
 //!
 //! May touch: the lake's and the raw zone's partitions, their `_staging/<run_id>/`, and the
-//! lake's `_commits/`, `_state.json` and `_manifests/`. Knows nothing of Graph or Parquet.
+//! lake's `_commits/`, `_state.json` and `_manifests/`, through [`crate::store`]. Knows
+//! nothing of Graph or Parquet.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::sink::STAGING_DIR;
-use crate::sink::store::{Output, StoreError};
+use crate::store::{Location, ObjectLocation, StoreError};
 
 pub mod local;
 pub mod object;
@@ -73,16 +78,6 @@ pub struct InjectedFailure {
     pub step: &'static str,
 }
 
-impl From<InjectedFailure> for crate::sink::SinkError {
-    fn from(failure: InjectedFailure) -> Self {
-        crate::sink::SinkError::Io {
-            action: "complete a step of",
-            path: "the commit".into(),
-            source: std::io::Error::other(failure),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error(transparent)]
@@ -104,12 +99,6 @@ pub enum CommitError {
     },
     #[error(transparent)]
     Injected(#[from] InjectedFailure),
-}
-
-impl From<crate::sink::SinkError> for CommitError {
-    fn from(error: crate::sink::SinkError) -> Self {
-        CommitError::Store(error.into())
-    }
 }
 
 /// Which way an unfinished commit is completed.
@@ -173,20 +162,8 @@ pub struct Journal {
 
 /// A zone as a commit sees it: where it is, and its change.
 struct Zone<'a> {
-    output: Output,
+    output: Location,
     change: &'a ZoneChange,
-}
-
-/// The root of `output` as journals name it: absolute, so that a command started from
-/// another folder finds it.
-pub fn zone_root(output: &Output) -> String {
-    match output {
-        Output::Local(root) => std::path::absolute(root)
-            .unwrap_or_else(|_| root.clone())
-            .display()
-            .to_string(),
-        Output::Object(_) => output.to_string(),
-    }
 }
 
 /// `_staging/<run_id>`, relative to a zone's root.
@@ -212,10 +189,14 @@ impl Journal {
 
     /// Opens the zones it names: the lake, the other outputs the command knows, or (for a
     /// run with other settings) the root parsed anew.
-    fn zones<'a>(&'a self, lake: &Output, known: &[&Output]) -> Result<Vec<Zone<'a>>, CommitError> {
-        let mut by_root: BTreeMap<String, Output> = std::iter::once(lake)
+    fn zones<'a>(
+        &'a self,
+        lake: &Location,
+        known: &[&Location],
+    ) -> Result<Vec<Zone<'a>>, CommitError> {
+        let mut by_root: BTreeMap<String, Location> = std::iter::once(lake)
             .chain(known.iter().copied())
-            .map(|output| (zone_root(output), output.clone()))
+            .map(|output| (output.root_name(), output.clone()))
             .collect();
         self.zones
             .iter()
@@ -225,7 +206,7 @@ impl Journal {
                     Some(output) => output.clone(),
                     None => {
                         let output =
-                            Output::parse(&change.root, &BTreeMap::new()).map_err(|e| {
+                            Location::parse(&change.root, &BTreeMap::new()).map_err(|e| {
                                 CommitError::UnknownZone {
                                     path: lake.display_path(&journal_path(&self.run_id)),
                                     root: change.root.clone(),
@@ -245,7 +226,11 @@ impl Journal {
 /// Publishes a run: writes its journal, switches every partition, writes the files, then
 /// cleans up. On an error before the commit is complete it rolls back, so the lake is as
 /// it was, and returns the error.
-pub async fn commit(lake: &Output, journal: Journal, known: &[&Output]) -> Result<(), CommitError> {
+pub async fn commit(
+    lake: &Location,
+    journal: Journal,
+    known: &[&Location],
+) -> Result<(), CommitError> {
     let zones = journal.zones(lake, known)?;
     let applied = async {
         write_journal(lake, &journal).await?;
@@ -281,7 +266,7 @@ pub async fn commit(lake: &Output, journal: Journal, known: &[&Output]) -> Resul
     Ok(())
 }
 
-async fn write_journal(lake: &Output, journal: &Journal) -> Result<(), CommitError> {
+async fn write_journal(lake: &Location, journal: &Journal) -> Result<(), CommitError> {
     step!("commit::journal");
     lake.write_atomically(&journal_path(&journal.run_id), &journal.bytes())
         .await?;
@@ -292,17 +277,14 @@ async fn write_journal(lake: &Output, journal: &Journal) -> Result<(), CommitErr
 async fn switch_all(run_id: &str, zones: &[Zone<'_>]) -> Result<(), CommitError> {
     for zone in zones {
         for partition in &zone.change.partitions {
-            match &zone.output {
-                Output::Local(root) => local::switch(root, run_id, partition)?,
-                Output::Object(object) => object::switch(object, run_id, partition).await?,
-            }
+            Protocol::of(&zone.output).switch(run_id, partition).await?;
         }
     }
     Ok(())
 }
 
 async fn write_files(
-    lake: &Output,
+    lake: &Location,
     files: &[FileChange],
     content: impl Fn(&FileChange) -> &String,
 ) -> Result<(), CommitError> {
@@ -318,7 +300,7 @@ async fn write_files(
 /// up. The journal is first marked [`Direction::Back`], so that a crash during the roll-back
 /// is finished the same way.
 async fn roll_back(
-    lake: &Output,
+    lake: &Location,
     mut journal: Journal,
     zones: &[Zone<'_>],
 ) -> Result<(), CommitError> {
@@ -335,19 +317,16 @@ async fn roll_back(
     }
     for zone in zones.iter().rev() {
         for partition in &zone.change.partitions {
-            match &zone.output {
-                Output::Local(root) => local::roll_back(root, &journal.run_id, partition)?,
-                Output::Object(object) => {
-                    object::roll_back(object, &journal.run_id, partition).await?
-                }
-            }
+            Protocol::of(&zone.output)
+                .roll_back(&journal.run_id, partition)
+                .await?;
         }
     }
     clean_up(lake, &journal.run_id, zones).await
 }
 
 /// Removes the run's staging (with the replaced files) in every zone, then its journal.
-async fn clean_up(lake: &Output, run_id: &str, zones: &[Zone<'_>]) -> Result<(), CommitError> {
+async fn clean_up(lake: &Location, run_id: &str, zones: &[Zone<'_>]) -> Result<(), CommitError> {
     step!("commit::clean_up");
     for zone in zones {
         zone.output.remove_all(&staging_of(run_id)).await?;
@@ -368,7 +347,7 @@ pub struct Recovered {
 
 /// The journals of unfinished commits under `lake`, read and checked (a damaged one is an
 /// error before anything changes).
-pub async fn pending(lake: &Output) -> Result<Vec<Journal>, CommitError> {
+pub async fn pending(lake: &Location) -> Result<Vec<Journal>, CommitError> {
     let mut journals = Vec::new();
     for name in lake.list_names(COMMITS_DIR).await? {
         let Some(run_id) = name.strip_suffix(".json") else {
@@ -386,7 +365,7 @@ pub async fn pending(lake: &Output) -> Result<Vec<Journal>, CommitError> {
 /// Finishes every unfinished commit of `lake`, oldest first: forward when all its staged
 /// files are there, back otherwise. Only to be called with the lake's lock held.
 /// `known` are the other zones the command has open (its raw zone).
-pub async fn recover(lake: &Output, known: &[&Output]) -> Result<Vec<Recovered>, CommitError> {
+pub async fn recover(lake: &Location, known: &[&Location]) -> Result<Vec<Recovered>, CommitError> {
     let mut recovered = Vec::new();
     for journal in pending(lake).await? {
         let zones = journal.zones(lake, known)?;
@@ -421,11 +400,10 @@ pub async fn recover(lake: &Output, known: &[&Output]) -> Result<Vec<Recovered>,
 async fn complete(run_id: &str, zones: &[Zone<'_>]) -> Result<bool, CommitError> {
     for zone in zones {
         for partition in &zone.change.partitions {
-            let present = match &zone.output {
-                Output::Local(root) => local::present(root, run_id, partition),
-                Output::Object(object) => object::present(object, run_id, partition).await?,
-            };
-            if !present {
+            if !Protocol::of(&zone.output)
+                .present(run_id, partition)
+                .await?
+            {
                 tracing::error!(
                     run_id,
                     partition = partition.folder,
@@ -442,4 +420,57 @@ async fn complete(run_id: &str, zones: &[Zone<'_>]) -> Result<bool, CommitError>
 /// Whether a run's file name is one of `partition`'s staged files.
 fn is_staged(partition: &PartitionChange, name: &str) -> bool {
     partition.files.iter().any(|f| f.name == name)
+}
+
+/// How a zone's partitions are switched and read, by its backend: folders exchanged on
+/// disk, commit markers on an object store. The one place that picks between the two.
+enum Protocol<'a> {
+    Folders(&'a Path),
+    Markers(&'a ObjectLocation),
+}
+
+impl<'a> Protocol<'a> {
+    fn of(zone: &'a Location) -> Self {
+        match zone {
+            Location::Local(root) => Protocol::Folders(root),
+            Location::Object(object) => Protocol::Markers(object),
+        }
+    }
+
+    async fn switch(&self, run_id: &str, partition: &PartitionChange) -> Result<(), CommitError> {
+        match self {
+            Protocol::Folders(root) => local::switch(root, run_id, partition),
+            Protocol::Markers(object) => object::switch(object, run_id, partition).await,
+        }
+    }
+
+    async fn roll_back(
+        &self,
+        run_id: &str,
+        partition: &PartitionChange,
+    ) -> Result<(), CommitError> {
+        match self {
+            Protocol::Folders(root) => local::roll_back(root, run_id, partition),
+            Protocol::Markers(object) => object::roll_back(object, run_id, partition).await,
+        }
+    }
+
+    /// Whether each of the run's files for `partition` is staged or live, at its size.
+    async fn present(&self, run_id: &str, partition: &PartitionChange) -> Result<bool, StoreError> {
+        match self {
+            Protocol::Folders(root) => Ok(local::present(root, run_id, partition)),
+            Protocol::Markers(object) => object::present(object, run_id, partition).await,
+        }
+    }
+}
+
+/// The data files under the folder `relative` of `zone` (recursively, in name order, as
+/// paths relative to the root) as readers of the lake see them: on disk every file outside
+/// folders and names starting with `_` or `.`; on an object store, in a partition with a
+/// commit marker only the files the marker names ([`object::committed_files`]).
+pub async fn live_files(zone: &Location, relative: &str) -> Result<Vec<String>, StoreError> {
+    match Protocol::of(zone) {
+        Protocol::Folders(root) => local::live_files(root, relative),
+        Protocol::Markers(object) => object::committed_files(object, relative).await,
+    }
 }

@@ -5,7 +5,7 @@
 //! 2. The run's files are copied in, server-side (`part-<run_id>-<n>` never collides with
 //!    an old name).
 //! 3. The run's marker is written: one PUT, the partition's switch for readers that go by
-//!    the marker ([`crate::sink::object::committed_files`]).
+//!    the marker ([`committed_files`]).
 //! 4. The old files move to `_staging/<run_id>/_replaced/` (copy, then delete).
 //!
 //! Readers that glob `dt=…/*.parquet` can see old and new files together between steps 2
@@ -13,18 +13,70 @@
 //! nothing tighter short of a table format with its own log. Whether a step is done is read
 //! from the marker (does it name the run?), so each step can be repeated.
 //!
+//! Readers of the lake that go by the markers ([`committed_files`]: reuse, reflatten, the
+//! tests) always see one complete run's partition.
+//!
 //! May touch: the partition under the zone's prefix and the run's staging.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use object_store::PutMode;
+use serde::{Deserialize, Serialize};
 
 use super::{PartitionChange, REPLACED_DIR, is_staged, staging_of};
-use crate::sink::object::{COMMIT_MARKER, PartitionMarker};
-use crate::sink::store::{ObjectOutput, StoreError};
+use crate::store::{ObjectLocation, StoreError};
+
+/// The per-partition commit marker; engines skip names starting with `_`.
+pub const COMMIT_MARKER: &str = "_SUCCESS";
+/// `dt=…/_SUCCESS`: which run's files make up the partition.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartitionMarker {
+    pub run_id: String,
+    pub committed_at: DateTime<Utc>,
+    /// File names in the partition folder; empty when the day has no rows.
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
+/// The data files under the folder `relative` (recursively, in name order) as readers of
+/// the lake should see them: in a folder with a commit marker only the files the marker
+/// names, elsewhere every file. Names starting with `_` or `.`, and whatever lies in such
+/// folders (a run's staging), are not data.
+pub async fn committed_files(
+    output: &ObjectLocation,
+    relative: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut files = Vec::new();
+    let mut marked_folders = Vec::new();
+    for meta in output.list(relative).await? {
+        let path = output.relative(&meta.location);
+        let within = path
+            .strip_prefix(relative)
+            .unwrap_or(&path)
+            .trim_start_matches('/');
+        let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        if name == COMMIT_MARKER {
+            marked_folders.push(folder.to_string());
+        } else if !within.split('/').any(|part| part.starts_with(['_', '.'])) {
+            files.push(path.clone());
+        }
+    }
+    for folder in marked_folders {
+        let Some(marker) = marker(output, &folder).await? else {
+            continue;
+        };
+        files.retain(|path| {
+            path.rsplit_once('/').is_none_or(|(parent, name)| {
+                parent != folder || marker.files.iter().any(|f| f == name)
+            })
+        });
+    }
+    files.sort();
+    Ok(files)
+}
 
 /// The partition's marker now, if it has one.
 async fn marker(
-    output: &ObjectOutput,
+    output: &ObjectLocation,
     folder: &str,
 ) -> Result<Option<PartitionMarker>, StoreError> {
     let location = format!("{folder}/{COMMIT_MARKER}");
@@ -46,7 +98,7 @@ fn replaced(run_id: &str, folder: &str) -> String {
 /// Makes the run's files the live partition (an empty marker when the run has none for it),
 /// moving the replaced files to the run's `_replaced/`. Repeatable.
 pub async fn switch(
-    output: &ObjectOutput,
+    output: &ObjectLocation,
     run_id: &str,
     partition: &PartitionChange,
 ) -> Result<(), super::CommitError> {
@@ -102,7 +154,7 @@ pub async fn switch(
 
 /// Puts the partition back as it was before the run switched it. Repeatable.
 pub async fn roll_back(
-    output: &ObjectOutput,
+    output: &ObjectLocation,
     run_id: &str,
     partition: &PartitionChange,
 ) -> Result<(), super::CommitError> {
@@ -138,7 +190,7 @@ pub async fn roll_back(
 
 /// Whether each of the run's files for `partition` is staged or live, at its size.
 pub async fn present(
-    output: &ObjectOutput,
+    output: &ObjectLocation,
     run_id: &str,
     partition: &PartitionChange,
 ) -> Result<bool, StoreError> {
@@ -166,7 +218,6 @@ mod tests {
 
     use super::*;
     use crate::commit::StagedFile;
-    use crate::sink::object::committed_files;
 
     fn change() -> PartitionChange {
         PartitionChange {
@@ -181,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn switch_is_repeatable_and_roll_back_restores_the_old_partition() {
-        let output = ObjectOutput::in_memory("lake");
+        let output = ObjectLocation::in_memory("lake");
         output
             .put_bytes("t/dt=2026-11-01/part-r1-0.parquet", b"old")
             .await;
@@ -224,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_partition_without_a_marker_loses_its_marker_again_on_roll_back() {
-        let output = ObjectOutput::in_memory("lake");
+        let output = ObjectLocation::in_memory("lake");
         output.put_bytes("t/dt=2026-11-01/a.parquet", b"old").await;
         output
             .put_bytes("_staging/r2/t/dt=2026-11-01/part-r2-0.parquet", b"new")
@@ -241,5 +292,73 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["t/dt=2026-11-01/a.parquet"]);
+    }
+
+    fn marker(files: &[&str]) -> Vec<u8> {
+        serde_json::to_vec(&PartitionMarker {
+            run_id: "r2".into(),
+            committed_at: Utc::now(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            rows: 1,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn committed_files_are_those_the_marker_names_or_all_without_one() {
+        let output = ObjectLocation::in_memory("lake");
+        // A partition being switched: the old run's file, the new run's, and the marker
+        // that commits the new one.
+        output
+            .put_bytes("t/dt=2026-11-01/part-r1-00000.parquet", b"old")
+            .await;
+        output
+            .put_bytes("t/dt=2026-11-01/part-r2-00000.parquet", b"new")
+            .await;
+        output
+            .put_bytes(
+                "t/dt=2026-11-01/_SUCCESS",
+                &marker(&["part-r2-00000.parquet"]),
+            )
+            .await;
+        // A partition without a marker (written by another tool): every data file.
+        output.put_bytes("t/dt=2026-11-02/a.parquet", b"a").await;
+        output.put_bytes("t/dt=2026-11-02/b.parquet", b"b").await;
+        output.put_bytes("t/dt=2026-11-02/.hidden", b"x").await;
+        // Staging and other folders starting with `_` are not data.
+        output
+            .put_bytes("t/_staging/r3/dt=2026-11-01/part-r3-00000.parquet", b"s")
+            .await;
+
+        assert_eq!(
+            committed_files(&output, "t").await.unwrap(),
+            [
+                "t/dt=2026-11-01/part-r2-00000.parquet",
+                "t/dt=2026-11-02/a.parquet",
+                "t/dt=2026-11-02/b.parquet",
+            ]
+        );
+        assert_eq!(
+            committed_files(&output, "t/dt=2026-11-01").await.unwrap(),
+            ["t/dt=2026-11-01/part-r2-00000.parquet"]
+        );
+        assert!(committed_files(&output, "u").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_marker_is_an_error_naming_it() {
+        let output = ObjectLocation::in_memory("lake");
+        output
+            .put_bytes("t/dt=2026-11-01/part-r1-00000.parquet", b"old")
+            .await;
+        output
+            .put_bytes("t/dt=2026-11-01/_SUCCESS", b"{not json")
+            .await;
+        let error = committed_files(&output, "t").await.unwrap_err().to_string();
+        assert!(
+            error.contains("memory:///lake/t/dt=2026-11-01/_SUCCESS")
+                && error.contains("damaged commit marker"),
+            "{error}"
+        );
     }
 }

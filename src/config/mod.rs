@@ -62,7 +62,7 @@ pub const MIN_HASH_KEY_LEN: usize = 16;
 #[derive(Debug)]
 pub struct Settings {
     pub graph: ClientSettings,
-    /// `[output] path`: a folder or an object-store URL, parsed by `sink::store::Output`.
+    /// `[output] path`: a folder or an object-store URL, parsed by `store::Location`.
     pub output: String,
     pub output_options: BTreeMap<String, String>,
     pub concurrency: usize,
@@ -210,7 +210,7 @@ pub fn validate(
     let output = &file.output;
     if output.path.trim().is_empty() {
         problems.push("[output] path is empty: name the folder to write the tables to".into());
-    } else if let Err(error) = crate::sink::store::check_options(&output.path, &output.options) {
+    } else if let Err(error) = crate::store::check_options(&output.path, &output.options) {
         problems.push(format!("[output] {error}"));
     }
     match (identity, privacy) {

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use super::{ReflattenSettings, Settings, check_raw_privacy};
 use crate::graph::{ApiVersion, ClientSettings};
-use crate::locations::{self, Overlap};
 use crate::privacy::Privacy;
-use crate::sink::store::{Output, StoreError};
+use crate::store::{self, Location, Overlap, StoreError};
 use crate::streams::{StreamKind, UnknownStream};
 
 /// What the command line says over the configuration; `None` keeps the configured value.
@@ -33,8 +32,8 @@ pub struct Overrides {
 pub struct ExportSettings {
     pub graph: ClientSettings,
     pub streams: Vec<StreamKind>,
-    pub output: Output,
-    pub raw: Option<Output>,
+    pub output: Location,
+    pub raw: Option<Location>,
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
@@ -90,11 +89,11 @@ impl Settings {
         let raw_from_command_line = overrides.raw.is_some();
         let out = overrides.out.unwrap_or(self.output);
         let raw_location = overrides.raw.or(self.raw);
-        let output = Output::parse(&out, &self.output_options)
+        let output = Location::parse(&out, &self.output_options)
             .map_err(|error| UsageError::Output(Box::new(error)))?;
         let raw = raw_location
             .as_deref()
-            .map(|raw| Output::parse(raw, &self.output_options))
+            .map(|raw| Location::parse(raw, &self.output_options))
             .transpose()
             .map_err(|error| UsageError::Raw(Box::new(error)))?;
         if let Some(raw) = &raw_location {
@@ -137,13 +136,13 @@ impl Settings {
 impl ReflattenSettings {
     /// The location `flag` names. `[output.options]` are the export's lake's: they apply to
     /// object-store URLs, and a local copy (of the raw zone, say) takes none.
-    pub fn location(&self, flag: &'static str, location: &str) -> Result<Output, UsageError> {
+    pub fn location(&self, flag: &'static str, location: &str) -> Result<Location, UsageError> {
         let no_options = BTreeMap::new();
         let options = match location.contains("://") {
             true => &self.output_options,
             false => &no_options,
         };
-        Output::parse(location, options).map_err(|error| UsageError::Location {
+        Location::parse(location, options).map_err(|error| UsageError::Location {
             flag,
             error: Box::new(error),
         })
@@ -183,7 +182,7 @@ pub fn select_streams(
 /// removes stale staging under its output, which must not touch the raw files, and the
 /// reverse. Each is `(location, the flag or key that set it)`.
 pub fn check_apart(raw: (&str, &str), out: (&str, &str)) -> Result<(), UsageError> {
-    let relation = match locations::overlap(raw.0, out.0) {
+    let relation = match store::overlap(raw.0, out.0) {
         None => return Ok(()),
         Some(Overlap::Same) => "is the same folder as",
         Some(Overlap::Inside) => "lies inside",

@@ -27,7 +27,7 @@ use crate::reuse;
 use crate::run::quarantine::Quarantine;
 use crate::run::rows;
 use crate::run::writer::Batches;
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::{StreamKind, call_records};
 use crate::window::Window;
 
@@ -36,10 +36,10 @@ pub(super) struct CallRecordRun<'a> {
     pub client: &'a GraphClient,
     pub privacy: &'a Privacy,
     /// The lake, whose rows of unchanged records are reused.
-    pub lake: &'a Output,
+    pub lake: &'a Location,
     /// The raw zone, if the run keeps one: every fetched record is also sent as a raw line,
     /// and an unchanged record is reused only with its line.
-    pub raw: Option<&'a Output>,
+    pub raw: Option<&'a Location>,
     /// Refetch records whose version the lake already holds.
     pub full: bool,
     pub window: Window,
@@ -335,7 +335,7 @@ impl CallRecordRun<'_> {
 
 /// The ids of the call records in the raw zone's partition `dt`.
 fn raw_ids(
-    raw: &Output,
+    raw: &Location,
     dt: NaiveDate,
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<HashSet<String>> {
@@ -498,8 +498,8 @@ fn reuses(
 /// Copies the rows (and raw lines) of the records `ids` names, per day, from the live
 /// partitions into the run's staged files.
 fn copy_records(
-    lake: &Output,
-    raw: Option<&Output>,
+    lake: &Location,
+    raw: Option<&Location>,
     ids: &BTreeMap<NaiveDate, HashSet<String>>,
     batches: &Batches,
 ) -> anyhow::Result<()> {

@@ -25,7 +25,7 @@ use crate::run::quarantine::Quarantine;
 use crate::run::rows::{self, LogRows};
 use crate::run::writer::Batches;
 use crate::schema::TableSchema;
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::logs::{self, LogStream};
 use crate::window::Window;
 
@@ -34,9 +34,9 @@ pub(super) struct LogRun<'a> {
     pub client: &'a GraphClient,
     pub privacy: &'a Privacy,
     /// The lake, whose rows outside the window on its edge days are kept.
-    pub lake: &'a Output,
+    pub lake: &'a Location,
     /// The raw zone, if the run keeps one: every row also goes there as a line.
-    pub raw: Option<&'a Output>,
+    pub raw: Option<&'a Location>,
     pub log: &'static LogStream,
     pub window: Window,
     pub chunk_days: u32,

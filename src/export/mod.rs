@@ -39,8 +39,8 @@ use crate::run::Run;
 use crate::run::quarantine::{Quarantine, RejectedRecord};
 use crate::run::summary::Published;
 use crate::run::writer::{Batches, Staged};
-use crate::sink::store::Output;
 use crate::state::{self, ExportState};
+use crate::store::Location;
 use crate::streams::StreamKind;
 use crate::window::Window;
 use call_records::CallRecordRun;
@@ -58,7 +58,7 @@ const WRITER_QUEUE: usize = 16;
 pub struct ExportPlan {
     pub window: Window,
     pub streams: Vec<StreamKind>,
-    pub output: Output,
+    pub output: Location,
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
     pub api_version: String,
@@ -67,7 +67,7 @@ pub struct ExportPlan {
     /// What to write for personal data.
     pub privacy: Privacy,
     /// The raw landing zone's root, when what Graph returned is kept too.
-    pub raw: Option<Output>,
+    pub raw: Option<Location>,
     /// Refetch every listed call record, also those whose version the lake already holds.
     pub full: bool,
 }

@@ -369,33 +369,45 @@ pub fn flatten_item(
                     media_index: position(media_index),
                     ..segment_context
                 };
-                tables.media.append_item(medium, &media_context, issues);
-                let streams = medium.slot(layout.medium, layout.streams).items();
-                for (stream_index, stream) in streams.enumerate() {
-                    let context = RowContext {
-                        stream_index: position(stream_index),
-                        ..media_context
-                    };
-                    tables.streams.append_item(stream, &context, issues);
-                }
-                for &(side, network_slot, network, hops_slot) in &layout.networks {
-                    let hops = medium
-                        .slot(layout.medium, network_slot)
-                        .slot(network, hops_slot)
-                        .items();
-                    for (hop_index, hop) in hops.enumerate() {
-                        let context = RowContext {
-                            side,
-                            hop_index: position(hop_index),
-                            ..media_context
-                        };
-                        tables.hops.append_item(hop, &context, issues);
-                    }
-                }
+                flatten_medium(medium, media_context, layout, tables, issues);
             }
         }
     }
     Ok(())
+}
+
+/// Appends the rows of one media entry of a segment: the medium, its streams, and the hops
+/// of its caller's and callee's networks.
+fn flatten_medium(
+    medium: Item<'_, '_>,
+    media_context: RowContext<'_>,
+    layout: &Layout,
+    tables: &mut CallRecordTables,
+    issues: &mut Vec<FlattenIssue>,
+) {
+    tables.media.append_item(medium, &media_context, issues);
+    let streams = medium.slot(layout.medium, layout.streams).items();
+    for (stream_index, stream) in streams.enumerate() {
+        let context = RowContext {
+            stream_index: position(stream_index),
+            ..media_context
+        };
+        tables.streams.append_item(stream, &context, issues);
+    }
+    for &(side, network_slot, network, hops_slot) in &layout.networks {
+        let hops = medium
+            .slot(layout.medium, network_slot)
+            .slot(network, hops_slot)
+            .items();
+        for (hop_index, hop) in hops.enumerate() {
+            let context = RowContext {
+                side,
+                hop_index: position(hop_index),
+                ..media_context
+            };
+            tables.hops.append_item(hop, &context, issues);
+        }
+    }
 }
 
 /// A 0-based position as the declared int32 key (Graph collections are far smaller).

@@ -35,7 +35,7 @@ use crate::reuse;
 use crate::run::summary::Published;
 use crate::run::writer::Batches;
 use crate::run::{NOT_PUBLISHED, Run};
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::StreamKind;
 use crate::window::Window;
 pub use reader::lines;
@@ -50,8 +50,8 @@ const WRITER_QUEUE_PER_WORKER: usize = 8;
 pub struct ReflattenPlan {
     /// A raw zone root (`<stream>/dt=…/` folders) or a folder of raw files, on disk or on
     /// an object store; or one raw file on disk.
-    pub raw: Output,
-    pub output: Output,
+    pub raw: Location,
+    pub output: Location,
     /// Only objects whose own time lies in the window; its days' partitions are replaced
     /// (also by empty ones). Without a window, the days the objects fall on are replaced.
     pub window: Option<Window>,
@@ -219,7 +219,7 @@ fn flatten_all(
 /// `window`, widened to whole days where the lake cannot keep an edge day's rows as they
 /// are ([`reuse::widen_for_fingerprint`]); the raw zone holds whole days.
 async fn widened_window(
-    lake: &Output,
+    lake: &Location,
     streams: &[StreamKind],
     window: Window,
     fingerprint: &str,
@@ -234,7 +234,7 @@ async fn widened_window(
 /// Copies the lake's rows of the window's edge days that lie outside the window, in every
 /// table of `streams`: a window that covers part of a day replaces only its rows.
 fn keep_outside_window(
-    lake: &Output,
+    lake: &Location,
     streams: &[StreamKind],
     window: Window,
     runtime: &tokio::runtime::Handle,

@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use anyhow::Context;
 
 use crate::raw::RawInput;
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::StreamKind;
 
 /// Lines are handed to the workers in chunks of about this many bytes.
@@ -97,7 +97,7 @@ impl Chunk {
 /// The raw files of each stream: `<raw>/<stream>/…` holds that stream's files; a folder
 /// without stream folders (or a single file) holds call records.
 pub(super) async fn find_inputs(
-    raw: &Output,
+    raw: &Location,
     wanted: Option<&[StreamKind]>,
 ) -> anyhow::Result<BTreeMap<StreamKind, Vec<RawInput>>> {
     let list = |relative: &'static str| async move {
@@ -105,22 +105,14 @@ pub(super) async fn find_inputs(
             .await
             .context("cannot read the raw zone")
     };
-    let zone: Vec<StreamKind> = match raw {
-        Output::Local(root) => StreamKind::ALL
-            .into_iter()
-            .filter(|stream| root.join(stream.name()).is_dir())
-            .collect(),
-        Output::Object(object) => {
-            let folders = object
-                .list_folders("")
-                .await
-                .context("cannot read the raw zone")?;
-            StreamKind::ALL
-                .into_iter()
-                .filter(|stream| folders.iter().any(|f| f == stream.name()))
-                .collect()
-        }
-    };
+    let folders = raw
+        .list_folders("")
+        .await
+        .context("cannot read the raw zone")?;
+    let zone: Vec<StreamKind> = StreamKind::ALL
+        .into_iter()
+        .filter(|stream| folders.iter().any(|folder| folder == stream.name()))
+        .collect();
     let mut inputs = BTreeMap::new();
     if zone.is_empty() {
         let files = list("").await?;

@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 
 use crate::commit::{self, CommitError, FileChange, Journal, Recovered, ZoneChange};
 use crate::sink;
-use crate::sink::store::Output;
-use crate::state::RunLock;
+use crate::store::Location;
+use crate::store::lock::RunLock;
 use writer::{Batches, Staged, Writer};
 
 /// Where a run notes, in its own staging, that it started: a killed run's staging is then
@@ -38,16 +38,16 @@ pub const NOT_PUBLISHED: &str = "nothing was published; the lake is as it was be
 /// A run holding the lake's lock.
 pub struct Run {
     pub id: String,
-    pub lake: Output,
-    pub raw: Option<Output>,
+    pub lake: Location,
+    pub raw: Option<Location>,
     _lock: RunLock,
 }
 
 impl Run {
     /// Takes `lake`'s lock and finishes what interrupted runs left ([`recover`]).
     pub async fn begin(
-        lake: &Output,
-        raw: Option<&Output>,
+        lake: &Location,
+        raw: Option<&Location>,
         started_at: DateTime<Utc>,
     ) -> anyhow::Result<Run> {
         let id = new_run_id(started_at);
@@ -78,7 +78,7 @@ impl Run {
         summary: &impl serde::Serialize,
     ) -> Result<(), CommitError> {
         files.push(self.manifest(summary));
-        let lake_root = commit::zone_root(&self.lake);
+        let lake_root = self.lake.root_name();
         let zones = zones
             .into_iter()
             .map(|zone| ZoneChange {
@@ -92,7 +92,7 @@ impl Run {
             zones,
             files,
         };
-        let known: Vec<&Output> = self.raw.iter().collect();
+        let known: Vec<&Location> = self.raw.iter().collect();
         commit::commit(&self.lake, journal, &known).await
     }
 
@@ -150,8 +150,11 @@ impl Run {
 /// What every writing command does first, with the lake's lock held: completes or rolls
 /// back the commit of a run that was interrupted, and removes the staging of runs that were
 /// killed before their commit (in the raw zone only theirs: another lake may share it).
-async fn finish_interrupted(lake: &Output, raw: Option<&Output>) -> anyhow::Result<Vec<Recovered>> {
-    let known: Vec<&Output> = raw.into_iter().collect();
+async fn finish_interrupted(
+    lake: &Location,
+    raw: Option<&Location>,
+) -> anyhow::Result<Vec<Recovered>> {
+    let known: Vec<&Location> = raw.into_iter().collect();
     let recovered = commit::recover(lake, &known)
         .await
         .context("cannot finish the commit of an earlier run that was interrupted")?;
@@ -168,7 +171,7 @@ async fn finish_interrupted(lake: &Output, raw: Option<&Output>) -> anyhow::Resu
 
 /// Takes the lake's lock and finishes what interrupted runs left, as the next command on
 /// the lake would before anything else; for tools and tests that check a lake after a crash.
-pub async fn recover(lake: &Output, raw: Option<&Output>) -> anyhow::Result<Vec<Recovered>> {
+pub async fn recover(lake: &Location, raw: Option<&Location>) -> anyhow::Result<Vec<Recovered>> {
     let _lock = RunLock::acquire(lake, &new_run_id(Utc::now())).await?;
     finish_interrupted(lake, raw).await
 }

@@ -5,7 +5,6 @@
 //! Knows nothing of Graph (it is handed what was received) or of the tables.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Write;
 
 use anyhow::Context;
@@ -13,8 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::redact::redact;
-use crate::sink;
-use crate::sink::store::Output;
+use crate::store::Location;
 use crate::streams::StreamKind;
 
 /// Where quarantined records go: `<out>/_rejected/<run_id>/<stream>.jsonl`.
@@ -31,23 +29,19 @@ pub struct RejectedRecord {
 
 /// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
 /// object per record with its id, the URL, the error and the body as received. Each record
-/// is durable before the run goes on: appended and synced on disk, or the whole file put
-/// again on an object store (which cannot append; rejected records are few).
+/// is durable before the run goes on: the stream's whole file is written again, atomically
+/// (object stores cannot append, and rejected records are few).
 pub struct Quarantine {
-    output: Output,
+    output: Location,
     /// `_rejected/<run_id>`, relative to the output root.
     dir: String,
-    files: BTreeMap<&'static str, QuarantineFile>,
+    /// The lines written so far, per stream.
+    files: BTreeMap<&'static str, Vec<u8>>,
     rejected: Vec<RejectedRecord>,
 }
 
-enum QuarantineFile {
-    Local(File),
-    Object(Vec<u8>),
-}
-
 impl Quarantine {
-    pub fn new(out: &Output, run_id: &str) -> Self {
+    pub fn new(out: &Location, run_id: &str) -> Self {
         Quarantine {
             output: out.clone(),
             dir: format!("{REJECTED_DIR}/{run_id}"),
@@ -75,34 +69,13 @@ impl Quarantine {
             "Record {id} could not be read ({error}); quarantined in {dir} and left out of the tables."
         );
         let relative = format!("{}/{}.jsonl", self.dir, stream.name());
-        let file = match self.files.entry(stream.name()) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(match &self.output {
-                Output::Local(root) => QuarantineFile::Local(
-                    sink::create_private_file(&root.join(&relative))
-                        .with_context(|| format!("cannot quarantine record {id}"))?,
-                ),
-                Output::Object(_) => QuarantineFile::Object(Vec::new()),
-            }),
-        };
+        let lines = self.files.entry(stream.name()).or_default();
         let line = json!({"id": id, "url": url, "error": error, "body": body});
-        match (file, &self.output) {
-            (QuarantineFile::Local(file), _) => writeln!(file, "{line}")
-                .and_then(|()| file.sync_data())
-                .with_context(|| format!("cannot quarantine record {id} in {dir}"))?,
-            (QuarantineFile::Object(lines), Output::Object(object)) => {
-                writeln!(lines, "{line}").expect("writing to memory");
-                object
-                    .put(
-                        &relative,
-                        lines.clone().into(),
-                        object_store::PutMode::Overwrite,
-                    )
-                    .await
-                    .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
-            }
-            (QuarantineFile::Object(_), Output::Local(_)) => unreachable!("opened for the output"),
-        }
+        writeln!(lines, "{line}").expect("writing to memory");
+        self.output
+            .write_atomically(&relative, lines)
+            .await
+            .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
         self.rejected.push(RejectedRecord {
             stream: stream.name().into(),
             id: id.into(),
@@ -122,13 +95,6 @@ impl Quarantine {
         if self.files.is_empty() {
             return;
         }
-        match &self.output {
-            Output::Local(root) => {
-                let _ = std::fs::remove_dir_all(root.join(&self.dir));
-            }
-            Output::Object(object) => {
-                let _ = object.delete_all(&self.dir).await;
-            }
-        }
+        let _ = self.output.remove_all(&self.dir).await;
     }
 }

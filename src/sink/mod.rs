@@ -1,5 +1,5 @@
 //! Hive-partitioned Parquet output: `<out>/<table>/dt=YYYY-MM-DD/part-<run_id>-<n>.parquet`,
-//! on a local folder or an object store ([`store::Output`]).
+//! on a local folder or an object store ([`crate::store::Location`]).
 //!
 //! Files are written into a staging area (`<out>/_staging/<run_id>/`, which Spark, Hive,
 //! Trino and DuckDB ignore because of the leading `_`) and made durable; [`StagedRun::changes`]
@@ -7,17 +7,10 @@
 //! every other zone of the run, all or nothing.
 //!
 //! Knows nothing of Graph: it receives `(table, dt, RecordBatch)` and publishes partitions.
-//! May touch: parquet/arrow, the local file system under the output root, the object store
-//! under its prefix.
+//! May touch: parquet/arrow, and the lake only through [`crate::store`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
-pub mod object;
-pub mod store;
+use std::io;
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
@@ -28,22 +21,17 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::commit;
-use store::{ObjectOutput, ObjectWriter, Output, StoreError};
-
-/// Files are readable by the owner and the group (a lake reader's service account),
-/// never by everyone: the tables hold personal data.
-const FILE_MODE: u32 = 0o640;
-const DIR_MODE: u32 = 0o750;
+use crate::store::{Location, StoreError, StoreWriter};
 
 /// The folder, under the output root, where a run stages its files.
 pub const STAGING_DIR: &str = "_staging";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot {action} {path}: {source}")]
-    Io {
+    #[error("cannot {action} {location}: {source}")]
+    Write {
         action: &'static str,
-        path: PathBuf,
+        location: String,
         source: io::Error,
     },
     #[error("cannot write Parquet file {location}: {source}")]
@@ -52,22 +40,17 @@ pub enum SinkError {
         source: parquet::errors::ParquetError,
     },
     #[error(transparent)]
-    Store(Box<StoreError>),
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for SinkError {
-    fn from(error: StoreError) -> Self {
-        SinkError::Store(Box::new(error))
-    }
-}
-
-pub(crate) fn io_error<'p>(
+/// The error of `action` on the file being written at `location`.
+pub(crate) fn write_error<'l>(
     action: &'static str,
-    path: &'p Path,
-) -> impl FnOnce(io::Error) -> SinkError + 'p {
-    move |source| SinkError::Io {
+    location: &'l str,
+) -> impl FnOnce(io::Error) -> SinkError + 'l {
+    move |source| SinkError::Write {
         action,
-        path: path.to_path_buf(),
+        location: location.to_string(),
         source,
     }
 }
@@ -112,44 +95,8 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
-/// Where one staged file goes while it is written.
-pub(crate) enum FileSink {
-    Local(File),
-    Object(Box<ObjectWriter>),
-}
-
-impl FileSink {
-    /// Makes the file durable (fsync, or the upload completed); returns its size.
-    pub(crate) fn finish(self, location: &str) -> Result<u64, SinkError> {
-        match self {
-            FileSink::Local(file) => {
-                let path = Path::new(location);
-                file.sync_all().map_err(io_error("fsync", path))?;
-                Ok(file.metadata().map_err(io_error("stat", path))?.len())
-            }
-            FileSink::Object(object) => Ok(object.finish()?),
-        }
-    }
-}
-
-impl Write for FileSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            FileSink::Local(file) => file.write(buf),
-            FileSink::Object(object) => object.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            FileSink::Local(file) => file.flush(),
-            FileSink::Object(object) => object.flush(),
-        }
-    }
-}
-
 struct PartitionWriter {
-    writer: ArrowWriter<FileSink>,
+    writer: ArrowWriter<StoreWriter>,
     /// The staged file, for messages.
     location: String,
     file_name: String,
@@ -160,21 +107,17 @@ struct PartitionWriter {
     last_write: u64,
 }
 
-/// Where the run stages its files.
-pub(crate) enum Staging {
-    /// `<root>/_staging/<run_id>/`.
-    Local(PathBuf),
-    /// `_staging/<run_id>/` under the store's prefix, written from the writer thread
-    /// through the runtime that `runtime` names.
-    Object {
-        output: ObjectOutput,
-        runtime: tokio::runtime::Handle,
-    },
+/// Where the run stages its files: `_staging/<run_id>/` under the location's root.
+pub(crate) struct Staging {
+    location: Location,
+    run_id: String,
+    /// The runtime the writer thread uploads through, on an object store.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Writes the batches of one run into staged Parquet files, one writer per open partition.
 pub struct ParquetSink {
-    output: Output,
+    output: Location,
     run_id: String,
     staging: Staging,
     options: SinkOptions,
@@ -193,19 +136,14 @@ fn staging_prefix(run_id: &str) -> String {
 }
 
 impl Staging {
-    /// Prepares `<output>/_staging/<run_id>/`. On an object store it must be called within
+    /// Prepares `<location>/_staging/<run_id>/`. On an object store it must be called within
     /// a tokio runtime, whose handle the writer thread then uses for the uploads.
-    pub(crate) fn create(output: &Output, run_id: &str) -> Result<Self, SinkError> {
-        Ok(match output {
-            Output::Local(root) => {
-                let staging = root.join(STAGING_DIR).join(run_id);
-                create_dirs(&staging)?;
-                Staging::Local(staging)
-            }
-            Output::Object(object) => Staging::Object {
-                output: object.clone(),
-                runtime: tokio::runtime::Handle::current(),
-            },
+    pub(crate) fn create(location: &Location, run_id: &str) -> Result<Self, SinkError> {
+        location.create_folder(&staging_prefix(run_id))?;
+        Ok(Staging {
+            location: location.clone(),
+            run_id: run_id.to_string(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -213,49 +151,31 @@ impl Staging {
     /// location for messages.
     pub(crate) fn create_file(
         &self,
-        run_id: &str,
         partition: &str,
         file_name: &str,
-    ) -> Result<(FileSink, String), SinkError> {
-        Ok(match self {
-            Staging::Local(staging) => {
-                let dir = staging.join(partition);
-                create_dirs(&dir)?;
-                let path = dir.join(file_name);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(FILE_MODE)
-                    .open(&path)
-                    .map_err(io_error("create", &path))?;
-                (FileSink::Local(file), path.display().to_string())
-            }
-            Staging::Object { output, runtime } => {
-                let relative = format!("{}/{partition}/{file_name}", staging_prefix(run_id));
-                let writer = output.writer(&relative, runtime.clone());
-                let location = writer.location().to_string();
-                (FileSink::Object(Box::new(writer)), location)
-            }
-        })
+    ) -> Result<(StoreWriter, String), SinkError> {
+        let relative = format!("{}/{partition}/{file_name}", staging_prefix(&self.run_id));
+        let writer = self.location.writer(&relative, self.runtime.as_ref())?;
+        let location = writer.location();
+        Ok((writer, location))
     }
 
     /// Removes the staged files (from a writer thread: it blocks on the uploads' runtime).
-    pub(crate) fn discard(&self, run_id: &str) {
-        match self {
-            Staging::Local(staging) => {
-                let _ = fs::remove_dir_all(staging);
-            }
-            Staging::Object { output, runtime } => {
-                let _ = runtime.block_on(output.delete_all(&staging_prefix(run_id)));
-            }
-        }
+    pub(crate) fn discard(&self) {
+        let _ = self
+            .location
+            .remove_all_blocking(&staging_prefix(&self.run_id), self.runtime.as_ref());
     }
 }
 
 impl ParquetSink {
     /// Prepares the staging area of the run. On an object store it must be called within a
     /// tokio runtime, whose handle the writer thread then uses for the uploads.
-    pub fn create(output: &Output, run_id: &str, options: SinkOptions) -> Result<Self, SinkError> {
+    pub fn create(
+        output: &Location,
+        run_id: &str,
+        options: SinkOptions,
+    ) -> Result<Self, SinkError> {
         let staging = Staging::create(output, run_id)?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
@@ -351,9 +271,7 @@ impl ParquetSink {
         let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
         *sequence += 1;
         let partition = format!("{table}/{}", partition_dir_name(dt));
-        let (sink, location) = self
-            .staging
-            .create_file(&self.run_id, &partition, &file_name)?;
+        let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
         let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
             .map_err(|source| SinkError::Parquet {
@@ -441,7 +359,7 @@ impl ParquetSink {
     pub fn discard(mut self) {
         // Dropping an unfinished object writer aborts its upload.
         self.open.clear();
-        self.staging.discard(&self.run_id);
+        self.staging.discard();
     }
 }
 
@@ -459,7 +377,7 @@ fn close_partition(
             location: location.clone(),
             source,
         })?;
-    let bytes = sink.finish(&location)?;
+    let bytes = sink.finish()?;
     Ok(WrittenFile {
         table: table.to_string(),
         dt,
@@ -471,7 +389,7 @@ fn close_partition(
 
 /// The closed, durable files of a run, waiting to be published.
 pub struct StagedRun {
-    output: Output,
+    output: Location,
     run_id: String,
     files: Vec<WrittenFile>,
 }
@@ -488,7 +406,7 @@ impl StagedRun {
     /// Files that another writer staged under `<output>/_staging/<run_id>/<name>/dt=…/` (the
     /// raw landing zone's `<stream>` folders), to be published by the same commit as the
     /// tables. `files` name their partition in `table` (the folder under the root).
-    pub fn new(output: Output, run_id: &str, files: Vec<WrittenFile>) -> Self {
+    pub fn new(output: Location, run_id: &str, files: Vec<WrittenFile>) -> Self {
         StagedRun {
             output,
             run_id: run_id.to_string(),
@@ -500,7 +418,7 @@ impl StagedRun {
         &self.files
     }
 
-    pub fn output(&self) -> &Output {
+    pub fn output(&self) -> &Location {
         &self.output
     }
 
@@ -528,7 +446,7 @@ impl StagedRun {
                 });
         }
         let change = commit::ZoneChange {
-            root: commit::zone_root(&self.output),
+            root: self.output.root_name(),
             is_lake: false,
             partitions: by_partition
                 .iter()
@@ -559,7 +477,7 @@ impl StagedRun {
 /// run of this lake is using any of it. Unfinished commits must be recovered first
 /// ([`commit::recover`]): their staging holds files they still need.
 pub async fn remove_stale_staging(
-    output: &Output,
+    output: &Location,
     runs: Option<&[String]>,
 ) -> Result<Vec<String>, StoreError> {
     let stale = match runs {
@@ -574,37 +492,13 @@ pub async fn remove_stale_staging(
 }
 
 /// The files that make up the live partition `<table>/dt=…` now, as paths relative to the
-/// root, in name order. On disk that is the folder's files (a partition is switched by
-/// renaming its folder); on an object store the files its commit marker names
-/// ([`object::committed_files`]). Names starting with `_` or `.` are not data.
+/// root, in name order ([`commit::live_files`]).
 pub async fn live_partition_files(
-    output: &Output,
+    output: &Location,
     table: &str,
     dt: NaiveDate,
 ) -> Result<Vec<String>, StoreError> {
-    let partition = format!("{table}/{}", partition_dir_name(dt));
-    match output {
-        Output::Local(root) => {
-            let dir = root.join(&partition);
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(source) => return Err(io_error("list", &dir)(source).into()),
-            };
-            let mut files = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(io_error("list", &dir))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let is_file = entry.file_type().map_err(io_error("list", &dir))?.is_file();
-                if is_file && !name.starts_with(['_', '.']) {
-                    files.push(format!("{partition}/{name}"));
-                }
-            }
-            files.sort();
-            Ok(files)
-        }
-        Output::Object(object) => object::committed_files(object, &partition).await,
-    }
+    commit::live_files(output, &format!("{table}/{}", partition_dir_name(dt))).await
 }
 
 /// `dt=YYYY-MM-DD`, the Hive partition folder every engine recognises.
@@ -612,105 +506,9 @@ pub fn partition_dir_name(dt: NaiveDate) -> String {
     format!("dt={}", dt.format("%Y-%m-%d"))
 }
 
-/// Writes `bytes` to `<root>/<relative>` so that readers see the old file or the whole new one.
-pub fn write_file_atomically(
-    root: &Path,
-    relative: &str,
-    bytes: &[u8],
-) -> Result<PathBuf, SinkError> {
-    let path = root.join(relative);
-    let parent = path.parent().expect("a relative file path has a parent");
-    create_dirs(parent)?;
-    let temporary = parent.join(format!(
-        ".{}.tmp",
-        path.file_name().expect("file name").to_string_lossy()
-    ));
-    {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&temporary)
-            .map_err(io_error("create", &temporary))?;
-        file.write_all(bytes)
-            .map_err(io_error("write", &temporary))?;
-        file.sync_all().map_err(io_error("fsync", &temporary))?;
-    }
-    fs::rename(&temporary, &path).map_err(io_error("rename into place", &path))?;
-    sync_dir(parent)?;
-    Ok(path)
-}
-
-/// Creates a new file (and its folder) readable by the owner and group only.
-pub fn create_private_file(path: &Path) -> Result<File, SinkError> {
-    create_dirs(path.parent().expect("a file path has a parent"))?;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_error("create", path))
-}
-
-/// Creates `path` and its missing parents, readable by the owner and group only.
-pub fn create_private_dirs(path: &Path) -> Result<(), SinkError> {
-    create_dirs(path)
-}
-
-fn create_dirs(path: &Path) -> Result<(), SinkError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(path)
-        .map_err(io_error("create directory", path))
-}
-
-pub(crate) fn sync_dir(path: &Path) -> Result<(), SinkError> {
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error("fsync directory", path))
-}
-
-/// Atomically swaps two directories; false where the kernel or file system cannot
-/// (`renameat2` missing, or not supported by the file system).
-pub(crate) fn exchange(a: &Path, b: &Path) -> Result<bool, SinkError> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let a_c = CString::new(a.as_os_str().as_bytes()).expect("paths have no NUL byte");
-        let b_c = CString::new(b.as_os_str().as_bytes()).expect("paths have no NUL byte");
-        // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
-        let status = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a_c.as_ptr(),
-                libc::AT_FDCWD,
-                b_c.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        if status == 0 {
-            return Ok(true);
-        }
-        let error = io::Error::last_os_error();
-        if !matches!(
-            error.raw_os_error(),
-            Some(libc::EINVAL) | Some(libc::ENOSYS)
-        ) {
-            return Err(SinkError::Io {
-                action: "swap in partition",
-                path: b.to_path_buf(),
-                source: error,
-            });
-        }
-    }
-    Ok(false)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::sync::Arc;
 
     use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -746,7 +544,7 @@ mod tests {
             buffered_bytes: 1 << 20,
             ..SinkOptions::default()
         };
-        let output = Output::Local(root.path().to_path_buf());
+        let output = Location::Local(root.path().to_path_buf());
         let mut sink = ParquetSink::create(&output, "run", options).unwrap();
         let days: Vec<NaiveDate> = (1..=3)
             .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())

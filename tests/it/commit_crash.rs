@@ -19,7 +19,7 @@ use std::process::Output;
 
 use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
-use callrecords_etl::sink::store::Output as Zone;
+use callrecords_etl::store::Location as Zone;
 use support::{CALL_TABLES, days_ago, stderr};
 
 const STREAMS: &str = "call_records,pstn_calls";

@@ -39,12 +39,12 @@ async fn export(
         )
         .unwrap(),
         streams: vec![StreamKind::CallRecords],
-        output: callrecords_etl::sink::store::Output::Local(lake.to_path_buf()),
+        output: callrecords_etl::store::Location::Local(lake.to_path_buf()),
         concurrency: 8,
         api_version: "v1.0".into(),
         log_chunk_days: 30,
         privacy: Default::default(),
-        raw: raw.map(|raw| callrecords_etl::sink::store::Output::Local(raw.to_path_buf())),
+        raw: raw.map(|raw| callrecords_etl::store::Location::Local(raw.to_path_buf())),
         full,
     };
     let progress = Progress::new(ProgressMode::Hidden);

@@ -13,7 +13,7 @@ use callrecords_emulator::{EmulatorConfig, Tenant};
 use callrecords_etl::export::{self, ExportPlan};
 use callrecords_etl::flatten::call_records::{CallRecordTables, flatten};
 use callrecords_etl::progress::{Progress, ProgressMode};
-use callrecords_etl::sink::store::Output;
+use callrecords_etl::store::Location;
 use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
 use serde_json::Value;
@@ -85,12 +85,12 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
     let plan = ExportPlan {
         window,
         streams: vec![StreamKind::CallRecords],
-        output: Output::Local(lake.clone()),
+        output: Location::Local(lake.clone()),
         concurrency: 2,
         api_version: "v1.0".into(),
         log_chunk_days: 30,
         privacy: Default::default(),
-        raw: Some(Output::Local(raw.clone())),
+        raw: Some(Location::Local(raw.clone())),
         full: false,
     };
     let progress = Progress::new(ProgressMode::Hidden);

@@ -11,7 +11,8 @@ use support::{binary, days_ago, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use callrecords_etl::state::{OutputLock, StateError};
+use callrecords_etl::store::StoreError;
+use callrecords_etl::store::lock::OutputLock;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -223,7 +224,7 @@ fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_left_alone() {
 
     let error = OutputLock::acquire(&lake, "run-1").unwrap_err();
     assert!(
-        matches!(error, StateError::LockIsSymlink { .. }),
+        matches!(error, StoreError::LockIsSymlink { .. }),
         "{error:?}"
     );
 

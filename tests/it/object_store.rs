@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
-use callrecords_etl::sink::store::Output as Zone;
+use callrecords_etl::store::Location as Zone;
 use chrono::Utc;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;

@@ -10,7 +10,8 @@ use support::{binary, date_days_ago as days_ago, stderr};
 use std::path::Path;
 use std::process::Output;
 
-use callrecords_etl::state::{ExportState, OutputLock, StreamState};
+use callrecords_etl::state::{ExportState, StreamState};
+use callrecords_etl::store::lock::OutputLock;
 use chrono::Utc;
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ use std::process::Output;
 use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::export::{self, ExportPlan};
 use callrecords_etl::progress::{Progress, ProgressMode};
-use callrecords_etl::sink::store::Output as Zone;
+use callrecords_etl::store::Location as Zone;
 use callrecords_etl::streams::StreamKind;
 use callrecords_etl::window::{Window, midnight};
 use chrono::{DateTime, Duration, Utc};

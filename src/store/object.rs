@@ -1,25 +1,14 @@
-//! Where the lake lives: a local folder, or a prefix in an object store (Amazon S3 and
-//! S3-compatible servers, Azure Blob Storage / ADLS Gen2, Google Cloud Storage) reached
-//! through the `object_store` crate.
+//! A prefix in an object store (Amazon S3 and S3-compatible servers, Azure Blob Storage /
+//! ADLS Gen2, Google Cloud Storage) reached through the `object_store` crate: building the
+//! client from a URL and `[output.options]`, and the requests behind [`super::Location`]'s
+//! operations: GET, conditional PUT, LIST, server-side copy, DELETE, streamed uploads
+//! ([`ObjectWriter`]: multipart, never buffered whole) and downloads ([`ObjectReader`]), and
+//! Parquet read by ranges ([`ObjectParquetFile`]).
 //!
-//! [`Output::parse`] turns `--out` / `[output] path` into an [`Output`]: `s3://bucket/prefix`,
-//! `az://container/prefix`, `abfss://container@account.dfs.core.windows.net/prefix`,
-//! `gs://bucket/prefix`, `file:///path` or a plain path. Cloud credentials come from the
-//! environment the way each cloud's tools read them (`AWS_*`, `AZURE_*`, `GOOGLE_*`, and
-//! the instance, workload or managed identity the crate finds there); `[output.options]`
-//! adds the builder keys the environment does not say, and unknown keys are refused.
-//!
-//! The primitives here are what any writer of the lake needs, whatever the backend:
-//! read a small object, write one so that readers see the old or the whole new bytes
-//! ([`Output::write_atomically`]), stream a large one up ([`ObjectOutput::writer`]:
-//! multipart, never buffered whole) or down ([`ObjectOutput::reader`]), and read Parquet by
-//! ranges ([`ObjectOutput::parquet_file`]). How partitions are switched lives in `sink`.
-//!
-//! May touch: the local file system under the output root, the object store under its prefix.
+//! May touch: the object store under its prefix. Knows nothing of tables or runs.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -42,269 +31,80 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use tokio::io::AsyncWriteExt;
 use url::Url;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the output location {location} is not usable: {message}")]
-    Location { location: String, message: String },
-    #[error(
-        "[output.options] has keys that {store} does not know: {}; see the object_store \
-         builder keys of {store} (for example {example})", .keys.join(", ")
-    )]
-    UnknownOptions {
-        store: &'static str,
-        example: &'static str,
-        keys: Vec<String>,
-    },
-    #[error("cannot {action} {location}: {source}")]
-    Object {
-        action: &'static str,
-        location: String,
-        source: object_store::Error,
-    },
-    #[error(transparent)]
-    Local(#[from] super::SinkError),
-}
-
-/// The lake's root.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Local(PathBuf),
-    Object(ObjectOutput),
-}
+use super::StoreError;
 
 /// A prefix in an object store.
 #[derive(Debug, Clone)]
-pub struct ObjectOutput {
+pub struct ObjectLocation {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     /// The location as the user wrote it, for messages.
     url: String,
 }
 
-impl Output {
-    /// Parses `location` (a URL or a plain path) and builds the store client. Makes no request.
-    pub fn parse(location: &str, options: &BTreeMap<String, String>) -> Result<Self, StoreError> {
-        let bad = |message: String| StoreError::Location {
-            location: location.to_string(),
-            message,
-        };
-        if !location.contains("://") {
-            return local(PathBuf::from(location), options, location);
-        }
-        let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
-        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
-        let built = match scheme {
-            ObjectStoreScheme::Local => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|()| bad("not a local path".into()))?;
-                return local(path, options, location);
-            }
-            ObjectStoreScheme::AmazonS3 => configure(
-                AmazonS3Builder::from_env().with_url(location),
-                options,
-                |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
-                "Amazon S3",
-                "aws_endpoint, aws_region, aws_allow_http",
-            )?
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            ObjectStoreScheme::MicrosoftAzure => configure(
-                MicrosoftAzureBuilder::from_env().with_url(location),
-                options,
-                |b, k: AzureConfigKey, v| b.with_config(k, v),
-                "Azure Blob Storage",
-                "azure_storage_account_name, azure_storage_use_emulator",
-            )?
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            ObjectStoreScheme::GoogleCloudStorage => configure(
-                GoogleCloudStorageBuilder::from_env().with_url(location),
-                options,
-                |b, k: GoogleConfigKey, v| b.with_config(k, v),
-                "Google Cloud Storage",
-                "google_service_account, google_application_credentials",
-            )?
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            other => {
-                return Err(bad(format!(
-                    "{other:?} is not a supported lake location; use s3://, az://, abfss://, gs://, file:// or a path"
-                )));
-            }
-        };
-        let store = built.map_err(|e| bad(e.to_string()))?;
-        Ok(Output::Object(ObjectOutput {
-            store,
-            prefix,
-            url: location.trim_end_matches('/').to_string(),
-        }))
-    }
-
-    /// `relative` under the root, for messages.
-    pub fn display_path(&self, relative: &str) -> String {
-        match self {
-            Output::Local(root) => root.join(relative).display().to_string(),
-            Output::Object(object) => format!("{}/{relative}", object.url),
-        }
-    }
-
-    /// The bytes of `<root>/<relative>`, or None when there is no such file or object.
-    pub async fn read(&self, relative: &str) -> Result<Option<Bytes>, StoreError> {
-        match self {
-            Output::Local(root) => {
-                let path = root.join(relative);
-                match std::fs::read(&path) {
-                    Ok(bytes) => Ok(Some(bytes.into())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(super::SinkError::Io {
-                        action: "read",
-                        path,
-                        source,
-                    }
-                    .into()),
-                }
-            }
-            Output::Object(object) => object.read(relative).await,
-        }
-    }
-
-    /// Writes `bytes` to `<root>/<relative>` so that readers see the old content or the
-    /// whole new one: a renamed temporary file on disk, one PUT on an object store.
-    pub async fn write_atomically(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        match self {
-            Output::Local(root) => {
-                super::write_file_atomically(root, relative, bytes)?;
-                Ok(())
-            }
-            Output::Object(object) => object
-                .put(relative, Bytes::copy_from_slice(bytes), PutMode::Overwrite)
-                .await
-                .map(drop),
-        }
-    }
+/// What a URL names: a local folder (`file://`) or a prefix in an object store.
+pub(super) enum Parsed {
+    Local(std::path::PathBuf),
+    Object(ObjectLocation),
 }
 
-impl Output {
-    /// Removes the file or object `<root>/<relative>`; nothing to remove is no error.
-    pub async fn remove(&self, relative: &str) -> Result<(), StoreError> {
-        match self {
-            Output::Local(root) => {
-                let path = root.join(relative);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(super::io_error("remove", &path)(source).into()),
-                }
-            }
-            Output::Object(object) => object.delete(&object.key(relative)).await,
-        }
-    }
-
-    /// Removes the folder `<root>/<relative>` with everything in it.
-    pub async fn remove_all(&self, relative: &str) -> Result<(), StoreError> {
-        match self {
-            Output::Local(root) => {
-                let path = root.join(relative);
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(super::io_error("remove", &path)(source).into()),
-                }
-            }
-            Output::Object(object) => object.delete_all(relative).await,
-        }
-    }
-
-    /// Removes the local folder `relative` if nothing is in it (object stores have no
-    /// folders); it fails harmlessly while another run is using it.
-    pub fn remove_if_empty(&self, relative: &str) {
-        if let Output::Local(root) = self {
-            let _ = std::fs::remove_dir(root.join(relative));
-        }
-    }
-
-    /// The names of the files (or objects) directly in the folder `relative`, sorted.
-    pub async fn list_names(&self, relative: &str) -> Result<Vec<String>, StoreError> {
-        self.list_entries(relative, false).await
-    }
-
-    /// The names of the folders directly in the folder `relative`, sorted.
-    pub async fn list_folders(&self, relative: &str) -> Result<Vec<String>, StoreError> {
-        self.list_entries(relative, true).await
-    }
-
-    async fn list_entries(&self, relative: &str, folders: bool) -> Result<Vec<String>, StoreError> {
-        let mut names = match self {
-            Output::Local(root) => {
-                let dir = root.join(relative);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(source) => return Err(super::io_error("list", &dir)(source).into()),
-                };
-                let mut names = Vec::new();
-                for entry in entries {
-                    let entry = entry.map_err(super::io_error("list", &dir))?;
-                    let is_dir = entry
-                        .file_type()
-                        .map_err(super::io_error("list", &dir))?
-                        .is_dir();
-                    if is_dir == folders {
-                        names.push(entry.file_name().to_string_lossy().into_owned());
-                    }
-                }
-                names
-            }
-            Output::Object(object) if folders => object.list_folders(relative).await?,
-            Output::Object(object) => {
-                let listing = object
-                    .store
-                    .list_with_delimiter(Some(&object.key(relative)))
-                    .await
-                    .map_err(object.error("list", relative))?;
-                listing
-                    .objects
-                    .iter()
-                    .filter_map(|meta| meta.location.filename().map(str::to_string))
-                    .collect()
-            }
-        };
-        names.sort();
-        Ok(names)
-    }
-}
-
-impl From<PathBuf> for Output {
-    fn from(path: PathBuf) -> Self {
-        Output::Local(path)
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Output::Local(root) => write!(f, "{}", root.display()),
-            Output::Object(object) => f.write_str(&object.url),
-        }
-    }
-}
-
-fn local(
-    path: PathBuf,
-    options: &BTreeMap<String, String>,
+/// Parses the URL `location` and builds the store client. Makes no request.
+pub(super) fn parse(
     location: &str,
-) -> Result<Output, StoreError> {
-    if !options.is_empty() {
-        return Err(StoreError::Location {
-            location: location.to_string(),
-            message: format!(
-                "[output.options] ({}) apply to object stores only; remove them for a local folder",
-                options.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
-    Ok(Output::Local(path))
+    options: &BTreeMap<String, String>,
+) -> Result<Parsed, StoreError> {
+    let bad = |message: String| StoreError::Location {
+        location: location.to_string(),
+        message,
+    };
+    let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
+    let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad(e.to_string()))?;
+    let built = match scheme {
+        ObjectStoreScheme::Local => {
+            let path = url
+                .to_file_path()
+                .map_err(|()| bad("not a local path".into()))?;
+            return Ok(Parsed::Local(path));
+        }
+        ObjectStoreScheme::AmazonS3 => configure(
+            AmazonS3Builder::from_env().with_url(location),
+            options,
+            |b, k: AmazonS3ConfigKey, v| b.with_config(k, v),
+            "Amazon S3",
+            "aws_endpoint, aws_region, aws_allow_http",
+        )?
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        ObjectStoreScheme::MicrosoftAzure => configure(
+            MicrosoftAzureBuilder::from_env().with_url(location),
+            options,
+            |b, k: AzureConfigKey, v| b.with_config(k, v),
+            "Azure Blob Storage",
+            "azure_storage_account_name, azure_storage_use_emulator",
+        )?
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        ObjectStoreScheme::GoogleCloudStorage => configure(
+            GoogleCloudStorageBuilder::from_env().with_url(location),
+            options,
+            |b, k: GoogleConfigKey, v| b.with_config(k, v),
+            "Google Cloud Storage",
+            "google_service_account, google_application_credentials",
+        )?
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        other => {
+            return Err(bad(format!(
+                "{other:?} is not a supported lake location; use s3://, az://, abfss://, gs://, file:// or a path"
+            )));
+        }
+    };
+    let store = built.map_err(|e| bad(e.to_string()))?;
+    Ok(Parsed::Object(ObjectLocation {
+        store,
+        prefix,
+        url: location.trim_end_matches('/').to_string(),
+    }))
 }
 
 /// Applies `options` to a store builder, refusing every key the builder does not know
@@ -335,25 +135,13 @@ fn configure<B, K: std::str::FromStr>(
     }
 }
 
-/// The `[output.options]` keys that the store of `location` would refuse; for validating
-/// the config file before anything runs. Plain paths take no options.
-pub fn check_options(location: &str, options: &BTreeMap<String, String>) -> Result<(), StoreError> {
-    match Output::parse(location, options) {
-        Err(error @ StoreError::UnknownOptions { .. }) => Err(error),
-        Err(error @ StoreError::Location { .. }) if !location.contains("://") => Err(error),
-        // Other problems (a missing account name, say) may be fixed by the environment of
-        // the run or by --out; they are reported when the run builds its store.
-        _ => Ok(()),
-    }
-}
-
-impl fmt::Display for ObjectOutput {
+impl fmt::Display for ObjectLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
     }
 }
 
-impl ObjectOutput {
+impl ObjectLocation {
     /// The key of `relative` (slash-separated) under the prefix.
     pub fn key(&self, relative: &str) -> ObjectPath {
         self.prefix
@@ -437,6 +225,20 @@ impl ObjectOutput {
             .try_collect()
             .await
             .map_err(self.error("list", relative))
+    }
+
+    /// The object names directly under `relative`.
+    pub async fn list_names(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.key(relative)))
+            .await
+            .map_err(self.error("list", relative))?;
+        Ok(listing
+            .objects
+            .iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_string))
+            .collect())
     }
 
     /// The folder names directly under `relative`.
@@ -674,10 +476,10 @@ impl std::io::Write for ObjectWriter {
 }
 
 #[cfg(test)]
-impl ObjectOutput {
+impl ObjectLocation {
     /// A store in memory under `prefix`, for tests of what reads and writes the lake.
     pub(crate) fn in_memory(prefix: &str) -> Self {
-        ObjectOutput {
+        ObjectLocation {
             store: Arc::new(object_store::memory::InMemory::new()),
             prefix: ObjectPath::from(prefix),
             url: format!("memory:///{prefix}"),
