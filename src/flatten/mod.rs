@@ -32,7 +32,6 @@ use arrow_array::builder::{
     BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
     ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::types::Decimal128Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::Value;
 
@@ -402,11 +401,8 @@ impl ColumnBuilder {
                 };
                 match text {
                     None => Err(format!("{value} is not a decimal number")),
-                    Some(text) => arrow_cast::parse::parse_decimal::<Decimal128Type>(
-                        &text, *precision, *scale,
-                    )
-                    .map(|v| b.append_value(v))
-                    .map_err(|e| format!("{text} is not a decimal({precision},{scale}): {e}")),
+                    Some(text) => values::parse_decimal128(&text, *precision, *scale)
+                        .map(|v| b.append_value(v)),
                 }
             }
             ColumnBuilder::List(b) => match value.node() {

@@ -94,6 +94,69 @@ fn parse_decimal(digits: &str) -> Option<f64> {
     }
 }
 
+/// Parses a decimal number as JSON and Graph write it (`-12.83`, `0.0125`, `1e-7`, with an
+/// optional sign and exponent) into the unscaled value of a `decimal(precision, scale)`:
+/// exactly, never through a float, rounding half away from zero on digits below the scale.
+/// Money must arrive as it was sent, so a value that does not fit is an error, not clamped.
+pub fn parse_decimal128(text: &str, precision: u8, scale: i8) -> Result<i128, ConversionError> {
+    let invalid = || format!("`{text}` is not a decimal number");
+    let too_large = || format!("`{text}` does not fit in decimal({precision},{scale})");
+    let trimmed = text.trim();
+    let (negative, unsigned) = match trimmed.as_bytes().first() {
+        Some(b'-') => (true, &trimmed[1..]),
+        Some(b'+') => (false, &trimmed[1..]),
+        _ => (false, trimmed),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => {
+            let exponent: i64 = unsigned[at + 1..].parse().map_err(|_| invalid())?;
+            (&unsigned[..at], exponent)
+        }
+        None => (unsigned, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if integer.len() + fraction.len() == 0 || !all_digits(integer) || !all_digits(fraction) {
+        return Err(invalid());
+    }
+    // value = digits × 10^(exponent − fraction digits); the result is value × 10^scale.
+    let digits: Vec<u8> = integer
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    let shift = exponent
+        .saturating_sub(fraction.len() as i64)
+        .saturating_add(i64::from(scale));
+    let unscaled = shift_digits(&digits, shift).ok_or_else(too_large)?;
+    if unscaled >= 10_i128.pow(u32::from(precision.min(38))) {
+        return Err(too_large());
+    }
+    Ok(if negative { -unscaled } else { unscaled })
+}
+
+/// `digits` (most significant first) × 10^`shift`, rounded half away from zero where the
+/// shift drops digits; None beyond 38 digits.
+fn shift_digits(digits: &[u8], shift: i64) -> Option<i128> {
+    let kept = digits.len() as i64 + shift.min(0);
+    let mut value: i128 = 0;
+    for &digit in &digits[..kept.max(0) as usize] {
+        value = value.checked_mul(10)?.checked_add(i128::from(digit))?;
+    }
+    if shift < 0 {
+        let first_dropped = usize::try_from(kept).ok().and_then(|at| digits.get(at));
+        if first_dropped.is_some_and(|&digit| digit >= 5) {
+            value += 1;
+        }
+        return Some(value);
+    }
+    if value != 0 {
+        let factor = 10_i128.checked_pow(u32::try_from(shift).ok()?)?;
+        value = value.checked_mul(factor)?;
+    }
+    Some(value)
+}
+
 /// Graph's "no date" sentinel (Direct Routing `failureDateTime` of successful calls).
 const NO_DATE_SENTINEL_YEAR: i32 = 1;
 
@@ -410,5 +473,51 @@ mod tests {
         read(json!({"platform": null}), Convert::UserAgentType, |agent| {
             assert_eq!(user_agent_type(agent).unwrap(), "clientUserAgent");
         });
+    }
+
+    #[test]
+    fn decimals_are_parsed_exactly_and_rounded_half_away_from_zero() {
+        let cases = [
+            ("12.83", 2, Ok(1283)),
+            ("-12.83", 4, Ok(-128_300)),
+            ("0.0125", 2, Ok(1)),
+            ("0.0149", 2, Ok(1)),
+            ("-0.005", 2, Ok(-1)),
+            ("1e-7", 10, Ok(1000)),
+            ("1.5E2", 0, Ok(150)),
+            ("+7", 1, Ok(70)),
+            (" 3 ", 0, Ok(3)),
+            ("0", 10, Ok(0)),
+        ];
+        for (text, scale, expected) in cases {
+            assert_eq!(parse_decimal128(text, 38, scale), expected, "{text}");
+        }
+        for text in ["", ".", "-", "1.2.3", "12a", "e5", "1e", "0x10", "NaN"] {
+            assert!(
+                parse_decimal128(text, 38, 2).is_err(),
+                "{text:?} was accepted"
+            );
+        }
+        assert!(
+            parse_decimal128("100", 2, 0).is_err(),
+            "precision is checked"
+        );
+        assert!(parse_decimal128("1e40", 38, 0).is_err(), "beyond 38 digits");
+    }
+
+    proptest::proptest! {
+        /// The same answers as Arrow's own parser (arrow-cast, a test dependency only).
+        #[test]
+        fn decimals_parse_like_arrow(
+            text in "[+-]?[0-9]{0,22}(\\.[0-9]{0,14})?([eE][+-]?[0-9]{1,2})?",
+            precision in 1u8..=38,
+            scale in 0i8..=12,
+        ) {
+            let arrow = arrow_cast::parse::parse_decimal::<arrow_array::types::Decimal128Type>(
+                &text, precision, scale,
+            );
+            let ours = parse_decimal128(&text, precision, scale);
+            proptest::prop_assert_eq!(ours.ok(), arrow.ok(), "{}", text);
+        }
     }
 }
