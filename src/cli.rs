@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{self, ExportSettings, Overrides, Settings};
 use crate::ddl::{self, Dialect};
@@ -380,16 +382,29 @@ fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // `target=level` directives, comma-separated (tracing-subscriber's `Targets`: the
+    // env-filter syntax without span filters, which would pull a regex engine into the build).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| default.parse().expect("the default directives parse"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        // Everything reaches the filter, which alone decides (the builder's own is INFO).
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_writer(LogWriter)
         .with_target(false);
     match cli.log_format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(filter)
             .init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .init(),
     }
 }
 
