@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         streams: vec![StreamKind::CallRecords],
         output: Location::Local(lake.path().to_path_buf()),
         concurrency,
-        api_version: "v1.0".into(),
+        api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
         raw: None,

@@ -438,7 +438,7 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         streams: settings.streams,
         output: settings.output,
         concurrency: settings.concurrency,
-        api_version: settings.graph.api_version.name().into(),
+        api_version: settings.graph.api_version,
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
         raw: settings.raw,

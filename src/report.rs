@@ -13,7 +13,9 @@ pub fn plan(plan: &ExportPlan) -> String {
     let partitions = export::partitions_to_replace(&stream_windows);
     let mut text = format!(
         "Dry run: nothing is fetched or written.\n  window: {}\n  output: {}\n  API version: {}\n  streams:\n",
-        plan.window, plan.output, plan.api_version
+        plan.window,
+        plan.output,
+        plan.api_version.name()
     );
     for (stream, window) in &stream_windows {
         let Some(window) = window else {

@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::commit::FileChange;
-use crate::graph::{GraphClient, RequestStats};
+use crate::graph::{ApiVersion, GraphClient, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::Progress;
 use crate::run::Run;
@@ -61,7 +61,7 @@ pub struct ExportPlan {
     pub output: Location,
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
-    pub api_version: String,
+    pub api_version: ApiVersion,
     /// Longest window of one log-function request (at most 90 days).
     pub log_chunk_days: u32,
     /// What to write for personal data.
@@ -173,7 +173,7 @@ pub async fn export(
     let summary = RunSummary {
         run_id: run.id.clone(),
         version: env!("CARGO_PKG_VERSION"),
-        api_version: plan.api_version.clone(),
+        api_version: plan.api_version.name().into(),
         window_from: plan.window.from,
         window_to: plan.window.to,
         stream_windows: scope.stream_windows(),

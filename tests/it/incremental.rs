@@ -41,7 +41,7 @@ async fn export(
         streams: vec![StreamKind::CallRecords],
         output: callrecords_etl::store::Location::Local(lake.to_path_buf()),
         concurrency: 8,
-        api_version: "v1.0".into(),
+        api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
         raw: raw.map(|raw| callrecords_etl::store::Location::Local(raw.to_path_buf())),

@@ -87,7 +87,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
         streams: vec![StreamKind::CallRecords],
         output: Location::Local(lake.clone()),
         concurrency: 2,
-        api_version: "v1.0".into(),
+        api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
         raw: Some(Location::Local(raw.clone())),

@@ -233,7 +233,7 @@ async fn export_in_process(emulator: &RunningEmulator, lake: &Path, window: Wind
         streams: vec![StreamKind::CallRecords, StreamKind::PstnCalls],
         output: Zone::Local(lake.to_path_buf()),
         concurrency: 4,
-        api_version: "v1.0".into(),
+        api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
         raw: None,
