@@ -7,7 +7,7 @@
 //! aggregate in the added properties [`REPORT_FROM`] and [`REPORT_TO`], the only thing a
 //! row does not say itself.
 //!
-//! Files are written (streaming zstd, level [`ZSTD_LEVEL`]) into `<raw>/_staging/<run_id>/`
+//! Files are written (streaming zstd, level `ZSTD_LEVEL`) into `<raw>/_staging/<run_id>/`
 //! and handed to the sink as a [`StagedRun`], so they are published by the same
 //! partition swap as the tables. Also reads raw files back ([`RawInput`]: `.jsonl`,
 //! `.jsonl.zst`, `.jsonl.gz`, on disk or in an object store) for `reflatten` and for reusing

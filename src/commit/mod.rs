@@ -11,7 +11,7 @@
 //!    before. Its durable write is the commit point.
 //! 2. **Switch** each partition, raw zone first: the run's files become the partition, the
 //!    files it replaces move to `_staging/<run_id>/_replaced/`. How depends on the backend,
-//!    chosen once ([`Protocol`]): folders exchanged on disk ([`local`]), commit markers on an
+//!    chosen once (`Protocol`): folders exchanged on disk ([`local`]), commit markers on an
 //!    object store ([`object`]). The same choice says which files readers see as a
 //!    partition ([`live_files`]).
 //! 3. **Files**: `_state.json` and the manifest are written.

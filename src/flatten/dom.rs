@@ -139,7 +139,7 @@ impl<'a> Dom<'a> {
     /// Parses one JSON text (trailing whitespace allowed) with `shape` as the root's shape.
     /// Taking `str` (the caller checked UTF-8 once for many lines) spares a check per string.
     ///
-    /// The text is read by [`text::Reader`] first, which builds the same tree with a third
+    /// The text is read by `text::Reader` first, which builds the same tree with a third
     /// less work than serde's visitors (BENCHMARKS.md); text it is not sure to read exactly
     /// as `serde_json` does (escapes, exponents, errors, ...) is read again by `serde_json`.
     pub fn parse_str(&mut self, json: &'a str, shape: ShapeId) -> serde_json::Result<()> {

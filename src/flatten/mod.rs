@@ -14,7 +14,7 @@
 //! same parser, so both give the same rows.
 //!
 //! Personal data is written as the run's [`Privacy`] says: each column's `pii` class is
-//! turned into a [`Protection`] once, when the builder is made, so the hot path only
+//! turned into a `Protection` once, when the builder is made, so the hot path only
 //! matches on it (no lookups per cell).
 //!
 //! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`]. Knows nothing of
