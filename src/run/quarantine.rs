@@ -5,14 +5,13 @@
 //! Knows nothing of Graph (it is handed what was received) or of the tables.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::redact::redact;
-use crate::store::Location;
+use crate::store::{LineLog, Location};
 use crate::streams::StreamKind;
 
 /// Where quarantined records go: `<out>/_rejected/<run_id>/<stream>.jsonl`.
@@ -29,14 +28,12 @@ pub struct RejectedRecord {
 
 /// Records that could not be read: `<out>/_rejected/<run_id>/<stream>.jsonl`, one JSON
 /// object per record with its id, the URL, the error and the body as received. Each record
-/// is durable before the run goes on: the stream's whole file is written again, atomically
-/// (object stores cannot append, and rejected records are few).
+/// is durable before the run goes on ([`LineLog`]).
 pub struct Quarantine {
     output: Location,
     /// `_rejected/<run_id>`, relative to the output root.
     dir: String,
-    /// The lines written so far, per stream.
-    files: BTreeMap<&'static str, Vec<u8>>,
+    files: BTreeMap<&'static str, LineLog>,
     rejected: Vec<RejectedRecord>,
 }
 
@@ -69,11 +66,16 @@ impl Quarantine {
             "Record {id} could not be read ({error}); quarantined in {dir} and left out of the tables."
         );
         let relative = format!("{}/{}.jsonl", self.dir, stream.name());
-        let lines = self.files.entry(stream.name()).or_default();
+        let log = match self.files.entry(stream.name()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
+                self.output
+                    .line_log(&relative)
+                    .with_context(|| format!("cannot quarantine record {id} in {dir}"))?,
+            ),
+        };
         let line = json!({"id": id, "url": url, "error": error, "body": body});
-        writeln!(lines, "{line}").expect("writing to memory");
-        self.output
-            .write_atomically(&relative, lines)
+        log.append(line.to_string().as_bytes())
             .await
             .with_context(|| format!("cannot quarantine record {id} in {dir}"))?;
         self.rejected.push(RejectedRecord {

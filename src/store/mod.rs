@@ -252,6 +252,22 @@ impl Location {
         Ok(names)
     }
 
+    /// A file `relative` that grows by whole lines, each durable when
+    /// [`LineLog::append`] returns.
+    pub fn line_log(&self, relative: &str) -> Result<LineLog, StoreError> {
+        let grown = match self {
+            Location::Local(root) => Grown::File(
+                local::create_private_file(&root.join(relative))?,
+                root.join(relative),
+            ),
+            Location::Object(object) => Grown::Object(object.clone(), Vec::new()),
+        };
+        Ok(LineLog {
+            relative: relative.to_string(),
+            grown,
+        })
+    }
+
     /// A new file `relative`, written as a stream from synchronous code (a writer thread):
     /// created readable by the owner and group on disk, uploaded in parts through `runtime`
     /// on an object store (which needs one). Nothing is durable, nor on an object store
@@ -427,6 +443,42 @@ pub fn check_options(location: &str, options: &BTreeMap<String, String>) -> Resu
         // Other problems (a missing account name, say) may be fixed by the environment of
         // the run or by --out; they are reported when the run builds its store.
         _ => Ok(()),
+    }
+}
+
+/// A file of lines that only grows (see [`Location::line_log`]): appended to and synced on
+/// disk; on an object store, which cannot append, the whole object is put again (the
+/// callers' logs, such as quarantined records, hold few lines).
+pub struct LineLog {
+    relative: String,
+    grown: Grown,
+}
+
+enum Grown {
+    File(std::fs::File, PathBuf),
+    Object(ObjectLocation, Vec<u8>),
+}
+
+impl LineLog {
+    /// Appends `line` and a line end, durably.
+    pub async fn append(&mut self, line: &[u8]) -> Result<(), StoreError> {
+        match &mut self.grown {
+            Grown::File(file, path) => {
+                use std::io::Write;
+                file.write_all(&[line, b"\n"].concat())
+                    .and_then(|()| file.sync_data())
+                    .map_err(local::io_error("append to", path))
+            }
+            Grown::Object(object, lines) => {
+                lines.extend_from_slice(line);
+                lines.push(b'\n');
+                let bytes = Bytes::copy_from_slice(lines);
+                object
+                    .put(&self.relative, bytes, object_store::PutMode::Overwrite)
+                    .await
+                    .map(drop)
+            }
+        }
     }
 }
 

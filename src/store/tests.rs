@@ -47,6 +47,26 @@ async fn files_are_written_read_listed_and_removed_alike_on_both_backends() {
     }
 }
 
+#[tokio::test]
+async fn a_line_log_holds_every_line_appended_on_both_backends() {
+    let (_dir, locations) = locations();
+    for location in &locations {
+        let mut log = location.line_log("q/run/calls.jsonl").unwrap();
+        log.append(b"{\"id\":1}").await.unwrap();
+        assert_eq!(
+            location.read("q/run/calls.jsonl").await.unwrap().as_deref(),
+            Some(&b"{\"id\":1}\n"[..]),
+            "{location}: durable after the first line"
+        );
+        log.append(b"{\"id\":2}").await.unwrap();
+        assert_eq!(
+            location.read("q/run/calls.jsonl").await.unwrap().as_deref(),
+            Some(&b"{\"id\":1}\n{\"id\":2}\n"[..]),
+            "{location}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_file_appears_when_finished_and_reads_back() {
     let (_dir, locations) = locations();
