@@ -14,13 +14,16 @@ use std::io;
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::commit;
+use column_order::TypeDefinedOrder;
+
+mod column_order;
 use crate::store::{Location, StoreError, StoreWriter};
 
 /// The folder, under the output root, where a run stages its files.
@@ -96,7 +99,7 @@ pub struct WrittenFile {
 }
 
 struct PartitionWriter {
-    writer: ArrowWriter<StoreWriter>,
+    writer: ArrowWriter<TypeDefinedOrder<StoreWriter>>,
     /// The staged file, for messages.
     location: String,
     file_name: String,
@@ -273,11 +276,17 @@ impl ParquetSink {
         let partition = format!("{table}/{}", partition_dir_name(dt));
         let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
+        let parquet_error = |source| SinkError::Parquet {
+            location: location.clone(),
+            source,
+        };
+        let columns = ArrowSchemaConverter::new()
+            .convert(&schema)
+            .map_err(parquet_error)?
+            .num_columns();
+        let sink = TypeDefinedOrder::new(sink, columns);
         let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet {
-                location: location.clone(),
-                source,
-            })?;
+            .map_err(parquet_error)?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
         let mut metadata: Vec<_> = schema
@@ -374,6 +383,12 @@ fn close_partition(
         .writer
         .into_inner()
         .map_err(|source| SinkError::Parquet {
+            location: location.clone(),
+            source,
+        })?
+        .finish()
+        .map_err(|source| SinkError::Write {
+            action: "write the footer of",
             location: location.clone(),
             source,
         })?;
