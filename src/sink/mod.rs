@@ -26,6 +26,17 @@ use column_order::TypeDefinedOrder;
 mod column_order;
 use crate::store::{Location, StoreError, StoreWriter};
 
+/// The files' `created_by`, in the form parquet-mr's version parser reads (Spark and Hive
+/// decide from it which statistics to trust): `<app> version <semver> (build <commit>)`,
+/// the commit from `build.rs`.
+pub fn created_by() -> String {
+    format!(
+        "callrecords-etl version {} (build {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CALLRECORDS_BUILD")
+    )
+}
+
 /// The folder, under the output root, where a run stages its files.
 pub const STAGING_DIR: &str = "_staging";
 
@@ -185,7 +196,7 @@ impl ParquetSink {
                 ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
             ))
             .set_max_row_group_row_count(Some(options.row_group_rows))
-            .set_created_by(format!("callrecords-etl {}", env!("CARGO_PKG_VERSION")))
+            .set_created_by(created_by())
             .build();
         Ok(ParquetSink {
             output: output.clone(),

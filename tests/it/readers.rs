@@ -165,3 +165,62 @@ fn sqlglot_parses_the_spark_athena_and_trino_ddl() {
     .unwrap();
     run_python("check_ddl.py", &[&expected]);
 }
+
+/// The footers as parquet-mr (Spark's Java reader, Hive) judges them: float and double
+/// columns declare the type-defined column order (parquet-mr ignores the statistics of an
+/// order it does not know, IEEE 754 total order among them) and carry min/max statistics,
+/// and created_by is in the form parquet-mr's version parser reads. The column orders are
+/// read with the parquet crate (pyarrow does not expose them), the rest with pyarrow.
+#[test]
+fn footers_declare_the_type_defined_float_order_min_max_and_a_parseable_created_by() {
+    use parquet::basic::{ColumnOrder, SortOrder, Type};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let lake = tempfile::tempdir().unwrap();
+    binary(&[
+        "export",
+        "--emulator",
+        "--from",
+        &days_ago(2),
+        "--to",
+        &days_ago(1),
+        "--out",
+        lake.path().to_str().unwrap(),
+    ]);
+    let mut floats = 0;
+    for table in ["call_media", "call_media_streams", "call_trace_route_hops"] {
+        for (_, path) in support::parquet_files(lake.path(), table) {
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            let metadata = reader.metadata().file_metadata();
+            let created_by = metadata.created_by().unwrap();
+            let build = created_by
+                .strip_prefix(&format!(
+                    "callrecords-etl version {} (build ",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .and_then(|rest| rest.strip_suffix(')'));
+            assert!(
+                build
+                    .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c.is_ascii_alphanumeric())),
+                "{}: created_by {created_by:?}",
+                path.display()
+            );
+            for (i, column) in metadata.schema_descr().columns().iter().enumerate() {
+                if matches!(column.physical_type(), Type::FLOAT | Type::DOUBLE) {
+                    floats += 1;
+                    assert_eq!(
+                        metadata.column_order(i),
+                        ColumnOrder::TYPE_DEFINED_ORDER(SortOrder::SIGNED),
+                        "{}: {}",
+                        path.display(),
+                        column.path()
+                    );
+                }
+            }
+        }
+    }
+    assert!(floats > 0, "the export wrote float columns");
+    if python_has(&["pyarrow"]) {
+        run_python("check_footers.py", &[lake.path()]);
+    }
+}
