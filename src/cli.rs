@@ -136,7 +136,7 @@ Examples:
 
 Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
 folders, or a single local file, is read as call records. On an object store, a partition with a
-_SUCCESS marker gives only the files the marker names.";
+commit marker (_markers/<stream>/dt=.../_SUCCESS) gives only the files the marker names.";
 
 #[derive(Debug, Args)]
 struct ReflattenArgs {
