@@ -776,6 +776,12 @@ async fn tables_holding_data(
 ) -> anyhow::Result<std::collections::BTreeSet<String>> {
     let location = crate::store::Location::parse(lake, &Default::default())
         .with_context(|| format!("--lake {lake}"))?;
+    if location.local_path("").is_some_and(|root| !root.is_dir()) {
+        return Err(Failure::usage(format!(
+            "--lake {lake}: no such folder; pass the lake root (the folder that holds <table>/dt=.../)"
+        ))
+        .into());
+    }
     let mut holding = std::collections::BTreeSet::new();
     for table in tables {
         let files = crate::commit::live_files(&location, &table.table)

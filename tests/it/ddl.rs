@@ -352,7 +352,7 @@ fn the_schema_command_lists_prints_json_and_ddl() {
 
 #[test]
 fn schema_usage_errors_exit_2_and_say_what_to_fix() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["schema", "--table", "calls"],
             "call_records, call_participants",
@@ -382,6 +382,10 @@ fn schema_usage_errors_exit_2_and_say_what_to_fix() {
         (
             &["schema", "--ddl", "trino", "--location", "./lake"],
             "Trino's Hive connector reads tables from a file system URL",
+        ),
+        (
+            &["schema", "--ddl", "spark", "--lake", "/no/such/lake"],
+            "--lake /no/such/lake: no such folder",
         ),
         (
             &["schema", "--ddl", "synapse", "--location", "C:/lake"],
