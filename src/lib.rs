@@ -33,7 +33,9 @@
 //!   branches on the backend, with typed errors ([`store::StoreError`]); and whether two
 //!   locations overlap ([`store::overlap()`]), compared after normalising paths and URLs.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
-//!   staged and made durable through [`store`]. Knows nothing of Graph.
+//!   staged and made durable through [`store`]; each file's column encodings chosen from its
+//!   first batch (`sink::encoding`: no dictionary for mostly distinct columns). Knows
+//!   nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
 //!   switch steps for every partition of every table and the raw zone (folders exchanged on
 //!   disk, commit markers on an object store); recovery rolls an interrupted commit forward

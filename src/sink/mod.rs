@@ -23,6 +23,8 @@ use serde::Serialize;
 use crate::commit;
 use crate::store::{Location, StoreError, StoreWriter};
 
+mod encoding;
+
 /// The folder, under the output root, where a run stages its files.
 pub const STAGING_DIR: &str = "_staging";
 
@@ -273,10 +275,13 @@ impl ParquetSink {
         let partition = format!("{table}/{}", partition_dir_name(dt));
         let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
-        let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet {
-                location: location.clone(),
-                source,
+        let properties = encoding::file_properties(&self.properties, batch);
+        let mut writer =
+            ArrowWriter::try_new(sink, schema.clone(), Some(properties)).map_err(|source| {
+                SinkError::Parquet {
+                    location: location.clone(),
+                    source,
+                }
             })?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
