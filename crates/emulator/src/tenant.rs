@@ -698,4 +698,72 @@ mod tests {
         assert_eq!(CallKey::parse("+not-an-id", 42, 200), None);
         assert_eq!(CallKey::parse("", 42, 200), None);
     }
+
+    /// Every stream of `record`, flattened out of its sessions.
+    fn streams(record: &Value) -> Vec<&serde_json::Map<String, Value>> {
+        record["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["segments"].as_array().into_iter().flatten())
+            .flat_map(|s| s["media"].as_array().into_iter().flatten())
+            .flat_map(|m| m["streams"].as_array().into_iter().flatten())
+            .filter_map(Value::as_object)
+            .collect()
+    }
+
+    /// A day of `tenant`'s complete records.
+    fn day_of(tenant: &Tenant) -> Vec<Value> {
+        let day = DateTime::UNIX_EPOCH + Duration::days(20_400);
+        tenant
+            .list(day, day + Duration::days(1))
+            .iter()
+            .map(|item| tenant.record(item["id"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// The share of null metrics (all but ids, directions and times) in `records`' streams.
+    fn null_metric_share(records: &[Value]) -> f64 {
+        let kept = [
+            "streamId",
+            "streamDirection",
+            "startDateTime",
+            "endDateTime",
+        ];
+        let metrics: Vec<&Value> = records
+            .iter()
+            .flat_map(streams)
+            .flat_map(|stream| stream.iter())
+            .filter(|(name, _)| !kept.contains(&name.as_str()))
+            .map(|(_, value)| value)
+            .collect();
+        metrics.iter().filter(|v| v.is_null()).count() as f64 / metrics.len() as f64
+    }
+
+    #[test]
+    fn the_meetings_shape_has_big_meetings_with_few_sessions_and_sparse_streams() {
+        let records = day_of(&Tenant::new(42, 40).with_shape(Shape::Meetings));
+        assert_eq!(records.len(), 40);
+        let (mut participants, mut sessions) = (0, 0);
+        for record in &records {
+            let parties = record["participants_v2"].as_array().unwrap().len();
+            assert_ne!(record["type"], "peerToPeer", "{}", record["id"]);
+            assert!(parties >= 3, "{parties} participants");
+            participants += parties;
+            sessions += record["sessions"].as_array().unwrap().len();
+        }
+        // A third of the attendees have a session, so records are big but sessions few.
+        assert!(participants > 40 * 20, "{participants} participants");
+        assert!(sessions * 2 < participants, "{sessions} sessions");
+        let share = null_metric_share(&records);
+        assert!(
+            (0.6..0.8).contains(&share),
+            "{share} of the metrics are null"
+        );
+        let mixed = null_metric_share(&day_of(&Tenant::new(42, 40)));
+        assert!(
+            mixed < 0.25,
+            "{mixed} of the mixed tenant's metrics are null"
+        );
+    }
 }
