@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use callrecords_emulator::synthetic_records;
+use callrecords_emulator::{Tenant, synthetic_records};
 use callrecords_etl::flatten::call_records::{self, CallRecordTables, RecordParser};
 use callrecords_etl::privacy::Privacy;
 use callrecords_etl::reflatten;
@@ -57,7 +57,7 @@ fn input() -> anyhow::Result<PathBuf> {
             path.display()
         );
         let file = std::fs::File::create(&path)?;
-        synthetic_records::write(file, 42, calls_per_day, 7)?;
+        synthetic_records::write(file, &Tenant::new(42, calls_per_day), 7)?;
     }
     Ok(path)
 }

@@ -37,6 +37,8 @@ pub fn created_by() -> String {
     )
 }
 
+mod encoding;
+
 /// The folder, under the output root, where a run stages its files.
 pub const STAGING_DIR: &str = "_staging";
 
@@ -296,8 +298,9 @@ impl ParquetSink {
             .map_err(parquet_error)?
             .num_columns();
         let sink = TypeDefinedOrder::new(sink, columns);
-        let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
-            .map_err(parquet_error)?;
+        let properties = encoding::file_properties(&self.properties, batch);
+        let mut writer =
+            ArrowWriter::try_new(sink, schema.clone(), Some(properties)).map_err(parquet_error)?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
         let mut metadata: Vec<_> = schema

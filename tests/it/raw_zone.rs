@@ -314,7 +314,12 @@ fn a_broken_line_fails_reflatten_naming_its_file_and_line_and_publishes_nothing(
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("records.jsonl");
     let file = std::fs::File::create(&dump).unwrap();
-    callrecords_emulator::synthetic_records::write(file, 42, 400, 1).unwrap();
+    callrecords_emulator::synthetic_records::write(
+        file,
+        &callrecords_emulator::Tenant::new(42, 400),
+        1,
+    )
+    .unwrap();
     let good = std::fs::read(&dump).unwrap();
     let lines = good.iter().filter(|b| **b == b'\n').count();
     assert!(

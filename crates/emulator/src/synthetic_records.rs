@@ -12,10 +12,9 @@ use crate::Tenant;
 /// the same bytes.
 pub const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(2026, 11, 1).expect("a valid date");
 
-/// Writes the complete records of `days` days from [`FIRST_DAY`] of the tenant with `seed`
-/// and `calls_per_day`, one JSON line each, in list order.
-pub fn write(out: impl Write, seed: u64, calls_per_day: u32, days: u32) -> io::Result<()> {
-    let tenant = Tenant::new(seed, calls_per_day);
+/// Writes the complete records of `days` days from [`FIRST_DAY`] of `tenant`, one JSON line
+/// each, in list order.
+pub fn write(out: impl Write, tenant: &Tenant, days: u32) -> io::Result<()> {
     let from: DateTime<Utc> = FIRST_DAY.and_time(chrono::NaiveTime::MIN).and_utc();
     let to = from + Duration::days(i64::from(days));
     let mut out = io::BufWriter::new(out);

@@ -15,6 +15,9 @@
 //! endpoint. The large meeting has 131–320 participants and 61–160 sessions, or, with
 //! [`Tenant::with_large_meeting`], as many participants as asked, each with a session (a
 //! record of tens of MB, for measuring what one record costs).
+//! [`Shape::Meetings`] draws a different tenant for benchmarks: meetings and group calls
+//! only, many attendees of whom a third have media sessions, longer sessions (up to four
+//! segments, often video and screen sharing) and streams most of whose metrics are null.
 //! Data exists for every day since 1970, past or future: the tenant knows no "now" and no
 //! 30-day retention (the HTTP layer bounds unfiltered lists).
 //!
@@ -74,7 +77,31 @@ pub struct Tenant {
     directory: Directory,
     /// Attendees of every day's large meeting, when set (each with a session).
     large_meeting: Option<u32>,
+    shape: Shape,
 }
+
+/// The mix of calls a tenant holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Mostly two-party and PSTN calls, a few meetings (see the module doc).
+    #[default]
+    Mixed,
+    /// Group calls (25%) and meetings (75%) only: 20–200 attendees, a third of them with a
+    /// media session (the others joined view-only or by a room device that reports none),
+    /// sessions of 1–4 segments, each with audio and often video and screen sharing, and
+    /// each metric of a stream null with a chance of 70 % (Graph omits what an endpoint did not
+    /// report).
+    Meetings,
+}
+
+/// Legs of the meetings of [`Shape::Meetings`]: long sessions with reconnects and video.
+const LONG_MEETING_LEG: ConferenceLeg = ConferenceLeg {
+    max_segments: 4,
+    extra_modality_chance: 0.6,
+};
+
+/// Share of a [`Shape::Meetings`] stream's metrics that are null.
+const NULL_METRIC_CHANCE: f64 = 0.7;
 
 /// What sort of call a record describes; fixes its size and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +169,14 @@ impl Tenant {
             calls_per_day,
             directory: Directory::new(seed),
             large_meeting: None,
+            shape: Shape::Mixed,
         }
+    }
+
+    /// The same tenant with another mix of calls.
+    pub fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
     }
 
     /// The same tenant, but every day's large meeting has `attendees` participants besides
@@ -186,8 +220,8 @@ impl Tenant {
         let mut rng = self.rng(key);
         let header = self.header(key, &mut rng);
         let parties = self.parties(&header, &mut rng);
-        let sessions =
-            Sessions::new(&header, &mut rng).build(&parties, self.large_meeting.is_some());
+        let sessions = Sessions::new(&header, &mut rng, self.shape)
+            .build(&parties, self.large_meeting.is_some());
         let participants: Vec<Value> = parties
             .iter()
             .map(|party| party.participant(&mut rng))
@@ -195,6 +229,9 @@ impl Tenant {
         let mut record = header.item;
         record["sessions"] = Value::Array(sessions);
         record["participants_v2"] = Value::Array(participants);
+        if self.shape == Shape::Meetings {
+            null_stream_metrics(&mut record, &mut rng);
+        }
         Some(record)
     }
 
@@ -223,6 +260,8 @@ impl Tenant {
     fn core(&self, key: CallKey, rng: &mut TenantRng) -> CallCore {
         let kind = if key.index == 0 {
             CallKind::LargeMeeting
+        } else if self.shape == Shape::Meetings {
+            pick_weighted(rng, &[(CallKind::GroupCall, 25), (CallKind::Meeting, 75)])
         } else {
             pick_weighted(
                 rng,
@@ -365,7 +404,9 @@ impl Tenant {
                 parties.extend(self.directory.distinct_users(rng, others));
             }
             CallKind::Meeting => {
-                let others = if rng.random_bool(0.2) {
+                let others = if self.shape == Shape::Meetings {
+                    rng.random_range(20..200)
+                } else if rng.random_bool(0.2) {
                     rng.random_range(9..25)
                 } else {
                     rng.random_range(2..7)
@@ -417,11 +458,12 @@ const LARGE_MEETING_LEG: ConferenceLeg = ConferenceLeg {
 struct Sessions<'a> {
     header: &'a CallHeader,
     rng: &'a mut TenantRng,
+    shape: Shape,
 }
 
 impl<'a> Sessions<'a> {
-    fn new(header: &'a CallHeader, rng: &'a mut TenantRng) -> Self {
-        Self { header, rng }
+    fn new(header: &'a CallHeader, rng: &'a mut TenantRng, shape: Shape) -> Self {
+        Self { header, rng, shape }
     }
 
     /// `every_party`: every party of the large meeting has a session.
@@ -436,6 +478,13 @@ impl<'a> Sessions<'a> {
                 let segments = self.rng.random_range(1..=2);
                 vec![self.session(caller, callee, modalities, start, end, segments)]
             }
+            CallKind::GroupCall | CallKind::Meeting if self.shape == Shape::Meetings => parties
+                .iter()
+                .filter_map(|party| {
+                    let with_media = self.rng.random_bool(1.0 / 3.0);
+                    with_media.then(|| self.conference_session(party, LONG_MEETING_LEG))
+                })
+                .collect(),
             CallKind::GroupCall | CallKind::Meeting => parties
                 .iter()
                 .flat_map(|party| {
@@ -564,6 +613,28 @@ impl<'a> Sessions<'a> {
     }
 }
 
+/// Sets about [`NULL_METRIC_CHANCE`] of the metrics of every stream of `record` to null
+/// (all but its id, direction and times).
+fn null_stream_metrics(record: &mut Value, rng: &mut TenantRng) {
+    const KEPT: [&str; 4] = [
+        "streamId",
+        "streamDirection",
+        "startDateTime",
+        "endDateTime",
+    ];
+    let sessions = record["sessions"].as_array_mut().into_iter().flatten();
+    let segments = sessions.flat_map(|s| s["segments"].as_array_mut().into_iter().flatten());
+    let media = segments.flat_map(|s| s["media"].as_array_mut().into_iter().flatten());
+    let streams = media.flat_map(|m| m["streams"].as_array_mut().into_iter().flatten());
+    for stream in streams.filter_map(Value::as_object_mut) {
+        for (name, value) in stream.iter_mut() {
+            if !KEPT.contains(&name.as_str()) && rng.random_bool(NULL_METRIC_CHANCE) {
+                *value = Value::Null;
+            }
+        }
+    }
+}
+
 /// Whether an endpoint is a client (has telemetry of its own) rather than a service.
 /// Looks at fields, not `@odata.type`, because the type is sometimes omitted.
 fn is_client(endpoint: &Value) -> bool {
@@ -627,5 +698,74 @@ mod tests {
         assert_eq!(CallKey::parse(&id, 42, 10), None);
         assert_eq!(CallKey::parse("+not-an-id", 42, 200), None);
         assert_eq!(CallKey::parse("", 42, 200), None);
+    }
+
+    /// Every stream of `record`, flattened out of its sessions.
+    fn streams(record: &Value) -> Vec<&serde_json::Map<String, Value>> {
+        record["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["segments"].as_array().into_iter().flatten())
+            .flat_map(|s| s["media"].as_array().into_iter().flatten())
+            .flat_map(|m| m["streams"].as_array().into_iter().flatten())
+            .filter_map(Value::as_object)
+            .collect()
+    }
+
+    /// A day of `tenant`'s complete records.
+    fn day_of(tenant: &Tenant) -> Vec<Value> {
+        let day = DateTime::UNIX_EPOCH + Duration::days(20_400);
+        tenant
+            .list(day, day + Duration::days(1))
+            .iter()
+            .map(|item| tenant.record(item["id"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// The share of null metrics (all but ids, directions and times) in `records`' streams.
+    fn null_metric_share(records: &[Value]) -> f64 {
+        let kept = [
+            "streamId",
+            "streamDirection",
+            "startDateTime",
+            "endDateTime",
+        ];
+        let metrics: Vec<&Value> = records
+            .iter()
+            .flat_map(streams)
+            .flat_map(|stream| stream.iter())
+            .filter(|(name, _)| !kept.contains(&name.as_str()))
+            .map(|(_, value)| value)
+            .collect();
+        metrics.iter().filter(|v| v.is_null()).count() as f64 / metrics.len() as f64
+    }
+
+    #[test]
+    fn the_meetings_shape_has_big_meetings_with_few_sessions_and_sparse_streams() {
+        let records = day_of(&Tenant::new(42, 40).with_shape(Shape::Meetings));
+        assert_eq!(records.len(), 40);
+        let (mut participants, mut sessions) = (0, 0);
+        for record in &records {
+            let parties = record["participants_v2"].as_array().unwrap().len();
+            assert_ne!(record["type"], "peerToPeer", "{}", record["id"]);
+            assert!(parties >= 3, "{parties} participants");
+            participants += parties;
+            sessions += record["sessions"].as_array().unwrap().len();
+        }
+        // A third of the attendees have a session, so records are big but sessions few.
+        assert!(participants > 40 * 20, "{participants} participants");
+        assert!(sessions * 2 < participants, "{sessions} sessions");
+        let share = null_metric_share(&records);
+        // 70 % set to null, besides those the mixed tenant leaves null.
+        assert!(
+            (0.7..0.9).contains(&share),
+            "{share} of the metrics are null"
+        );
+        let mixed = null_metric_share(&day_of(&Tenant::new(42, 40)));
+        assert!(
+            mixed < share - 0.3,
+            "{mixed} of the mixed tenant's metrics are null, {share} of the meetings'"
+        );
     }
 }
