@@ -96,6 +96,7 @@ pub mod flatten;
 pub mod graph;
 pub mod privacy;
 pub mod progress;
+pub mod quality;
 pub mod raw;
 pub mod redact;
 pub mod reflatten;

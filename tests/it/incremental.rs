@@ -44,6 +44,7 @@ async fn export(
         api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
+        derivation: Default::default(),
         raw: raw.map(|raw| callrecords_etl::store::Location::Local(raw.to_path_buf())),
         full,
     };
