@@ -64,7 +64,7 @@ struct Layout {
     media: u16,
     medium: ShapeId,
     streams: u16,
-    networks: [(&'static str, u16, ShapeId, u16); 2],
+    networks: [NetworkSlots; 2],
     /// Slots of each network's `ipAddress` and `subnet` (sites).
     addresses: [(u16, u16); 2],
     label: u16,
@@ -174,26 +174,7 @@ impl Layout {
             slot(segment, "media"),
             slot(medium, "streams"),
         );
-        let network = |shapes: &mut Shapes, side: &'static str, key: &'static str| {
-            let network_slot = shapes.slot(medium, key);
-            let network = shapes.object_at(medium, key);
-            (
-                side,
-                network_slot,
-                network,
-                shapes.slot(network, "traceRouteHops"),
-            )
-        };
-        let networks = [
-            network(&mut shapes, "caller", "callerNetwork"),
-            network(&mut shapes, "callee", "calleeNetwork"),
-        ];
-        let addresses = networks.map(|(_, _, network, _)| {
-            (
-                shapes.slot(network, "ipAddress"),
-                shapes.slot(network, "subnet"),
-            )
-        });
+        let (networks, addresses) = network_slots(&mut shapes, medium);
         let label = shapes.slot(medium, "label");
         let stream = row_shape(&rows, "call_media_streams");
         let metrics = MetricSlots::compile(&mut shapes, stream);
@@ -228,6 +209,28 @@ impl Layout {
     fn row(&self, table: &str) -> ShapeId {
         row_shape(&self.rows, table)
     }
+}
+
+/// A side of a media (`caller`, `callee`), the slot of its network, the network's shape and
+/// the slot of its hops.
+type NetworkSlots = (&'static str, u16, ShapeId, u16);
+
+/// Per side of a media (caller, callee): the side, the slot of its network, the network's
+/// shape and the slot of its hops; and the slots of its `ipAddress` and `subnet`.
+fn network_slots(shapes: &mut Shapes, medium: ShapeId) -> ([NetworkSlots; 2], [(u16, u16); 2]) {
+    let mut network = |side: &'static str, key: &'static str| {
+        let network_slot = shapes.slot(medium, key);
+        let network = shapes.object_at(medium, key);
+        let hops = shapes.slot(network, "traceRouteHops");
+        let address = (
+            shapes.slot(network, "ipAddress"),
+            shapes.slot(network, "subnet"),
+        );
+        ((side, network_slot, network, hops), address)
+    };
+    let (caller, caller_address) = network("caller", "callerNetwork");
+    let (callee, callee_address) = network("callee", "calleeNetwork");
+    ([caller, callee], [caller_address, callee_address])
 }
 
 /// The row shape of `table` among `rows`.
