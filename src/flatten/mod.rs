@@ -17,8 +17,11 @@
 //! turned into a `Protection` once, when the builder is made, so the hot path only
 //! matches on it (no lookups per cell).
 //!
-//! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`]. Knows nothing of
-//! HTTP or files.
+//! Derived columns (`$quality`, `$audio_streams_poor`, `$caller_building`, ...) take their
+//! values from the walker's [`Derivations`] ([`crate::quality`]).
+//!
+//! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`], [`crate::quality`].
+//! Knows nothing of HTTP or files.
 
 pub mod call_records;
 pub mod dom;
