@@ -289,12 +289,9 @@ async fn a_rescan_under_other_quality_rules_or_sites_reuses_no_row() {
             .all(|row| row["quality_rules"] == "cqd-custom:audio_jitter_ms=10")
     );
 
-    let sites = Sites::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/buildings.sample.csv"),
-    )
-    .unwrap();
-    let placed =
-        export_deriving(&emulator, &lake, None, false, Derivation::new(rules, sites)).await;
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/buildings.sample.csv");
+    let with_sites = || Derivation::new(rules, Sites::load(&sample).unwrap());
+    let placed = export_deriving(&emulator, &lake, None, false, with_sites()).await;
     assert_eq!(
         placed.records_reused, 0,
         "rows matched without the building file are not reused"
@@ -305,20 +302,7 @@ async fn a_rescan_under_other_quality_rules_or_sites_reuses_no_row() {
             .any(|row| row["caller_building"].is_string())
     );
 
-    let again = export_deriving(
-        &emulator,
-        &lake,
-        None,
-        false,
-        Derivation::new(
-            rules,
-            Sites::load(
-                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/buildings.sample.csv"),
-            )
-            .unwrap(),
-        ),
-    )
-    .await;
+    let again = export_deriving(&emulator, &lake, None, false, with_sites()).await;
     assert_eq!(
         again.records_reused, records,
         "the same rules and file reuse every record"
