@@ -43,7 +43,6 @@ pub enum SitesError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     pub network: IpNet,
-    pub network_name: String,
     pub building: String,
     pub city: Option<String>,
     pub country: Option<String>,
@@ -62,7 +61,6 @@ pub struct Sites {
 
 /// Columns of a row, 0-based.
 const NETWORK_IP: usize = 0;
-const NETWORK_NAME: usize = 1;
 const NETWORK_RANGE: usize = 2;
 const BUILDING_NAME: usize = 3;
 const CITY: usize = 7;
@@ -159,10 +157,6 @@ impl Sites {
         self.sites.push(site);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sites.is_empty()
-    }
-
     /// An identifier of the building file (`none` without one): rows matched with another
     /// file are not reused.
     pub fn id(&self) -> &str {
@@ -226,7 +220,6 @@ fn site(row: &csv::StringRecord) -> Result<Site, String> {
     }
     Ok(Site {
         network: network.trunc(),
-        network_name: field(NETWORK_NAME).to_string(),
         building,
         city: text(CITY),
         country: text(COUNTRY),
