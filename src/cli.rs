@@ -48,8 +48,10 @@ Examples:
   callrecords-etl schema
   callrecords-etl schema --table call_media_streams --format json
 
-  # Register the lake in Databricks (Unity Catalog external location) or Spark
-  callrecords-etl schema --ddl spark --location abfss://lake@acct.dfs.core.windows.net/teams > teams.sql
+  # Register the lake in Databricks (Unity Catalog external location) or Spark; --lake reads
+  # it (credentials from the environment) to register only the tables that hold data
+  callrecords-etl schema --ddl spark --location abfss://lake@acct.dfs.core.windows.net/teams \\
+    --lake az://lake/teams > teams.sql
 
   # Trino, Athena, Synapse serverless SQL
   callrecords-etl schema --ddl trino --location s3://bucket/teams
@@ -59,7 +61,10 @@ Examples:
   # Query a local export with DuckDB
   callrecords-etl schema --ddl duckdb --location \"$PWD/lake\" | duckdb lake.duckdb
 
-Without --location the SQL holds the placeholder <lake-root>, to replace with the lake root.";
+Without --location the SQL holds the placeholder <lake-root>, to replace with the lake root.
+Only tables that hold data are registered (the lake is read from --lake, or from a local
+--location); without a lake to read, the tables of --api-version's streams (default v1.0).
+The script names the tables it leaves out, and why. Athena, Trino and Synapse need a URL.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -131,7 +136,7 @@ Examples:
 
 Reads <raw>/<stream>/dt=*/ files (*.jsonl, *.jsonl.zst, *.jsonl.gz); a folder without stream
 folders, or a single local file, is read as call records. On an object store, a partition with a
-_SUCCESS marker gives only the files the marker names.";
+commit marker (_markers/<stream>/dt=.../_SUCCESS) gives only the files the marker names.";
 
 #[derive(Debug, Args)]
 struct ReflattenArgs {
@@ -290,6 +295,15 @@ struct SchemaArgs {
     /// Default: the placeholder <lake-root>.
     #[arg(long, value_name = "PATH|URL", requires = "ddl")]
     location: Option<String>,
+    /// The lake to read, to register only the tables that hold data (default: --location,
+    /// when it is a folder on this machine). Object stores take their credentials from the
+    /// environment (AWS_*, AZURE_*, GOOGLE_*).
+    #[arg(long, value_name = "PATH|URL", requires = "ddl")]
+    lake: Option<String>,
+    /// Without a lake to read: the tables of this API version's streams (v1.0 leaves out
+    /// the beta-only logs).
+    #[arg(long, value_name = "VERSION", value_parser = api_version_parser(), requires = "ddl")]
+    api_version: Option<ApiVersion>,
     /// Listing format: text for people, or json: the declarations as in schemas/*.json
     /// (one object with --table, else an array).
     #[arg(long, value_enum, default_value_t = ListFormat::Text, conflicts_with = "ddl")]
@@ -340,7 +354,7 @@ pub fn main() -> ExitCode {
             Command::Export(args) => run_export(args, reporting).await,
             Command::Emulator(args) => run_emulator(args).await,
             Command::Check(args) => run_check(args).await,
-            Command::Schema(args) => run_schema(args),
+            Command::Schema(args) => run_schema(args).await,
             Command::Reflatten(args) => run_reflatten(args, reporting.quiet).await,
         }
     });
@@ -671,7 +685,7 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
+async fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
     let tables: Vec<&TableSchema> = match &args.table {
         None => schema::tables().iter().collect(),
         Some(name) => vec![schema::table(name).ok_or_else(|| {
@@ -683,18 +697,7 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
         })?],
     };
     let text = match (args.ddl, args.format) {
-        (Some(dialect), _) => {
-            let location = args
-                .location
-                .as_deref()
-                .unwrap_or(ddl::LOCATION_PLACEHOLDER);
-            if location == ddl::LOCATION_PLACEHOLDER {
-                tracing::warn!(
-                    "The SQL locates the lake at the placeholder {location}: replace it, or pass --location."
-                );
-            }
-            ddl::script(dialect, &tables, location)
-        }
+        (Some(dialect), _) => schema_ddl(dialect, &args, &tables).await?,
         (None, ListFormat::Text) => ddl::listing(&tables),
         (None, ListFormat::Json) => {
             let texts: Vec<&str> = tables
@@ -717,6 +720,79 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
         }
         _ => Ok(Exit::Success),
     }
+}
+
+/// `schema --ddl`: the script registering the tables that hold data, as read from the lake
+/// (or, without one, those of `--api-version`'s streams); what it leaves out goes to stderr too.
+async fn schema_ddl(
+    dialect: Dialect,
+    args: &SchemaArgs,
+    tables: &[&TableSchema],
+) -> anyhow::Result<String> {
+    let location = args
+        .location
+        .as_deref()
+        .unwrap_or(ddl::LOCATION_PLACEHOLDER);
+    ddl::check_location(dialect, location)?;
+    if location == ddl::LOCATION_PLACEHOLDER {
+        tracing::warn!(
+            "The SQL locates the lake at the placeholder {location}: replace it, or pass --location."
+        );
+    }
+    let local_folder = args
+        .location
+        .as_deref()
+        .filter(|l| !l.contains("://") && std::path::Path::new(l).is_dir());
+    let holding = match args.lake.as_deref().or(local_folder) {
+        Some(lake) => Some(tables_holding_data(lake, tables).await?),
+        None => {
+            tracing::warn!(
+                "No lake read (pass --lake, or a local --location): registering the tables of the {} streams; \
+                 a table without rows yet fails in DuckDB and in MSCK REPAIR.",
+                args.api_version.unwrap_or(ApiVersion::V1).name()
+            );
+            None
+        }
+    };
+    let evidence = match &holding {
+        Some(holding) => ddl::Evidence::Lake(holding),
+        None => ddl::Evidence::ApiVersion {
+            beta: args.api_version == Some(ApiVersion::Beta),
+        },
+    };
+    let beta_only = |table: &TableSchema| {
+        (table.stream.parse::<crate::streams::StreamKind>()).is_ok_and(|s| s.beta_only())
+    };
+    let (kept, skipped) = ddl::select(tables, evidence, beta_only);
+    for line in ddl::skipped_lines(dialect, &skipped, location) {
+        tracing::warn!("{line}");
+    }
+    Ok(ddl::script(dialect, &kept, &skipped, location))
+}
+
+/// The names of `tables` that the lake at `lake` holds Parquet files of.
+async fn tables_holding_data(
+    lake: &str,
+    tables: &[&TableSchema],
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let location = crate::store::Location::parse(lake, &Default::default())
+        .with_context(|| format!("--lake {lake}"))?;
+    if location.local_path("").is_some_and(|root| !root.is_dir()) {
+        return Err(Failure::usage(format!(
+            "--lake {lake}: no such folder; pass the lake root (the folder that holds <table>/dt=.../)"
+        ))
+        .into());
+    }
+    let mut holding = std::collections::BTreeSet::new();
+    for table in tables {
+        let files = crate::commit::live_files(&location, &table.table)
+            .await
+            .with_context(|| format!("cannot list the table {} of the lake {lake}", table.table))?;
+        if files.iter().any(|file| file.ends_with(".parquet")) {
+            holding.insert(table.table.clone());
+        }
+    }
+    Ok(holding)
 }
 
 async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit> {

@@ -6,7 +6,13 @@
 //! descriptions (as column comments), the `dt` partition. The lake root is a parameter, a
 //! local path or a URL (`abfss://…`, `s3://…`), so the same script registers a copy of the
 //! lake anywhere. Knows nothing of Graph or the sink; it only builds text, it does no I/O.
+//!
+//! A table is registered only when it holds data ([`select`]): DuckDB refuses a view over
+//! a folder without files, Spark's `MSCK REPAIR` one without a folder. Which tables hold
+//! data the caller reads from the lake; without the lake, the tables of the API version's
+//! streams. The script names the tables it leaves out, why, and how to add them later.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema};
@@ -17,6 +23,127 @@ pub const LOCATION_PLACEHOLDER: &str = "<lake-root>";
 
 /// The name of the Hive partition column every table has (`<table>/dt=YYYY-MM-DD/`).
 const PARTITION_COLUMN: &str = "dt";
+
+/// Why a declared table is left out of the DDL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The lake holds no rows of it yet.
+    NoRows,
+    /// Its stream is on Graph's beta endpoint only, which the lake (or `--api-version`)
+    /// does not use.
+    BetaOnly,
+}
+
+impl Skip {
+    fn reason(self) -> &'static str {
+        match self {
+            Skip::NoRows => "the lake holds no rows of it yet",
+            Skip::BetaOnly => {
+                "its stream is beta-only: exports from Graph v1.0 never write it (export with --api-version beta)"
+            }
+        }
+    }
+}
+
+/// What says which tables hold data.
+#[derive(Debug, Clone, Copy)]
+pub enum Evidence<'a> {
+    /// The tables the lake holds files of.
+    Lake(&'a BTreeSet<String>),
+    /// No readable lake: the tables of the API version's streams (`beta`: all of them).
+    ApiVersion { beta: bool },
+}
+
+/// The tables to register and those left out, with why: in the lake, the tables it holds
+/// files of (one without is beta-only when its stream is, else empty so far); without it,
+/// the tables of the API version's streams. `beta_only` says whether a table's stream is
+/// on Graph's beta endpoint only.
+pub fn select<'a>(
+    tables: &[&'a TableSchema],
+    evidence: Evidence,
+    beta_only: impl Fn(&TableSchema) -> bool,
+) -> (Vec<&'a TableSchema>, Vec<(&'a TableSchema, Skip)>) {
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    for &table in tables {
+        let skip = match evidence {
+            Evidence::Lake(holding) if holding.contains(&table.table) => None,
+            Evidence::Lake(_) if beta_only(table) => Some(Skip::BetaOnly),
+            Evidence::Lake(_) => Some(Skip::NoRows),
+            Evidence::ApiVersion { beta } => (!beta && beta_only(table)).then_some(Skip::BetaOnly),
+        };
+        match skip {
+            None => kept.push(table),
+            Some(skip) => skipped.push((table, skip)),
+        }
+    }
+    (kept, skipped)
+}
+
+/// The lines saying which tables a script leaves out, why, and how to add them: a `--`
+/// comment in the script, and a warning on stderr.
+pub fn skipped_lines(
+    dialect: Dialect,
+    skipped: &[(&TableSchema, Skip)],
+    location: &str,
+) -> Vec<String> {
+    let mut lines: Vec<String> = skipped
+        .iter()
+        .map(|(table, skip)| format!("Not registered: {}: {}.", table.table, skip.reason()))
+        .collect();
+    if !skipped.is_empty() {
+        lines.push(format!(
+            "Once a table holds data, add it: callrecords-etl schema --ddl {} --table <table> --location {}",
+            dialect.name(),
+            one_line(location)
+        ));
+    }
+    lines
+}
+
+/// A location the dialect cannot read: Athena, Trino and Synapse read tables from URLs
+/// only, never from a path on this machine.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--location {location}: {engine} reads tables from {expected}, not a local path; pass the lake's URL, e.g. --location {example}"
+)]
+pub struct LocationError {
+    pub location: String,
+    pub engine: &'static str,
+    pub expected: &'static str,
+    pub example: &'static str,
+}
+
+/// Checks that `dialect` can read `location` (the placeholder passes: the user replaces it).
+pub fn check_location(dialect: Dialect, location: &str) -> Result<(), LocationError> {
+    let refuse = |engine, expected, example| {
+        Err(LocationError {
+            location: location.to_string(),
+            engine,
+            expected,
+            example,
+        })
+    };
+    let url = |schemes: &[&str]| schemes.iter().any(|scheme| location.starts_with(scheme));
+    match dialect {
+        _ if location == LOCATION_PLACEHOLDER => Ok(()),
+        Dialect::Spark | Dialect::DuckDb => Ok(()),
+        Dialect::Athena if !url(&["s3://"]) => {
+            refuse("Athena", "Amazon S3 (s3://…)", "s3://bucket/teams")
+        }
+        Dialect::Trino if !location.contains("://") => refuse(
+            "Trino's Hive connector",
+            "a file system URL (s3://, abfs://, gs://, hdfs://…)",
+            "s3://bucket/teams",
+        ),
+        Dialect::Synapse if !url(&["https://", "abfss://"]) => refuse(
+            "Synapse serverless SQL",
+            "Azure storage URLs (https://… or abfss://…)",
+            "https://acct.dfs.core.windows.net/lake/teams",
+        ),
+        _ => Ok(()),
+    }
+}
 
 /// A query engine to write DDL for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,10 +338,18 @@ fn one_line(text: &str) -> String {
 /// The DDL of `tables` for `dialect`, over the lake at `location` (a path or URL of the
 /// folder that holds `<table>/dt=…/`): a header saying how to use it, then each table's
 /// statements.
-pub fn script(dialect: Dialect, tables: &[&TableSchema], location: &str) -> String {
+pub fn script(
+    dialect: Dialect,
+    tables: &[&TableSchema],
+    skipped: &[(&TableSchema, Skip)],
+    location: &str,
+) -> String {
     let root = location.trim_end_matches('/');
     let mut text = String::new();
-    for line in header(dialect, location) {
+    for line in header(dialect, location)
+        .into_iter()
+        .chain(skipped_lines(dialect, skipped, location))
+    {
         let _ = writeln!(text, "-- {line}");
     }
     for table in tables {
@@ -257,7 +392,7 @@ fn header(dialect: Dialect, location: &str) -> Vec<String> {
             "DuckDB views over the files: a new or replaced partition is visible at once, nothing to repair.",
             "Each column is cast to its declared type so the view's schema is the declaration, and",
             "union_by_name reads files written before a column was added as NULL in that column.",
-            "DuckDB checks the files when it creates a view: export at least one day first.",
+            "DuckDB checks the files when it creates a view: only tables that hold data are registered.",
         ],
         Dialect::Synapse => &[
             "Synapse serverless SQL pool: run in a user database (not master); GO ends each batch.",
@@ -288,11 +423,14 @@ fn statement(dialect: Dialect, table: &TableSchema, root: &str) -> String {
         table_comment: (syntax.literal)(&table.description),
     };
     let heading = format!(
-        "-- {}: {}\n-- Grain: {}. Primary key: {}.\n",
+        "-- {}: {}\n-- Grain: {}.{}\n",
         table.table,
         one_line(&table.description),
         one_line(&table.grain),
-        table.primary_key.join(", ")
+        table
+            .primary_key_sentence("")
+            .map(|key| format!(" {key}"))
+            .unwrap_or_default()
     );
     let body = match dialect {
         Dialect::Spark => spark(&parts),
@@ -456,12 +594,15 @@ pub fn listing(tables: &[&TableSchema]) -> String {
         }
         let _ = writeln!(
             text,
-            "{} ({} columns)\n  {}\n  Grain: {}.\n  Primary key: {}.\n  Partitioned by dt = {}.\n",
+            "{} ({} columns)\n  {}\n  Grain: {}.\n{}  Partitioned by dt = {}.\n",
             table.table,
             table.columns.len(),
             table.description,
             table.grain,
-            table.primary_key.join(", "),
+            table
+                .primary_key_sentence("")
+                .map(|key| format!("  {key}\n"))
+                .unwrap_or_default(),
             table.partition_source
         );
         let name_width = table

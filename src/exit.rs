@@ -81,6 +81,7 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         || cause.is::<crate::config::UsageError>()
         || cause.is::<crate::window::WindowError>()
         || cause.is::<crate::quality::SitesError>()
+        || cause.is::<crate::ddl::LocationError>()
     {
         return Some(Exit::Usage);
     }

@@ -19,7 +19,8 @@
 //! - [`schema`]: the declared output tables, read from `schemas/*.json` (embedded at
 //!   build time); the Arrow schemas of the writer come from here.
 //! - [`ddl`]: what `schema` prints: the declared tables as text, or the SQL that registers
-//!   the lake in Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
+//!   the lake's tables that hold data (which the CLI reads from the lake) in
+//!   Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
 //!   by the column paths declared in the schemas. Records are parsed into a borrowed tree
 //!   that keeps only the members the declarations read ([`flatten::shape`],
@@ -37,10 +38,12 @@
 //!   branches on the backend, with typed errors ([`store::StoreError`]); and whether two
 //!   locations overlap ([`store::overlap()`]), compared after normalising paths and URLs.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
-//!   staged and made durable through [`store`]. Knows nothing of Graph.
+//!   staged and made durable through [`store`], with footers parquet-mr reads (type-defined
+//!   float column order, `created_by` with the build's commit from `build.rs`). Knows
+//!   nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
 //!   switch steps for every partition of every table and the raw zone (folders exchanged on
-//!   disk, commit markers on an object store); recovery rolls an interrupted commit forward
+//!   disk, commit markers under `_markers/` on an object store, outside the partition folders); recovery rolls an interrupted commit forward
 //!   (or back) so the lake is the whole old or new state.
 //! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
 //!   interrupted run; the writer thread and its one batch type ([`run::writer`]); log rows

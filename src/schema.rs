@@ -246,6 +246,19 @@ pub enum Convert {
 }
 
 impl TableSchema {
+    /// `Primary key: a, b.`, each name between `quote`s; none for a table without a key
+    /// (log rows that nothing identifies), where an empty `Primary key: .` would mislead.
+    pub fn primary_key_sentence(&self, quote: &str) -> Option<String> {
+        (!self.primary_key.is_empty()).then(|| {
+            let names: Vec<String> = self
+                .primary_key
+                .iter()
+                .map(|name| format!("{quote}{name}{quote}"))
+                .collect();
+            format!("Primary key: {}.", names.join(", "))
+        })
+    }
+
     /// The Arrow schema of the written files: the declared columns in declared order,
     /// each field carrying its description (readers see it in the Parquet metadata).
     pub fn arrow_schema(&self) -> SchemaRef {
@@ -339,11 +352,14 @@ pub fn markdown_reference() -> String {
     let mut text = String::new();
     for table in tables() {
         text.push_str(&format!(
-            "### `{}`\n\n{} Grain: {}. Primary key: `{}`. Partitioned by `dt` = {}.\n\n",
+            "### `{}`\n\n{} Grain: {}.{} Partitioned by `dt` = {}.\n\n",
             table.table,
             table.description,
             table.grain,
-            table.primary_key.join("`, `"),
+            table
+                .primary_key_sentence("`")
+                .map(|key| format!(" {key}"))
+                .unwrap_or_default(),
             table.partition_source
         ));
         text.push_str("| column | type | description |\n|---|---|---|\n");

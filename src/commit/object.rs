@@ -1,7 +1,7 @@
 //! Switching a partition on an object store, which has no rename, and undoing it.
 //!
-//! 1. The partition's current marker (`dt=…/_SUCCESS`, naming the files that make it up)
-//!    is saved under `_staging/<run_id>/_replaced/`, for a roll-back.
+//! 1. The partition's current marker (`_markers/<table>/dt=…/_SUCCESS`, naming the files
+//!    that make it up) is saved under `_staging/<run_id>/_replaced/`, for a roll-back.
 //! 2. The run's files are copied in, server-side (`part-<run_id>-<n>` never collides with
 //!    an old name).
 //! 3. The run's marker is written: one PUT, the partition's switch for readers that go by
@@ -16,7 +16,14 @@
 //! Readers of the lake that go by the markers ([`committed_files`]: reuse, reflatten, the
 //! tests) always see one complete run's partition.
 //!
-//! May touch: the partition under the zone's prefix and the run's staging.
+//! The markers live outside the partition folders, under `_markers/` at the zone's root:
+//! a reader that scans a table's folder (polars, which refuses a folder of mixed file
+//! extensions) finds only data there. Lakes written before kept the marker in the partition
+//! (`dt=…/_SUCCESS`): it is still read where no marker under `_markers/` is, and the next
+//! switch of the partition moves it out (its content saved as the replaced marker), so a
+//! lake written by an earlier version commits and recovers as before.
+//!
+//! May touch: the partition under the zone's prefix, its marker and the run's staging.
 
 use chrono::{DateTime, Utc};
 use object_store::PutMode;
@@ -25,9 +32,22 @@ use serde::{Deserialize, Serialize};
 use super::{PartitionChange, REPLACED_DIR, is_staged, staging_of};
 use crate::store::{ObjectLocation, StoreError};
 
-/// The per-partition commit marker; engines skip names starting with `_`.
+/// The per-partition commit marker's name; engines skip names starting with `_`.
 pub const COMMIT_MARKER: &str = "_SUCCESS";
-/// `dt=…/_SUCCESS`: which run's files make up the partition.
+/// The folder, at the zone's root, of the commit markers: `_markers/<partition>/_SUCCESS`.
+pub const MARKERS_DIR: &str = "_markers";
+
+/// The marker of the partition folder `folder`, under [`MARKERS_DIR`].
+fn marker_path(folder: &str) -> String {
+    format!("{MARKERS_DIR}/{folder}/{COMMIT_MARKER}")
+}
+
+/// Where lakes written before kept the marker: in the partition folder.
+fn legacy_marker_path(folder: &str) -> String {
+    format!("{folder}/{COMMIT_MARKER}")
+}
+
+/// `_markers/<table>/dt=…/_SUCCESS`: which run's files make up the partition.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PartitionMarker {
     pub run_id: String,
@@ -46,18 +66,35 @@ pub async fn committed_files(
     relative: &str,
 ) -> Result<Vec<String>, StoreError> {
     let mut files = Vec::new();
-    let mut marked_folders = Vec::new();
+    let mut marked_folders = std::collections::BTreeSet::new();
     for meta in output.list(relative).await? {
         let path = output.relative(&meta.location);
         let within = path
             .strip_prefix(relative)
             .unwrap_or(&path)
             .trim_start_matches('/');
+        let hidden = within.split('/').any(|part| part.starts_with(['_', '.']));
         let (folder, name) = path.rsplit_once('/').unwrap_or(("", &path));
-        if name == COMMIT_MARKER {
-            marked_folders.push(folder.to_string());
-        } else if !within.split('/').any(|part| part.starts_with(['_', '.'])) {
+        let in_hidden_folder = within
+            .rsplit_once('/')
+            .is_some_and(|(parents, _)| parents.split('/').any(|p| p.starts_with(['_', '.'])));
+        if name == COMMIT_MARKER && !in_hidden_folder {
+            marked_folders.insert(folder.to_string());
+        } else if !hidden {
             files.push(path.clone());
+        }
+    }
+    let markers = match relative {
+        "" => MARKERS_DIR.to_string(),
+        _ => format!("{MARKERS_DIR}/{relative}"),
+    };
+    for meta in output.list(&markers).await? {
+        let path = output.relative(&meta.location);
+        if let Some(folder) = path
+            .strip_prefix(&format!("{MARKERS_DIR}/"))
+            .and_then(|p| p.strip_suffix(&format!("/{COMMIT_MARKER}")))
+        {
+            marked_folders.insert(folder.to_string());
         }
     }
     for folder in marked_folders {
@@ -74,20 +111,35 @@ pub async fn committed_files(
     Ok(files)
 }
 
+/// The partition's marker now, as stored, if it has one: under [`MARKERS_DIR`], else (a
+/// lake written before) in the partition folder.
+async fn marker_bytes(
+    output: &ObjectLocation,
+    folder: &str,
+) -> Result<Option<(String, bytes::Bytes)>, StoreError> {
+    for location in [marker_path(folder), legacy_marker_path(folder)] {
+        if let Some(bytes) = output.read(&location).await? {
+            return Ok(Some((location, bytes)));
+        }
+    }
+    Ok(None)
+}
+
 /// The partition's marker now, if it has one.
 async fn marker(
     output: &ObjectLocation,
     folder: &str,
 ) -> Result<Option<PartitionMarker>, StoreError> {
-    let location = format!("{folder}/{COMMIT_MARKER}");
-    match output.read(&location).await? {
+    match marker_bytes(output, folder).await? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Location {
-                location: format!("{output}/{location}"),
-                message: format!("damaged commit marker: {e}"),
-            }),
+        Some((location, bytes)) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Location {
+                    location: format!("{output}/{location}"),
+                    message: format!("damaged commit marker: {e}"),
+                })
+        }
     }
 }
 
@@ -105,7 +157,7 @@ pub async fn switch(
     let folder = &partition.folder;
     let current = marker(output, folder).await?;
     if current.as_ref().is_none_or(|m| m.run_id != run_id) {
-        if let Some(bytes) = output.read(&format!("{folder}/{COMMIT_MARKER}")).await? {
+        if let Some((_, bytes)) = marker_bytes(output, folder).await? {
             let saved = format!("{}/{COMMIT_MARKER}", replaced(run_id, folder));
             output.put(&saved, bytes, PutMode::Overwrite).await?;
         }
@@ -128,16 +180,18 @@ pub async fn switch(
         };
         let bytes = serde_json::to_vec_pretty(&marker).expect("a marker serializes");
         output
-            .put(
-                &format!("{folder}/{COMMIT_MARKER}"),
-                bytes.into(),
-                PutMode::Overwrite,
-            )
+            .put(&marker_path(folder), bytes.into(), PutMode::Overwrite)
             .await?;
     }
     for meta in output.list(folder).await? {
         let name = meta.location.filename().unwrap_or_default();
-        if name == COMMIT_MARKER || is_staged(partition, name) {
+        if is_staged(partition, name) {
+            continue;
+        }
+        if name == COMMIT_MARKER {
+            // A marker an earlier version left in the folder: saved above while current,
+            // superseded by the one under `_markers/` otherwise.
+            output.delete(&meta.location).await?;
             continue;
         }
         crate::step!("commit::park_old");
@@ -174,7 +228,7 @@ pub async fn roll_back(
                 output.copy(&location, &format!("{folder}/{name}")).await?;
             }
         }
-        let live_marker = format!("{folder}/{COMMIT_MARKER}");
+        let live_marker = marker_path(folder);
         match old_marker {
             Some(saved) => output.copy(&saved, &live_marker).await?,
             None => output.delete(&output.key(&live_marker)).await?,
@@ -230,6 +284,21 @@ mod tests {
         }
     }
 
+    /// The keys under `prefix`, sorted.
+    async fn keys(output: &ObjectLocation, prefix: &str) -> Vec<String> {
+        let mut keys: Vec<String> = output
+            .list(prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| output.relative(&m.location))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The old partition's marker in the folder, as lakes written before kept it: the
+    /// switch moves it out to `_markers/`, and a roll-back restores it there.
     #[tokio::test]
     async fn switch_is_repeatable_and_roll_back_restores_the_old_partition() {
         let output = ObjectLocation::in_memory("lake");
@@ -257,9 +326,15 @@ mod tests {
         let live = committed_files(&output, "t").await.unwrap();
         assert_eq!(live, ["t/dt=2026-11-01/part-r2-0.parquet"]);
         assert_eq!(
-            output.list("t").await.unwrap().len(),
-            2,
-            "the old file moved out"
+            keys(&output, "t").await,
+            ["t/dt=2026-11-01/part-r2-0.parquet"],
+            "the old file and the marker moved out of the folder"
+        );
+        let live_marker = super::marker(&output, "t/dt=2026-11-01").await.unwrap();
+        assert_eq!(live_marker.unwrap().run_id, "r2");
+        assert_eq!(
+            keys(&output, MARKERS_DIR).await,
+            ["_markers/t/dt=2026-11-01/_SUCCESS"]
         );
 
         roll_back(&output, "r2", &change).await.unwrap();
@@ -267,10 +342,16 @@ mod tests {
         let live = committed_files(&output, "t").await.unwrap();
         assert_eq!(live, ["t/dt=2026-11-01/part-r1-0.parquet"]);
         assert_eq!(
-            output.list("t").await.unwrap().len(),
-            2,
-            "old file and marker only"
+            keys(&output, "t").await,
+            ["t/dt=2026-11-01/part-r1-0.parquet"],
+            "the old file only"
         );
+        let restored = output
+            .read("_markers/t/dt=2026-11-01/_SUCCESS")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(restored.as_ref(), &old_marker[..]);
     }
 
     #[tokio::test]
@@ -317,7 +398,7 @@ mod tests {
             .await;
         output
             .put_bytes(
-                "t/dt=2026-11-01/_SUCCESS",
+                "_markers/t/dt=2026-11-01/_SUCCESS",
                 &marker(&["part-r2-00000.parquet"]),
             )
             .await;
@@ -325,6 +406,19 @@ mod tests {
         output.put_bytes("t/dt=2026-11-02/a.parquet", b"a").await;
         output.put_bytes("t/dt=2026-11-02/b.parquet", b"b").await;
         output.put_bytes("t/dt=2026-11-02/.hidden", b"x").await;
+        // A partition of a lake written before, its marker in the folder.
+        output
+            .put_bytes("t/dt=2026-11-03/part-r1-00000.parquet", b"old")
+            .await;
+        output
+            .put_bytes("t/dt=2026-11-03/part-r2-00000.parquet", b"new")
+            .await;
+        output
+            .put_bytes(
+                "t/dt=2026-11-03/_SUCCESS",
+                &marker(&["part-r2-00000.parquet"]),
+            )
+            .await;
         // Staging and other folders starting with `_` are not data.
         output
             .put_bytes("t/_staging/r3/dt=2026-11-01/part-r3-00000.parquet", b"s")
@@ -336,7 +430,13 @@ mod tests {
                 "t/dt=2026-11-01/part-r2-00000.parquet",
                 "t/dt=2026-11-02/a.parquet",
                 "t/dt=2026-11-02/b.parquet",
+                "t/dt=2026-11-03/part-r2-00000.parquet",
             ]
+        );
+        assert_eq!(
+            committed_files(&output, "").await.unwrap().len(),
+            4,
+            "nothing under _markers/ is data"
         );
         assert_eq!(
             committed_files(&output, "t/dt=2026-11-01").await.unwrap(),
@@ -352,11 +452,11 @@ mod tests {
             .put_bytes("t/dt=2026-11-01/part-r1-00000.parquet", b"old")
             .await;
         output
-            .put_bytes("t/dt=2026-11-01/_SUCCESS", b"{not json")
+            .put_bytes("_markers/t/dt=2026-11-01/_SUCCESS", b"{not json")
             .await;
         let error = committed_files(&output, "t").await.unwrap_err().to_string();
         assert!(
-            error.contains("memory:///lake/t/dt=2026-11-01/_SUCCESS")
+            error.contains("memory:///lake/_markers/t/dt=2026-11-01/_SUCCESS")
                 && error.contains("damaged commit marker"),
             "{error}"
         );

@@ -14,14 +14,28 @@ use std::io;
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::commit;
+use column_order::TypeDefinedOrder;
+
+mod column_order;
 use crate::store::{Location, StoreError, StoreWriter};
+
+/// The files' `created_by`, in the form parquet-mr's version parser reads (Spark and Hive
+/// decide from it which statistics to trust): `<app> version <semver> (build <commit>)`,
+/// the commit from `build.rs`.
+pub fn created_by() -> String {
+    format!(
+        "callrecords-etl version {} (build {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CALLRECORDS_BUILD")
+    )
+}
 
 /// The folder, under the output root, where a run stages its files.
 pub const STAGING_DIR: &str = "_staging";
@@ -96,7 +110,7 @@ pub struct WrittenFile {
 }
 
 struct PartitionWriter {
-    writer: ArrowWriter<StoreWriter>,
+    writer: ArrowWriter<TypeDefinedOrder<StoreWriter>>,
     /// The staged file, for messages.
     location: String,
     file_name: String,
@@ -182,7 +196,7 @@ impl ParquetSink {
                 ZstdLevel::try_new(1).expect("zstd level 1 is valid"),
             ))
             .set_max_row_group_row_count(Some(options.row_group_rows))
-            .set_created_by(format!("callrecords-etl {}", env!("CARGO_PKG_VERSION")))
+            .set_created_by(created_by())
             .build();
         Ok(ParquetSink {
             output: output.clone(),
@@ -273,11 +287,17 @@ impl ParquetSink {
         let partition = format!("{table}/{}", partition_dir_name(dt));
         let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
+        let parquet_error = |source| SinkError::Parquet {
+            location: location.clone(),
+            source,
+        };
+        let columns = ArrowSchemaConverter::new()
+            .convert(&schema)
+            .map_err(parquet_error)?
+            .num_columns();
+        let sink = TypeDefinedOrder::new(sink, columns);
         let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.properties.clone()))
-            .map_err(|source| SinkError::Parquet {
-                location: location.clone(),
-                source,
-            })?;
+            .map_err(parquet_error)?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
         let mut metadata: Vec<_> = schema
@@ -374,6 +394,12 @@ fn close_partition(
         .writer
         .into_inner()
         .map_err(|source| SinkError::Parquet {
+            location: location.clone(),
+            source,
+        })?
+        .finish()
+        .map_err(|source| SinkError::Write {
+            action: "write the footer of",
             location: location.clone(),
             source,
         })?;

@@ -40,7 +40,7 @@ fn odd_table() -> TableSchema {
 }
 
 fn sql(dialect: Dialect, location: &str) -> String {
-    ddl::script(dialect, &[&odd_table()], location)
+    ddl::script(dialect, &[&odd_table()], &[], location)
 }
 
 /// The lines between `open` (a line ending the statement's head) and the line `close`.
@@ -252,7 +252,7 @@ fn synapse_views_read_openrowset_with_tsql_types_and_dt_from_the_folder() {
 fn every_dialect_registers_every_declared_table_and_column() {
     let tables: Vec<&TableSchema> = schema::tables().iter().collect();
     for dialect in Dialect::ALL {
-        let text = ddl::script(dialect, &tables, "s3://bucket/teams");
+        let text = ddl::script(dialect, &tables, &[], "s3://bucket/teams");
         let creates = text.lines().filter(|l| l.starts_with("CREATE ")).count();
         assert_eq!(creates, tables.len(), "{}", dialect.name());
         for table in &tables {
@@ -273,7 +273,7 @@ fn every_dialect_registers_every_declared_table_and_column() {
             }
         }
         assert!(!text.contains(ddl::LOCATION_PLACEHOLDER));
-        let placeholder = ddl::script(dialect, &tables, ddl::LOCATION_PLACEHOLDER);
+        let placeholder = ddl::script(dialect, &tables, &[], ddl::LOCATION_PLACEHOLDER);
         assert!(
             placeholder.contains(&format!("{}/call_records", ddl::LOCATION_PLACEHOLDER))
                 && placeholder.contains("Replace <lake-root>"),
@@ -352,7 +352,7 @@ fn the_schema_command_lists_prints_json_and_ddl() {
 
 #[test]
 fn schema_usage_errors_exit_2_and_say_what_to_fix() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["schema", "--table", "calls"],
             "call_records, call_participants",
@@ -363,6 +363,34 @@ fn schema_usage_errors_exit_2_and_say_what_to_fix() {
             &["schema", "--ddl", "spark", "--format", "json"],
             "--format",
         ),
+        // Engines that read tables from URLs only refuse a local path, naming themselves
+        // and what to pass instead.
+        (
+            &["schema", "--ddl", "athena", "--location", "/srv/lake"],
+            "Athena reads tables from Amazon S3 (s3://…), not a local path; pass the lake's URL",
+        ),
+        (
+            &[
+                "schema",
+                "--ddl",
+                "athena",
+                "--location",
+                "abfss://l@a.dfs.core.windows.net/t",
+            ],
+            "Athena",
+        ),
+        (
+            &["schema", "--ddl", "trino", "--location", "./lake"],
+            "Trino's Hive connector reads tables from a file system URL",
+        ),
+        (
+            &["schema", "--ddl", "spark", "--lake", "/no/such/lake"],
+            "--lake /no/such/lake: no such folder",
+        ),
+        (
+            &["schema", "--ddl", "synapse", "--location", "C:/lake"],
+            "Synapse serverless SQL reads tables from Azure storage URLs",
+        ),
     ];
     for (args, expected) in cases {
         let output = binary().args(args).output().unwrap();
@@ -370,4 +398,100 @@ fn schema_usage_errors_exit_2_and_say_what_to_fix() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn urls_pass_the_location_check_and_local_paths_only_for_spark_and_duckdb() {
+    let accepted = [
+        (Dialect::Athena, "s3://bucket/teams"),
+        (
+            Dialect::Trino,
+            "abfs://lake@acct.dfs.core.windows.net/teams",
+        ),
+        (
+            Dialect::Synapse,
+            "https://acct.dfs.core.windows.net/lake/teams",
+        ),
+        (
+            Dialect::Synapse,
+            "abfss://lake@acct.dfs.core.windows.net/teams",
+        ),
+        (Dialect::Spark, "/mnt/lake"),
+        (Dialect::DuckDb, "./lake"),
+        (Dialect::Athena, ddl::LOCATION_PLACEHOLDER),
+    ];
+    for (dialect, location) in accepted {
+        assert!(ddl::check_location(dialect, location).is_ok(), "{location}");
+    }
+    let error = ddl::check_location(Dialect::Synapse, "s3://bucket/teams").unwrap_err();
+    assert_eq!(error.engine, "Synapse serverless SQL");
+}
+
+/// A log table without a key says nothing of one, rather than `Primary key: .`.
+#[test]
+fn keyless_tables_say_no_primary_key() {
+    let keyless: Vec<&TableSchema> = schema::tables()
+        .iter()
+        .filter(|t| t.primary_key.is_empty())
+        .collect();
+    assert!(!keyless.is_empty(), "a declared table has no key");
+    for dialect in Dialect::ALL {
+        let text = ddl::script(dialect, &keyless, &[], "s3://bucket/teams");
+        assert!(!text.contains("Primary key"), "{}:\n{text}", dialect.name());
+        assert!(
+            text.contains(". Grain:") || text.contains("-- Grain: "),
+            "{text}"
+        );
+    }
+    assert!(!ddl::listing(&keyless).contains("Primary key"));
+    let keyed = schema::table("call_records").unwrap();
+    let text = ddl::script(Dialect::Spark, &[keyed], &[], "s3://b/t");
+    assert!(text.contains("Primary key: call_id."), "{text}");
+    assert!(!schema::markdown_reference().contains("Primary key: ``."));
+}
+
+/// Which tables the DDL registers: with a lake, those it holds files of; without, those of
+/// the API version's streams. The rest are named in the script, with why.
+#[test]
+fn the_ddl_registers_the_tables_that_hold_data_and_names_the_rest() {
+    let tables: Vec<&TableSchema> = schema::tables().iter().collect();
+    let beta_only = |t: &TableSchema| {
+        t.stream
+            .parse::<callrecords_etl::streams::StreamKind>()
+            .unwrap()
+            .beta_only()
+    };
+    let names =
+        |kept: &[&TableSchema]| -> Vec<String> { kept.iter().map(|t| t.table.clone()).collect() };
+    let (v1, skipped) = ddl::select(
+        &tables,
+        ddl::Evidence::ApiVersion { beta: false },
+        beta_only,
+    );
+    assert!(!names(&v1).contains(&"sms_logs".to_string()));
+    assert!(names(&v1).contains(&"direct_routing_calls".to_string()));
+    assert_eq!(v1.len() + skipped.len(), tables.len());
+    assert!(skipped.iter().all(|(_, skip)| *skip == ddl::Skip::BetaOnly));
+    let (beta, skipped) = ddl::select(&tables, ddl::Evidence::ApiVersion { beta: true }, beta_only);
+    assert_eq!((beta.len(), skipped.len()), (tables.len(), 0));
+
+    let holding: std::collections::BTreeSet<String> =
+        ["call_records", "pstn_calls"].map(String::from).into();
+    let (kept, skipped) = ddl::select(&tables, ddl::Evidence::Lake(&holding), beta_only);
+    assert_eq!(names(&kept), ["call_records", "pstn_calls"]);
+    let reasons: std::collections::BTreeMap<&str, ddl::Skip> = skipped
+        .iter()
+        .map(|(t, s)| (t.table.as_str(), *s))
+        .collect();
+    assert_eq!(reasons["sms_logs"], ddl::Skip::BetaOnly);
+    assert_eq!(reasons["direct_routing_calls"], ddl::Skip::NoRows);
+
+    let text = ddl::script(Dialect::DuckDb, &kept, &skipped, "/lake");
+    assert_eq!(text.matches("CREATE OR REPLACE VIEW").count(), 2, "{text}");
+    assert!(
+        text.contains("-- Not registered: direct_routing_calls: the lake holds no rows of it yet.")
+            && text.contains("-- Not registered: sms_logs: its stream is beta-only")
+            && text.contains("schema --ddl duckdb --table <table> --location /lake"),
+        "{text}"
+    );
 }

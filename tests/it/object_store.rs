@@ -324,9 +324,9 @@ impl Lake {
         let mut lines = Vec::new();
         for key in self.keys(stream) {
             if key.ends_with(".jsonl.zst") {
+                let folder = key.rsplit_once('/').unwrap().0;
                 assert!(
-                    self.get(&key.replace(key.rsplit('/').next().unwrap(), "_SUCCESS"))
-                        .is_some(),
+                    self.get(&format!("_markers/{folder}/_SUCCESS")).is_some(),
                     "{key}"
                 );
                 let bytes = self.get(&key).unwrap();
@@ -422,7 +422,8 @@ fn sorted(mut rows: Vec<Map<String, Value>>) -> Vec<String> {
 }
 
 /// A full export to the store is, row for row, the local-disk export of the same data;
-/// every partition has its `_SUCCESS` marker naming its files, and nothing else is left
+/// every partition has its `_SUCCESS` marker (under `_markers/`, outside the partition
+/// folders) naming its files, the folder holds those files only, and nothing else is left
 /// (no staging, no lock).
 fn export_matches_local(lake: &Lake) {
     let local = tempfile::tempdir().unwrap();
@@ -446,14 +447,14 @@ fn export_matches_local(lake: &Lake) {
     for day in 1..=3 {
         let partition = format!("call_records/dt={}", days_ago(day));
         let marker: Value =
-            serde_json::from_slice(&lake.get(&format!("{partition}/_SUCCESS")).unwrap()).unwrap();
+            serde_json::from_slice(&lake.get(&format!("_markers/{partition}/_SUCCESS")).unwrap())
+                .unwrap();
         let mut named: Vec<String> = marker["files"]
             .as_array()
             .unwrap()
             .iter()
             .map(|f| format!("{partition}/{}", f.as_str().unwrap()))
             .collect();
-        named.push(format!("{partition}/_SUCCESS"));
         named.sort();
         assert_eq!(lake.keys(&partition), named);
     }
@@ -720,10 +721,11 @@ fn reflatten_reads_a_raw_zone_on_s3_and_publishes_to_s3() {
     assert!(output.status.success(), "{}", stderr(&output));
     // A file no marker names (a run's copy not yet committed, say) is not read.
     let partition = raw
-        .keys("call_records")
+        .keys("_markers/call_records")
         .into_iter()
         .find(|key| key.ends_with("_SUCCESS"))
         .unwrap()
+        .trim_start_matches("_markers/")
         .trim_end_matches("/_SUCCESS")
         .to_string();
     let stray = raw.get(&raw.keys(&partition)[0]).unwrap();
@@ -965,8 +967,11 @@ impl Lake {
     /// The files the commit markers under `top` (a table or a stream) name, as keys.
     fn committed(&self, top: &str) -> Vec<String> {
         let mut files = Vec::new();
-        for key in self.keys(top) {
-            let Some(folder) = key.strip_suffix("/_SUCCESS") else {
+        for key in self.keys(&format!("_markers/{top}")) {
+            let Some(folder) = key
+                .strip_prefix("_markers/")
+                .and_then(|key| key.strip_suffix("/_SUCCESS"))
+            else {
                 continue;
             };
             let marker: Value = serde_json::from_slice(&self.get(&key).unwrap()).unwrap();
@@ -978,12 +983,13 @@ impl Lake {
         files
     }
 
-    /// The keys under `top` that are neither a commit marker nor a file one names.
+    /// The keys under `top` that no commit marker names (a marker left in a partition
+    /// folder among them).
     fn strays(&self, top: &str) -> Vec<String> {
         let committed: BTreeSet<String> = self.committed(top).into_iter().collect();
         self.keys(top)
             .into_iter()
-            .filter(|key| !key.ends_with("/_SUCCESS") && !committed.contains(key))
+            .filter(|key| !committed.contains(key))
             .collect()
     }
 
@@ -1177,4 +1183,68 @@ fn a_crash_at_each_commit_step_on_azure_blob_leaves_the_old_or_the_new_lake_whol
     a_crash_or_an_io_error_at_each_commit_step_leaves_the_old_or_the_new_lake_whole(|prefix| {
         azure_lake(&server, prefix)
     });
+}
+
+/// The row counts polars reads from each table folder of `lake` must be those written:
+/// `scan_parquet(<table folder>)` works only when the folders hold Parquet files alone.
+fn polars_reads_every_table(lake: &Lake, tables: &[&str]) {
+    let rows: BTreeMap<&str, usize> = tables
+        .iter()
+        .map(|table| (*table, lake.read_table(table).len()))
+        .collect();
+    assert!(rows.values().all(|n| *n > 0), "{rows:?}");
+    let work = tempfile::tempdir().unwrap();
+    let expected = work.path().join("polars.json");
+    std::fs::write(
+        &expected,
+        serde_json::to_vec(&json!({
+            "root": lake.url,
+            "storage_options": lake.options,
+            "rows": rows,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    crate::readers::run_python("check_polars.py", &[&expected]);
+}
+
+/// Commit markers live under `_markers/`, outside the partition folders, so polars scans a
+/// table folder on S3. A lake written with the markers in the partition folders (as earlier
+/// versions did) is still read, and the next run over its days moves them out.
+#[test]
+fn polars_scans_table_folders_on_s3_and_a_lake_of_the_old_layout_moves_its_markers_out() {
+    if !crate::readers::python_has(&["polars"]) {
+        return;
+    }
+    let Some(server) = start_moto() else { return };
+    let lake = s3_lake(&server, "polars");
+    let tables = ["call_records", "call_sessions", "pstn_calls"];
+    let output = export(&lake.url, &lake.env, (3, 0), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for table in tables {
+        assert!(lake.strays(table).is_empty(), "{:?}", lake.strays(table));
+        assert!(!lake.keys(table).iter().any(|k| k.ends_with("_SUCCESS")));
+    }
+    polars_reads_every_table(&lake, &tables);
+
+    // The layout of a lake written yesterday: each marker in its partition folder.
+    let before: BTreeMap<&str, Vec<String>> = tables
+        .iter()
+        .map(|t| (*t, sorted(lake.read_table(t))))
+        .collect();
+    for key in lake.keys("_markers") {
+        let legacy = key.strip_prefix("_markers/").unwrap().to_string();
+        lake.put(&legacy, lake.get(&key).unwrap().to_vec());
+        lake.rt()
+            .block_on(lake.store.delete(&lake.key(&key)))
+            .unwrap();
+    }
+    assert!(lake.keys("_markers").is_empty());
+    let output = export(&lake.url, &lake.env, (3, 0), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for table in tables {
+        assert_eq!(sorted(lake.read_table(table)), before[table], "{table}");
+        assert!(lake.strays(table).is_empty(), "{:?}", lake.strays(table));
+    }
+    polars_reads_every_table(&lake, &tables);
 }

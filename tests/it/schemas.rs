@@ -318,3 +318,22 @@ fn the_tests_list_of_call_tables_is_the_declared_one() {
         .collect();
     assert_eq!(declared, support::CALL_TABLES);
 }
+
+/// Descriptions are sentences: a note such as `Beta only: …` starts after a full stop, not
+/// in the middle of the sentence before it.
+#[test]
+fn notes_in_descriptions_start_a_new_sentence() {
+    for table in callrecords_etl::schema::tables() {
+        let texts =
+            std::iter::once(&table.description).chain(table.columns.iter().map(|c| &c.description));
+        for text in texts {
+            for (at, _) in text.match_indices("Beta only:") {
+                assert!(
+                    at == 0 || text[..at].ends_with(". "),
+                    "{}: {text:?}",
+                    table.table
+                );
+            }
+        }
+    }
+}
