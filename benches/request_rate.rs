@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
+        derivation: Default::default(),
         raw: None,
         full: false,
     };

@@ -455,6 +455,7 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         api_version: settings.graph.api_version,
         log_chunk_days: settings.log_chunk_days,
         privacy: settings.privacy,
+        derivation: settings.derivation,
         raw: settings.raw,
         full: args.full,
     };
@@ -821,6 +822,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         window,
         streams,
         privacy: settings.privacy,
+        derivation: settings.derivation,
         workers,
     };
     let summary = reflatten::reflatten(&plan).await?;

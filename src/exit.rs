@@ -80,6 +80,7 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if cause.is::<crate::config::ConfigError>()
         || cause.is::<crate::config::UsageError>()
         || cause.is::<crate::window::WindowError>()
+        || cause.is::<crate::quality::SitesError>()
         || cause.is::<crate::ddl::LocationError>()
     {
         return Some(Exit::Usage);

@@ -26,6 +26,10 @@
 //!   that keeps only the members the declarations read ([`flatten::shape`],
 //!   [`flatten::dom`]); raw lines and records fetched from Graph (assembled as the same
 //!   JSON text) take the same parser.
+//! - [`quality`]: call quality as answers: each stream classified good / poor / unclassified
+//!   by Microsoft's CQD rules with the `[quality]` thresholds, roll-ups per session and per call
+//!   (`call_quality`), and the buildings of endpoints from a CQD building file (`[sites]`);
+//!   the flattener fills the columns the schemas declare with `$` paths from it.
 //! - [`privacy`]: privacy modes (keep, keyed hash, drop) per class of personal data, which
 //!   the flattener applies to the columns the schemas mark with a `pii` class.
 //! - [`store`]: where the lake and the raw zone live ([`store::Location`]: a local folder or
@@ -82,7 +86,8 @@
 //!                                 │ log streams: getPstnCalls(…) etc. in ≤ 90-day chunks, pages of 1,000,
 //!                                 │   rows kept by their own time in the chunk's half-open range
 //!                                 ▼
-//!                             flatten (schema-driven, privacy applied) ─► RecordBatch per (table, dt)
+//!                             flatten (schema-driven; quality classified, sites matched, privacy applied)
+//!                                 │   ─► RecordBatch per (table, dt)
 //!                                 ▼  bounded channel
 //!                             run::writer (writer thread) ─► sink: staged Parquet (+ raw zone lines), fsynced
 //!                                 ▼  only when every record was fetched (or skipped/quarantined)
@@ -101,6 +106,7 @@ pub mod flatten;
 pub mod graph;
 pub mod privacy;
 pub mod progress;
+pub mod quality;
 pub mod raw;
 pub mod redact;
 pub mod reflatten;

@@ -28,6 +28,7 @@ use chrono::NaiveDate;
 use tokio::runtime::Handle;
 
 use crate::privacy::Privacy;
+use crate::quality::Derivation;
 use crate::raw::{self, RawInput};
 use crate::schema::{self, TableSchema};
 use crate::sink;
@@ -42,13 +43,15 @@ const RECORDS_TABLE: &str = "call_records";
 /// The footer key under which every file names what made its rows.
 pub const FINGERPRINT_KEY: &str = "callrecords_etl.rows_fingerprint";
 
-/// What made a run's rows: its privacy settings (with the hash key's id) and the table
-/// declarations. Rows are reused only from files with the same fingerprint, so changed
-/// privacy settings or schemas apply to every row written after the change.
-pub fn rows_fingerprint(privacy: &Privacy) -> String {
+/// What made a run's rows: its privacy settings (with the hash key's id), the quality rules
+/// and building file (`[quality]`, `[sites]`) and the table declarations. Rows are reused
+/// only from files with the same fingerprint, so changed privacy settings, rules, sites or
+/// schemas apply to every row written after the change.
+pub fn rows_fingerprint(privacy: &Privacy, derivation: &Derivation) -> String {
     format!(
-        "{};declarations={}",
+        "{};{};declarations={}",
         privacy.fingerprint(),
+        derivation.fingerprint(),
         schema::declarations_id()
     )
 }

@@ -40,6 +40,7 @@ const DECLARATIONS: &[(&str, &str)] = &[
         "call_trace_route_hops",
         include_str!("../schemas/call_trace_route_hops.json"),
     ),
+    ("call_quality", include_str!("../schemas/call_quality.json")),
     ("pstn_calls", include_str!("../schemas/pstn_calls.json")),
     (
         "direct_routing_calls",

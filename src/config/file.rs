@@ -15,6 +15,7 @@ use crate::graph::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_TOTAL_WAIT, DEFAULT_REQUEST_TIMEOUT, Limit, RateLimits,
 };
 use crate::privacy::{Mode, PiiClass};
+use crate::quality::Rules;
 
 /// The file as written by the user.
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,19 @@ pub struct FileConfig {
     pub privacy: PrivacySection,
     #[serde(default)]
     pub raw: RawSection,
+    /// `[quality]`: the thresholds of the stream classification (CQD's by default).
+    #[serde(default)]
+    pub quality: Rules,
+    #[serde(default)]
+    pub sites: SitesSection,
+}
+
+/// `[sites]`: the building file that maps endpoint addresses to buildings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SitesSection {
+    /// A CQD building file (`.csv`, or `.tsv` tab separated); relative to the config file.
+    pub file: Option<PathBuf>,
 }
 
 /// The raw landing zone: what Graph returned, as JSON lines next to the tables.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use file::{
     AuthMethod, Cloud, ExportSection, FileConfig, GraphSection, LimitsSection, OutputSection,
-    PrivacySection, RawSection, RetrySection,
+    PrivacySection, RawSection, RetrySection, SitesSection,
 };
 pub use resolve::{ExportSettings, Overrides, UsageError, check_apart, select_streams};
 
@@ -32,6 +32,7 @@ pub use resolve::{ExportSettings, Overrides, UsageError, check_apart, select_str
 use crate::graph::Credential;
 use crate::graph::{ClientSettings, Secret};
 use crate::privacy::{HashKey, Mode, PiiClass, Privacy};
+use crate::quality::{Derivation, Rules, Sites};
 
 /// The environment variable holding the client secret.
 pub const SECRET_ENV: &str = "CALLRECORDS_CLIENT_SECRET";
@@ -75,6 +76,8 @@ pub struct Settings {
     pub raw: Option<String>,
     /// `[raw] allow_personal_data`.
     pub raw_allows_personal_data: bool,
+    /// `[quality]` and `[sites]`: how streams are classified and endpoints placed.
+    pub derivation: Derivation,
 }
 
 impl Settings {
@@ -92,6 +95,7 @@ impl Settings {
             privacy: Privacy::default(),
             raw: None,
             raw_allows_personal_data: false,
+            derivation: Derivation::default(),
         }
     }
 }
@@ -155,6 +159,9 @@ pub struct ReflattenSettings {
     pub output_options: BTreeMap<String, String>,
     /// `[export] max_window_days`: the longest `--from/--to` window.
     pub max_window_days: u32,
+    /// `[quality]` and `[sites]`: applied to the rebuilt tables (the current ones, which
+    /// need not be the export's).
+    pub derivation: Derivation,
 }
 
 impl Default for ReflattenSettings {
@@ -163,6 +170,7 @@ impl Default for ReflattenSettings {
             privacy: Privacy::default(),
             output_options: BTreeMap::new(),
             max_window_days: DEFAULT_MAX_WINDOW_DAYS,
+            derivation: Derivation::default(),
         }
     }
 }
@@ -177,11 +185,14 @@ pub fn load_for_reflatten(
     let file = read(path)?;
     let mut problems = Vec::new();
     let max_window_days = file.export.max_window_days(&mut problems);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let derivation = derivation(&file.quality, &file.sites, base, &mut problems);
     match privacy(&file.privacy, &env, &mut problems) {
         Some(privacy) if problems.is_empty() => Ok(ReflattenSettings {
             privacy,
             output_options: file.output.options,
             max_window_days,
+            derivation,
         }),
         _ => Err(ConfigError::Invalid {
             path: path.into(),
@@ -200,6 +211,7 @@ pub fn validate(
     let mut problems = Vec::new();
     let identity = client::identity(&file.graph, base, &env, &mut problems);
     let privacy = privacy(&file.privacy, &env, &mut problems);
+    let derivation = derivation(&file.quality, &file.sites, base, &mut problems);
     file.export.check(&mut problems);
     let tuning = client::tuning(&file.graph, &file.retry, &file.limits, &mut problems);
     if let (Some(_), Some(privacy)) = (&file.raw.path, &privacy)
@@ -225,9 +237,29 @@ pub fn validate(
             privacy,
             raw: file.raw.path,
             raw_allows_personal_data: file.raw.allow_personal_data,
+            derivation,
         }),
         _ => Err(problems),
     }
+}
+
+/// The quality rules and the sites of the building file, if one is named (relative to
+/// `base`); a file that cannot be read or parsed is a problem naming its line.
+fn derivation(
+    rules: &Rules,
+    sites: &SitesSection,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> Derivation {
+    problems.extend(rules.problems());
+    let sites = match &sites.file {
+        None => Sites::default(),
+        Some(file) => Sites::load(&base.join(file)).unwrap_or_else(|error| {
+            problems.push(error.to_string());
+            Sites::default()
+        }),
+    };
+    Derivation::new(*rules, sites)
 }
 
 /// The privacy settings; the hash mode's key comes from the variable named by `salt_env`.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::{ReflattenSettings, Settings, check_raw_privacy};
 use crate::graph::{ApiVersion, ClientSettings};
 use crate::privacy::Privacy;
+use crate::quality::Derivation;
 use crate::store::{self, Location, Overlap, StoreError};
 use crate::streams::{StreamKind, UnknownStream};
 
@@ -39,6 +40,7 @@ pub struct ExportSettings {
     pub log_chunk_days: u32,
     pub max_window_days: u32,
     pub privacy: Privacy,
+    pub derivation: Derivation,
 }
 
 /// A command line that cannot work with the configuration (exit code 2).
@@ -116,6 +118,7 @@ impl Settings {
             log_chunk_days: self.log_chunk_days,
             max_window_days: self.max_window_days,
             privacy: self.privacy,
+            derivation: self.derivation,
         })
     }
 

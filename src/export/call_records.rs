@@ -23,6 +23,7 @@ use crate::flatten::dom::Item;
 use crate::graph::{GraphClient, GraphError};
 use crate::privacy::Privacy;
 use crate::progress::{Progress, StreamProgress, Unit};
+use crate::quality::Derivation;
 use crate::reuse;
 use crate::run::quarantine::Quarantine;
 use crate::run::rows;
@@ -35,6 +36,7 @@ use crate::window::Window;
 pub(super) struct CallRecordRun<'a> {
     pub client: &'a GraphClient,
     pub privacy: &'a Privacy,
+    pub derivation: &'a Derivation,
     /// The lake, whose rows of unchanged records are reused.
     pub lake: &'a Location,
     /// The raw zone, if the run keeps one: every fetched record is also sent as a raw line,
@@ -88,7 +90,8 @@ impl CallRecordRun<'_> {
         let holdings = self.lake_holdings().await?;
         let mut listed_ids = HashSet::new();
         let mut reused = BTreeMap::new();
-        let mut flattener = RecordFlattener::new(self.privacy, batches, self.raw.is_some());
+        let mut flattener =
+            RecordFlattener::new(self.privacy, self.derivation, batches, self.raw.is_some());
         self.fetch_listed(
             quarantine,
             &progress,
@@ -296,7 +299,7 @@ impl CallRecordRun<'_> {
     async fn lake_holdings(&self) -> anyhow::Result<LakeHoldings> {
         let (lake, raw, window, full) =
             (self.lake.clone(), self.raw.cloned(), self.window, self.full);
-        let fingerprint = reuse::rows_fingerprint(self.privacy);
+        let fingerprint = reuse::rows_fingerprint(self.privacy, self.derivation);
         let mut days = window.days();
         days.extend(self.retry.keys().copied());
         // Blocking reads (files, or GETs waited for on this runtime): off the async threads.
@@ -352,6 +355,7 @@ fn raw_ids(
 /// to the writer.
 struct RecordFlattener<'a> {
     privacy: &'a Privacy,
+    derivation: &'a Derivation,
     batches: &'a Batches,
     raw: bool,
     partitions: BTreeMap<NaiveDate, CallRecordTables>,
@@ -360,9 +364,15 @@ struct RecordFlattener<'a> {
 }
 
 impl<'a> RecordFlattener<'a> {
-    fn new(privacy: &'a Privacy, batches: &'a Batches, raw: bool) -> Self {
+    fn new(
+        privacy: &'a Privacy,
+        derivation: &'a Derivation,
+        batches: &'a Batches,
+        raw: bool,
+    ) -> Self {
         RecordFlattener {
             privacy,
+            derivation,
             batches,
             raw,
             partitions: BTreeMap::new(),
@@ -422,7 +432,7 @@ impl<'a> RecordFlattener<'a> {
         let tables = self
             .partitions
             .entry(listed_dt)
-            .or_insert_with(|| CallRecordTables::new(self.privacy));
+            .or_insert_with(|| CallRecordTables::deriving(self.privacy, self.derivation));
         flatten_calls::flatten_item(record, tables, &mut self.issues).expect("placed above");
         Ok(listed_dt)
     }

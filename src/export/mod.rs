@@ -35,6 +35,7 @@ use crate::commit::FileChange;
 use crate::graph::{ApiVersion, GraphClient, RequestStats};
 use crate::privacy::Privacy;
 use crate::progress::Progress;
+use crate::quality::Derivation;
 use crate::run::Run;
 use crate::run::quarantine::{Quarantine, RejectedRecord};
 use crate::run::summary::Published;
@@ -66,6 +67,8 @@ pub struct ExportPlan {
     pub log_chunk_days: u32,
     /// What to write for personal data.
     pub privacy: Privacy,
+    /// How streams are classified and endpoints placed (`[quality]`, `[sites]`).
+    pub derivation: Derivation,
     /// The raw landing zone's root, when what Graph returned is kept too.
     pub raw: Option<Location>,
     /// Refetch every listed call record, also those whose version the lake already holds.
@@ -271,6 +274,7 @@ async fn fetch_streams(
                 let run = CallRecordRun {
                     client,
                     privacy: &plan.privacy,
+                    derivation: &plan.derivation,
                     lake: &plan.output,
                     raw: plan.raw.as_ref(),
                     full: plan.full,

@@ -32,7 +32,7 @@ impl Scope {
         state: &ExportState,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Self> {
-        let fingerprint = reuse::rows_fingerprint(&plan.privacy);
+        let fingerprint = reuse::rows_fingerprint(&plan.privacy, &plan.derivation);
         let windows = widened_stream_windows(plan, &fingerprint, now).await?;
         let retry = match windows.get(&StreamKind::CallRecords) {
             Some(window) => state.quarantined_to_retry(*window, now),

@@ -3,7 +3,10 @@
 //!
 //! This walker decides which JSON object is a row of which table and supplies the call
 //! id and the 0-based position keys (API order); the columns themselves come from the
-//! declarations in `schemas/call_*.json`.
+//! declarations in `schemas/call_*.json`. It also classifies each stream by the run's
+//! [`Derivation`] (CQD rules), rolls the classifications up per session and per call (the
+//! one `call_quality` row of a record), and finds the sites of each media's endpoints: all
+//! read from the parsed record, before any privacy mode touches a value.
 
 use std::sync::OnceLock;
 
@@ -12,8 +15,12 @@ use serde_json::Value;
 
 use super::dom::{Dom, Item};
 use super::shape::{ShapeId, Shapes};
-use super::{FlattenIssue, RowContext, TableBuilder, declare_table, declare_table_kept_whole};
+use super::{
+    FlattenIssue, RowContext, TableBuilder, declare_table, declare_table_kept_whole, float,
+    integer, values,
+};
 use crate::privacy::Privacy;
+use crate::quality::{self, Derivation, Derivations, MediaClass, Rollup, StreamMetrics};
 use crate::schema::{self, TableSchema};
 
 /// Where each table's rows are in a callRecord: `(table, parent table, path from a parent
@@ -57,7 +64,61 @@ struct Layout {
     media: u16,
     medium: ShapeId,
     streams: u16,
-    networks: [(&'static str, u16, ShapeId, u16); 2],
+    networks: [NetworkSlots; 2],
+    /// Slots of each network's `ipAddress` and `subnet` (sites).
+    addresses: [(u16, u16); 2],
+    label: u16,
+    stream: ShapeId,
+    metrics: MetricSlots,
+}
+
+/// The slots of a stream's members the quality rules read.
+struct MetricSlots {
+    round_trip: u16,
+    packet_loss: u16,
+    jitter: u16,
+    packets: u16,
+    frame_loss: u16,
+    frame_rate: u16,
+    post_fec: u16,
+    direction: u16,
+}
+
+impl MetricSlots {
+    fn compile(shapes: &mut Shapes, stream: ShapeId) -> Self {
+        let mut slot = |key| shapes.slot(stream, key);
+        MetricSlots {
+            round_trip: slot("averageRoundTripTime"),
+            packet_loss: slot("averagePacketLossRate"),
+            jitter: slot("averageJitter"),
+            packets: slot("packetUtilization"),
+            frame_loss: slot("averageVideoFrameLossPercentage"),
+            frame_rate: slot("averageVideoFrameRate"),
+            post_fec: slot("postForwardErrorCorrectionPacketLossRate"),
+            direction: slot("streamDirection"),
+        }
+    }
+
+    /// The metrics of `stream` (a value that is missing or unreadable is None).
+    fn read(&self, stream: Item<'_, '_>, shape: ShapeId) -> StreamMetrics {
+        let value =
+            |slot| Some(stream.slot(shape, slot)).filter(|v| v.is_present() && !v.is_null());
+        let number = |slot| value(slot).and_then(|v| float(v).ok());
+        let duration = |slot| {
+            value(slot)
+                .and_then(|v| v.as_str())
+                .and_then(|text| values::parse_iso8601_duration_ms(text).ok())
+        };
+        StreamMetrics {
+            round_trip_ms: duration(self.round_trip),
+            packet_loss_rate: number(self.packet_loss),
+            jitter_ms: duration(self.jitter),
+            packet_utilization: value(self.packets).and_then(|v| integer(v).ok()),
+            video_frame_loss_percentage: number(self.frame_loss),
+            video_frame_rate: number(self.frame_rate),
+            post_fec_packet_loss_rate: number(self.post_fec),
+        }
+    }
 }
 
 impl Layout {
@@ -113,20 +174,10 @@ impl Layout {
             slot(segment, "media"),
             slot(medium, "streams"),
         );
-        let network = |shapes: &mut Shapes, side: &'static str, key: &'static str| {
-            let network_slot = shapes.slot(medium, key);
-            let network = shapes.object_at(medium, key);
-            (
-                side,
-                network_slot,
-                network,
-                shapes.slot(network, "traceRouteHops"),
-            )
-        };
-        let networks = [
-            network(&mut shapes, "caller", "callerNetwork"),
-            network(&mut shapes, "callee", "calleeNetwork"),
-        ];
+        let (networks, addresses) = network_slots(&mut shapes, medium);
+        let label = shapes.slot(medium, "label");
+        let stream = row_shape(&rows, "call_media_streams");
+        let metrics = MetricSlots::compile(&mut shapes, stream);
         Layout {
             shapes,
             rows,
@@ -144,6 +195,10 @@ impl Layout {
             medium,
             streams,
             networks,
+            addresses,
+            label,
+            stream,
+            metrics,
         }
     }
 
@@ -154,6 +209,28 @@ impl Layout {
     fn row(&self, table: &str) -> ShapeId {
         row_shape(&self.rows, table)
     }
+}
+
+/// A side of a media (`caller`, `callee`), the slot of its network, the network's shape and
+/// the slot of its hops.
+type NetworkSlots = (&'static str, u16, ShapeId, u16);
+
+/// Per side of a media (caller, callee): the side, the slot of its network, the network's
+/// shape and the slot of its hops; and the slots of its `ipAddress` and `subnet`.
+fn network_slots(shapes: &mut Shapes, medium: ShapeId) -> ([NetworkSlots; 2], [(u16, u16); 2]) {
+    let mut network = |side: &'static str, key: &'static str| {
+        let network_slot = shapes.slot(medium, key);
+        let network = shapes.object_at(medium, key);
+        let hops = shapes.slot(network, "traceRouteHops");
+        let address = (
+            shapes.slot(network, "ipAddress"),
+            shapes.slot(network, "subnet"),
+        );
+        ((side, network_slot, network, hops), address)
+    };
+    let (caller, caller_address) = network("caller", "callerNetwork");
+    let (callee, callee_address) = network("callee", "calleeNetwork");
+    ([caller, callee], [caller_address, callee_address])
 }
 
 /// The row shape of `table` among `rows`.
@@ -178,6 +255,10 @@ pub struct CallRecordTables {
     pub media: TableBuilder,
     pub streams: TableBuilder,
     pub hops: TableBuilder,
+    /// One row per call: its streams' classifications rolled up.
+    pub quality: TableBuilder,
+    /// The quality rules and sites the rows are derived with.
+    pub derivation: Derivation,
 }
 
 impl Default for CallRecordTables {
@@ -188,12 +269,24 @@ impl Default for CallRecordTables {
 }
 
 impl CallRecordTables {
-    /// Builders that write personal data as `privacy` says.
+    /// Builders that write personal data as `privacy` says, with CQD's rules and no sites.
     pub fn new(privacy: &Privacy) -> Self {
+        Self::deriving(privacy, &Derivation::default())
+    }
+
+    /// Builders that write personal data as `privacy` says and classify by `derivation`.
+    pub fn deriving(privacy: &Privacy, derivation: &Derivation) -> Self {
         let layout = Layout::get();
         let builder = |name: &str| {
             TableBuilder::within(call_table(name), privacy, layout.shapes(), layout.row(name))
         };
+        // Every column of `call_quality` is derived: its rows read nothing of the record.
+        let quality = TableBuilder::within(
+            call_table("call_quality"),
+            privacy,
+            layout.shapes(),
+            layout.record,
+        );
         CallRecordTables {
             records: builder("call_records"),
             participants: builder("call_participants"),
@@ -203,10 +296,12 @@ impl CallRecordTables {
             media: builder("call_media"),
             streams: builder("call_media_streams"),
             hops: builder("call_trace_route_hops"),
+            quality,
+            derivation: derivation.clone(),
         }
     }
 
-    pub fn builders_mut(&mut self) -> [&mut TableBuilder; 8] {
+    pub fn builders_mut(&mut self) -> [&mut TableBuilder; 9] {
         [
             &mut self.records,
             &mut self.participants,
@@ -216,6 +311,7 @@ impl CallRecordTables {
             &mut self.media,
             &mut self.streams,
             &mut self.hops,
+            &mut self.quality,
         ]
     }
 }
@@ -316,8 +412,13 @@ pub fn flatten_item(
 ) -> Result<(), UnusableRecord> {
     let layout = Layout::get();
     let (call_id, _) = identify_item(record)?;
+    let derivation = tables.derivation.clone();
     let call = RowContext {
         call_id,
+        derived: Derivations {
+            rules_id: derivation.rules_id(),
+            ..Derivations::default()
+        },
         ..RowContext::default()
     };
     let records = layout.record;
@@ -345,15 +446,48 @@ pub fn flatten_item(
             .participants
             .append_item(participant, &context, issues);
     }
+    let mut rollup = Rollup::default();
     let sessions = record.slot(records, layout.sessions).items();
     for (session_index, session) in sessions.enumerate() {
         let session_context = RowContext {
             session_index: position(session_index),
             ..call
         };
-        tables
-            .sessions
-            .append_item(session, &session_context, issues);
+        let walk = Walk {
+            layout,
+            derivation: &derivation,
+        };
+        rollup.merge(&walk.session(session, session_context, tables, issues));
+    }
+    let context = RowContext {
+        derived: Derivations {
+            rollup: Some(&rollup),
+            ..call.derived
+        },
+        ..call
+    };
+    tables.quality.append_item(record, &context, issues);
+    Ok(())
+}
+
+/// What the walk below a record reads with.
+struct Walk<'w> {
+    layout: &'static Layout,
+    derivation: &'w Derivation,
+}
+
+impl Walk<'_> {
+    /// Appends the rows of one session and those below it; the session's row comes last,
+    /// with its streams rolled up, which it returns.
+    fn session(
+        &self,
+        session: Item<'_, '_>,
+        session_context: RowContext<'_>,
+        tables: &mut CallRecordTables,
+        issues: &mut Vec<FlattenIssue>,
+    ) -> Rollup {
+        let layout = self.layout;
+        let mut rollup = Rollup::default();
         let segments = session.slot(layout.session, layout.segments).items();
         for (segment_index, segment) in segments.enumerate() {
             let segment_context = RowContext {
@@ -369,43 +503,80 @@ pub fn flatten_item(
                     media_index: position(media_index),
                     ..segment_context
                 };
-                flatten_medium(medium, media_context, layout, tables, issues);
+                self.medium(medium, media_context, &mut rollup, tables, issues);
             }
         }
-    }
-    Ok(())
-}
-
-/// Appends the rows of one media entry of a segment: the medium, its streams, and the hops
-/// of its caller's and callee's networks.
-fn flatten_medium(
-    medium: Item<'_, '_>,
-    media_context: RowContext<'_>,
-    layout: &Layout,
-    tables: &mut CallRecordTables,
-    issues: &mut Vec<FlattenIssue>,
-) {
-    tables.media.append_item(medium, &media_context, issues);
-    let streams = medium.slot(layout.medium, layout.streams).items();
-    for (stream_index, stream) in streams.enumerate() {
         let context = RowContext {
-            stream_index: position(stream_index),
+            derived: Derivations {
+                rollup: Some(&rollup),
+                ..session_context.derived
+            },
+            ..session_context
+        };
+        tables.sessions.append_item(session, &context, issues);
+        rollup
+    }
+
+    /// Appends the rows of one media entry of a segment: the medium (with its endpoints'
+    /// sites), its streams (classified, counted in `rollup`), and the hops of its caller's
+    /// and callee's networks.
+    fn medium(
+        &self,
+        medium: Item<'_, '_>,
+        media_context: RowContext<'_>,
+        rollup: &mut Rollup,
+        tables: &mut CallRecordTables,
+        issues: &mut Vec<FlattenIssue>,
+    ) {
+        let layout = self.layout;
+        let site = |side: usize| {
+            let (_, network_slot, network, _) = layout.networks[side];
+            let (ip, subnet) = layout.addresses[side];
+            let network_item = medium.slot(layout.medium, network_slot);
+            self.derivation.sites().endpoint(
+                network_item.slot(network, ip).as_str(),
+                network_item.slot(network, subnet).as_str(),
+            )
+        };
+        let context = RowContext {
+            derived: Derivations {
+                sites: [site(0), site(1)],
+                ..media_context.derived
+            },
             ..media_context
         };
-        tables.streams.append_item(stream, &context, issues);
-    }
-    for &(side, network_slot, network, hops_slot) in &layout.networks {
-        let hops = medium
-            .slot(layout.medium, network_slot)
-            .slot(network, hops_slot)
-            .items();
-        for (hop_index, hop) in hops.enumerate() {
+        tables.media.append_item(medium, &context, issues);
+        let class = MediaClass::of_label(medium.slot(layout.medium, layout.label).as_str());
+        let streams = medium.slot(layout.medium, layout.streams).items();
+        for (stream_index, stream) in streams.enumerate() {
+            let metrics = layout.metrics.read(stream, layout.stream);
+            let verdict = self.derivation.rules().classify(class, &metrics);
+            rollup.add(class, verdict.quality, &metrics);
+            let direction = stream.slot(layout.stream, layout.metrics.direction);
             let context = RowContext {
-                side,
-                hop_index: position(hop_index),
+                stream_index: position(stream_index),
+                derived: Derivations {
+                    verdict: Some(verdict),
+                    receiving_endpoint: quality::receiving_endpoint(direction.as_str()),
+                    ..media_context.derived
+                },
                 ..media_context
             };
-            tables.hops.append_item(hop, &context, issues);
+            tables.streams.append_item(stream, &context, issues);
+        }
+        for &(side, network_slot, network, hops_slot) in &layout.networks {
+            let hops = medium
+                .slot(layout.medium, network_slot)
+                .slot(network, hops_slot)
+                .items();
+            for (hop_index, hop) in hops.enumerate() {
+                let context = RowContext {
+                    side,
+                    hop_index: position(hop_index),
+                    ..media_context
+                };
+                tables.hops.append_item(hop, &context, issues);
+            }
         }
     }
 }

@@ -17,8 +17,11 @@
 //! turned into a `Protection` once, when the builder is made, so the hot path only
 //! matches on it (no lookups per cell).
 //!
-//! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`]. Knows nothing of
-//! HTTP or files.
+//! Derived columns (`$quality`, `$audio_streams_poor`, `$caller_building`, ...) take their
+//! values from the walker's [`Derivations`] ([`crate::quality`]).
+//!
+//! May touch: arrow, serde_json, [`crate::schema`], [`crate::privacy`], [`crate::quality`].
+//! Knows nothing of HTTP or files.
 
 pub mod call_records;
 pub mod dom;
@@ -38,6 +41,7 @@ use serde_json::Value;
 use self::dom::{Dom, Item, Node};
 use self::shape::{ShapeId, Shapes};
 use crate::privacy::{ColumnClass, PiiClass, Privacy, Treatment, is_phone_number};
+use crate::quality::{Derivations, Derived, DerivedKind, DerivedValue};
 use crate::schema::{self, ColumnSchema, ColumnType, Convert, TableSchema, UTC};
 
 /// Values of a row that do not come from its JSON object: whose call it is and where it sits.
@@ -57,6 +61,8 @@ pub struct RowContext<'a> {
     /// The range a report row aggregates (microseconds since the epoch, UTC).
     pub report_from: i64,
     pub report_to: i64,
+    /// Stream classifications, roll-ups and sites ([`crate::quality`]).
+    pub derived: Derivations<'a>,
 }
 
 /// The names a declaration may use as `$name` paths.
@@ -73,6 +79,7 @@ enum ContextKey {
     Role,
     ReportFrom,
     ReportTo,
+    Derived(Derived),
 }
 
 impl ContextKey {
@@ -89,7 +96,7 @@ impl ContextKey {
             "role" => ContextKey::Role,
             "report_from" => ContextKey::ReportFrom,
             "report_to" => ContextKey::ReportTo,
-            _ => return None,
+            _ => ContextKey::Derived(Derived::parse(name)?),
         })
     }
 }
@@ -453,6 +460,25 @@ impl ColumnBuilder {
         }
     }
 
+    fn append_derived(&mut self, value: DerivedValue<'_>) {
+        match (self, value) {
+            (ColumnBuilder::Utf8(b), DerivedValue::Text(v)) => b.append_option(v),
+            (ColumnBuilder::Int32(b), DerivedValue::Count(v)) => b.append_option(v),
+            (ColumnBuilder::Boolean(b), DerivedValue::Flag(v)) => b.append_option(v),
+            (ColumnBuilder::Float64(b), DerivedValue::Number(v)) => b.append_option(v),
+            (ColumnBuilder::List(b), DerivedValue::Reasons(Some(reasons))) => {
+                for column in reasons.columns() {
+                    b.values().append_value(column);
+                }
+                b.append(true);
+            }
+            (ColumnBuilder::List(b), DerivedValue::Reasons(None)) => b.append_null(),
+            _ => unreachable!(
+                "derived columns are declared with their kind's type (checked by TableBuilder::new)"
+            ),
+        }
+    }
+
     fn append_i32(&mut self, value: i32) {
         match self {
             ColumnBuilder::Int32(b) => b.append_value(value),
@@ -640,6 +666,7 @@ fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowCon
         ContextKey::ParticipantIndex => builder.append_i32(context.participant_index),
         ContextKey::ReportFrom => builder.append_timestamp(context.report_from),
         ContextKey::ReportTo => builder.append_timestamp(context.report_to),
+        ContextKey::Derived(derived) => builder.append_derived(derived.value(&context.derived)),
     }
 }
 
@@ -770,7 +797,13 @@ fn check_convert_fits_type(table: &str, column: &ColumnSchema) {
     let expected = match column.path.strip_prefix('$') {
         Some("call_id" | "side" | "role") => ColumnType::String,
         Some("report_from" | "report_to") => ColumnType::Timestamp,
-        Some(_) => ColumnType::Int32,
+        Some(name) => match Derived::parse(name).map(Derived::kind) {
+            None | Some(DerivedKind::Count) => ColumnType::Int32,
+            Some(DerivedKind::Text) => ColumnType::String,
+            Some(DerivedKind::Flag) => ColumnType::Boolean,
+            Some(DerivedKind::Number) => ColumnType::Double,
+            Some(DerivedKind::Reasons) => ColumnType::ListOfString,
+        },
         None => match column.convert {
             Convert::Plain => return,
             Convert::DurationMs => ColumnType::Double,

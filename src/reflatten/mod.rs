@@ -30,6 +30,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::privacy::Privacy;
+use crate::quality::Derivation;
 use crate::raw::RawInput;
 use crate::reuse;
 use crate::run::summary::Published;
@@ -58,6 +59,8 @@ pub struct ReflattenPlan {
     /// Streams to rebuild; None: every stream the raw zone holds.
     pub streams: Option<Vec<StreamKind>>,
     pub privacy: Privacy,
+    /// How streams are classified and endpoints placed (`[quality]`, `[sites]`).
+    pub derivation: Derivation,
     /// Parse-and-flatten threads.
     pub workers: usize,
 }
@@ -109,7 +112,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
     let run = Run::begin(&plan.output, None, started_at).await?;
     tracing::info!(run_id = run.id, raw = %plan.raw, output = %plan.output, "Reflatten started.");
 
-    let fingerprint = reuse::rows_fingerprint(&plan.privacy);
+    let fingerprint = reuse::rows_fingerprint(&plan.privacy, &plan.derivation);
     let window = match plan.window {
         Some(window) => Some(widened_window(&plan.output, &streams, window, &fingerprint).await?),
         None => None,
@@ -186,8 +189,8 @@ fn flatten_all(
                 let receiver = chunk_receiver.clone();
                 let spent = spent.clone();
                 scope.spawn(move || {
-                    let outcome =
-                        Worker::new(&plan.privacy, window, batches).run(&receiver, &spent);
+                    let outcome = Worker::new(&plan.privacy, &plan.derivation, window, batches)
+                        .run(&receiver, &spent);
                     if outcome.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }

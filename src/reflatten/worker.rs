@@ -16,6 +16,7 @@ use super::reader::{Chunk, ChunkBytes, lines};
 use crate::flatten::call_records::{self as flatten_calls, CallRecordTables, RecordParser};
 use crate::flatten::{FlattenIssue, RowContext, TableBuilder};
 use crate::privacy::Privacy;
+use crate::quality::Derivation;
 use crate::raw;
 use crate::run::rows::{self, LogRows};
 use crate::run::writer::Batches;
@@ -49,6 +50,7 @@ impl Counts {
 /// One parse-and-flatten thread with its own builders per partition.
 pub(super) struct Worker<'a> {
     privacy: &'a Privacy,
+    derivation: &'a Derivation,
     window: Option<Window>,
     batches: Batches,
     calls: BTreeMap<NaiveDate, CallRecordTables>,
@@ -58,9 +60,15 @@ pub(super) struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    pub fn new(privacy: &'a Privacy, window: Option<Window>, batches: Batches) -> Self {
+    pub fn new(
+        privacy: &'a Privacy,
+        derivation: &'a Derivation,
+        window: Option<Window>,
+        batches: Batches,
+    ) -> Self {
         Worker {
             privacy,
+            derivation,
             window,
             batches,
             calls: BTreeMap::new(),
@@ -131,11 +139,11 @@ impl<'a> Worker<'a> {
                 return Ok(());
             }
             let dt = start.date_naive();
-            let privacy = self.privacy;
+            let (privacy, derivation) = (self.privacy, self.derivation);
             let tables = self
                 .calls
                 .entry(dt)
-                .or_insert_with(|| CallRecordTables::new(privacy));
+                .or_insert_with(|| CallRecordTables::deriving(privacy, derivation));
             flatten_calls::flatten_item(record, tables, &mut self.issues)?;
             return self.placed(stream, dt);
         };

@@ -124,6 +124,11 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
         count(&participants)
     );
     assert_eq!(
+        support::read_table(lake, "call_quality").len(),
+        records.len(),
+        "one call_quality row per call"
+    );
+    assert_eq!(
         support::read_table(lake, "call_modalities").len(),
         count(&|r| r["modalities"].as_array().map_or(0, Vec::len))
     );
@@ -186,7 +191,7 @@ fn an_emulator_export_writes_every_call_of_the_window_with_all_its_children() {
     assert_eq!(manifest["tables"]["call_records"]["rows"], records.len());
     let summary = stderr(&output);
     assert!(
-        summary.contains("call_media_streams") && summary.contains("partitions replaced: 16"),
+        summary.contains("call_media_streams") && summary.contains("partitions replaced: 18"),
         "{summary}"
     );
 }

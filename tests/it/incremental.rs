@@ -31,6 +31,17 @@ async fn export(
     raw: Option<&Path>,
     full: bool,
 ) -> RunSummary {
+    export_deriving(emulator, lake, raw, full, Default::default()).await
+}
+
+/// [`export`] with quality rules and sites.
+async fn export_deriving(
+    emulator: &RunningEmulator,
+    lake: &Path,
+    raw: Option<&Path>,
+    full: bool,
+    derivation: callrecords_etl::quality::Derivation,
+) -> RunSummary {
     let today = chrono::Utc::now().date_naive();
     let plan = ExportPlan {
         window: Window::new(
@@ -44,6 +55,7 @@ async fn export(
         api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
+        derivation,
         raw: raw.map(|raw| callrecords_etl::store::Location::Local(raw.to_path_buf())),
         full,
     };
@@ -245,4 +257,54 @@ async fn a_record_missing_from_the_raw_zone_is_fetched_again() {
     assert_eq!(record_requests(&emulator).len(), 2 * fetched);
     assert_eq!(raw_ids(&raw), lake_ids);
     assert!(snapshot(&lake) == expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_under_other_quality_rules_or_sites_reuses_no_row() {
+    use callrecords_etl::quality::{Derivation, Rules, Sites};
+    let emulator = start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let first = export(&emulator, &lake, None, false).await;
+    let records = first.records_exported;
+
+    let rules: Rules = toml::from_str("audio_jitter_ms = 10").unwrap();
+    let strict = export_deriving(
+        &emulator,
+        &lake,
+        None,
+        false,
+        Derivation::new(rules, Sites::default()),
+    )
+    .await;
+    assert_eq!(
+        strict.records_reused, 0,
+        "rows classified under CQD's thresholds are not reused"
+    );
+    assert_eq!(strict.records_exported, records);
+    let streams = support::read_table(&lake, "call_media_streams");
+    assert!(
+        streams
+            .iter()
+            .all(|row| row["quality_rules"] == "cqd-custom:audio_jitter_ms=10")
+    );
+
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/buildings.sample.csv");
+    let with_sites = || Derivation::new(rules, Sites::load(&sample).unwrap());
+    let placed = export_deriving(&emulator, &lake, None, false, with_sites()).await;
+    assert_eq!(
+        placed.records_reused, 0,
+        "rows matched without the building file are not reused"
+    );
+    assert!(
+        support::read_table(&lake, "call_media")
+            .iter()
+            .any(|row| row["caller_building"].is_string())
+    );
+
+    let again = export_deriving(&emulator, &lake, None, false, with_sites()).await;
+    assert_eq!(
+        again.records_reused, records,
+        "the same rules and file reuse every record"
+    );
 }

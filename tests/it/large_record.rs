@@ -90,6 +90,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
         api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
+        derivation: Default::default(),
         raw: Some(Location::Local(raw.clone())),
         full: false,
     };

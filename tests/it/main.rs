@@ -16,6 +16,7 @@ mod log_streams;
 mod never_lose_a_row;
 mod object_store;
 mod operators;
+mod quality;
 mod raw_zone;
 mod readers;
 mod reliability;

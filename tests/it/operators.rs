@@ -67,7 +67,7 @@ fn off_a_terminal_there_are_no_bars_or_escape_codes_and_the_summary_is_complete(
         "table",
         "call_media_streams",
         "direct_routing_calls",
-        "partitions replaced: 10",
+        "partitions replaced: 11",
         "requests:",
         "throttled with 429",
         "records skipped (404): 0",
@@ -239,7 +239,7 @@ async fn a_dry_run_prints_the_plan_and_makes_no_request() {
     assert!(output.status.success(), "{}", stderr(&output));
     let plan = stdout(&output);
     assert!(
-        plan.contains("Dry run") && plan.contains("partitions that would be replaced (20)"),
+        plan.contains("Dry run") && plan.contains("partitions that would be replaced (22)"),
         "{plan}"
     );
     assert!(

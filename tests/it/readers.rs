@@ -2,7 +2,8 @@
 //! `schema --ddl duckdb` generates and by pyarrow's Hive-partitioned dataset, holds for every
 //! table exactly the rows Rust reads, with the declared types and descriptions
 //! (tests/readers/check_lake.py). sqlglot parses the Spark, Athena and Trino DDL
-//! (tests/readers/check_ddl.py).
+//! (tests/readers/check_ddl.py). The query pack (docs/queries/, DuckDB and Spark SQL through
+//! sqlglot) gives the numbers counted from the Parquet files (tests/readers/check_queries.py).
 //!
 //! The Python packages (tests/readers/requirements.txt) are not on a fresh machine: without
 //! them these tests fail under CI (`CI` set; .ci/run installs them) and are skipped elsewhere,
@@ -166,6 +167,57 @@ fn sqlglot_parses_the_spark_athena_and_trino_ddl() {
     )
     .unwrap();
     run_python("check_ddl.py", &[&expected]);
+}
+
+#[test]
+fn the_query_pack_gives_the_numbers_counted_from_the_parquet_files() {
+    if !python_has(&["duckdb", "pyarrow", "sqlglot"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
+    let (lake_path, raw_path) = (lake.to_str().unwrap(), raw.to_str().unwrap());
+    let (from, to) = (days_ago(3), days_ago(1));
+    binary(&[
+        "export",
+        "--emulator",
+        "--api-version",
+        "beta",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--out",
+        lake_path,
+        "--raw",
+        raw_path,
+    ]);
+    // The building file maps the emulator's office subnets: rebuilt with it, the lake has sites.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = dir.path().join("sites.toml");
+    let sample = root.join("docs/buildings.sample.csv");
+    std::fs::write(
+        &config,
+        format!("[sites]\nfile = {:?}\n", sample.to_str().unwrap()),
+    )
+    .unwrap();
+    binary(&[
+        "-q",
+        "reflatten",
+        "--raw",
+        raw_path,
+        "--out",
+        lake_path,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let ddl = binary(&["-q", "schema", "--ddl", "duckdb", "--location", lake_path]);
+    let ddl_file = dir.path().join("views.sql");
+    std::fs::write(&ddl_file, ddl.stdout).unwrap();
+    run_python(
+        "check_queries.py",
+        &[&lake, &ddl_file, &root.join("docs/queries")],
+    );
 }
 
 /// The footers as parquet-mr (Spark's Java reader, Hive) judges them: float and double

@@ -236,6 +236,7 @@ async fn export_in_process(emulator: &RunningEmulator, lake: &Path, window: Wind
         api_version: callrecords_etl::graph::ApiVersion::V1,
         log_chunk_days: 30,
         privacy: Default::default(),
+        derivation: Default::default(),
         raw: None,
         full: false,
     };

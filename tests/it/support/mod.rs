@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value, json};
 
 /// The tables of the `call_records` stream, in declaration order.
-pub const CALL_TABLES: [&str; 8] = [
+pub const CALL_TABLES: [&str; 9] = [
     "call_records",
     "call_participants",
     "call_modalities",
@@ -29,6 +29,7 @@ pub const CALL_TABLES: [&str; 8] = [
     "call_media",
     "call_media_streams",
     "call_trace_route_hops",
+    "call_quality",
 ];
 
 /// The built binary, with the environment variables that would change its behaviour removed.

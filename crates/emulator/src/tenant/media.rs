@@ -60,13 +60,24 @@ pub fn media(
     })
 }
 
+/// A client's address and its /24 subnet. About a third of clients sit in the offices of
+/// `docs/buildings.sample.csv` (HQ with a more specific floor range, Dublin, Bangalore, the
+/// VPN pool); the rest in networks no building file names.
 fn private_address(rng: &mut TenantRng) -> (String, String) {
-    let (a, b, c) = (
+    let (a, b, c): (u32, u32, u32) = (
         rng.random_range(0..=255),
         rng.random_range(0..=255),
         rng.random_range(1..255),
     );
-    (format!("10.{a}.{b}.{c}"), format!("10.{a}.{b}.0"))
+    let network = match (a < 90).then_some(a % 5) {
+        Some(0) => "10.10.1".to_string(),
+        Some(1) => "10.10.2".to_string(),
+        Some(2) => format!("10.20.{}", b % 4),
+        Some(3) => format!("10.30.{}", b % 8),
+        Some(_) => format!("10.99.{}", b % 16),
+        None => format!("10.{a}.{b}"),
+    };
+    (format!("{network}.{c}"), format!("{network}.0"))
 }
 
 fn public_address(rng: &mut TenantRng, first_octets: &str) -> String {
@@ -269,9 +280,22 @@ fn stream(
 ) -> Value {
     let start_offset = rng.random_range(0..=segment_length_ms / 10);
     let end_offset = segment_length_ms - rng.random_range(0..=segment_length_ms / 10);
-    let average_jitter = rng.random_range(1..40);
-    let average_round_trip = rng.random_range(10..150);
-    let average_loss = ratio(rng, 0.03);
+    // Mostly good networks, with a tail past each of CQD's audio thresholds (jitter > 30 ms
+    // for about 5 % of streams, round trip > 500 ms for 3 %, packet loss > 0.1 for 2 %).
+    let average_jitter = match rng.random_range(1..400_u64) {
+        j if j <= 380 => 1 + j / 16,
+        j => 31 + (j - 380) * 3,
+    };
+    let average_round_trip = match rng.random_range(10..1000_u64) {
+        r if r <= 970 => 10 + r / 7,
+        r => 520 + (r - 970) * 15,
+    };
+    let average_loss = match rng.random_range(0.0..1.0_f64) {
+        v if v < 0.98 => round4(v * 0.03),
+        v => round4(0.1 + v * 0.2),
+    };
+    // Some streams report no packet count: their audio is unclassified.
+    let packets = Some(rng.random_range(50..200_000_i64)).filter(|p| *p >= 4_000);
     let mut stream = json!({
         "streamId": rng.random_range(1_000_000_000_u32..4_000_000_000).to_string(),
         "streamDirection": direction,
@@ -283,7 +307,7 @@ fn stream(
         "maxPacketLossRate": round4(average_loss + ratio(rng, 0.1)),
         "averageRoundTripTime": iso_duration(average_round_trip),
         "maxRoundTripTime": iso_duration(average_round_trip + rng.random_range(0..400)),
-        "packetUtilization": rng.random_range(50..200_000_i64),
+        "packetUtilization": packets,
         "averageBandwidthEstimate": sometimes(rng, 0.9, |rng| json!(rng.random_range(50_000..40_000_000_i64))),
         "wasMediaBypassed": rng.random_bool(0.02),
     });
@@ -333,6 +357,15 @@ fn video_metrics(rng: &mut TenantRng) -> Value {
         rng.random_range(0..2_000)
     };
     let frame_rate = (rng.random_range(7.0..30.0_f64) * 100.0).round() / 100.0;
+    // Frame loss past CQD's 50 % for about 5 % of streams; about 3 % report neither frame
+    // loss nor frame rate (unclassified), 3 % only the frame rate.
+    let frame_loss = rng.random_range(0.0..5.0_f64);
+    let (frame_loss, sent_frame_rate) = match frame_loss {
+        f if f < 0.15 => (Value::Null, Value::Null),
+        f if f < 0.3 => (Value::Null, json!(frame_rate)),
+        f if f >= 4.75 => (json!(round4(50.0 + f * 4.0)), json!(frame_rate)),
+        f => (json!(round4(f)), json!(frame_rate)),
+    };
     json!({
         "audioCodec": null,
         "averageAudioDegradation": null,
@@ -343,9 +376,9 @@ fn video_metrics(rng: &mut TenantRng) -> Value {
         "isAudioForwardErrorCorrectionUsed": null,
         "postForwardErrorCorrectionPacketLossRate": null,
         "videoCodec": pick_weighted(rng, &[("h264", 40), ("h264s", 10), ("av1", 15), ("xrtvc1", 15), ("rtVideo", 10), ("h265", 5), ("unknown", 3), ("unknownFutureValue", 2)]),
-        "averageVideoFrameRate": frame_rate,
+        "averageVideoFrameRate": sent_frame_rate,
         "averageReceivedFrameRate": sometimes(rng, 0.8, |_| json!(frame_rate)),
-        "averageVideoFrameLossPercentage": ratio(rng, 5.0),
+        "averageVideoFrameLossPercentage": frame_loss,
         "averageVideoPacketLossRate": ratio(rng, 0.05),
         "lowFrameRateRatio": ratio(rng, 0.3),
         "lowVideoProcessingCapabilityRatio": ratio(rng, 0.2),

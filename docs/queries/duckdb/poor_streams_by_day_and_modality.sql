@@ -1,0 +1,30 @@
+-- Poor-stream rate per day and modality.
+-- Classified streams (good or poor) per dt and modality, how many were poor, and the rate in percent.
+-- Classification: Microsoft's CQD stream classification (docs/quality.md); a stream's
+-- network, building, platform and user are those of its receiving endpoint.
+-- DuckDB: run `callrecords-etl schema --ddl duckdb` first for the views.
+WITH streams AS (
+  SELECT
+    s.dt,
+    s.quality,
+    s.receiving_endpoint,
+    CASE
+      WHEN lower(m.label) LIKE 'applicationsharing%video%' THEN 'screen_sharing'
+      WHEN lower(m.label) LIKE 'applicationsharing%' THEN 'application_sharing'
+      WHEN lower(m.label) LIKE '%audio%' THEN 'audio'
+      WHEN lower(m.label) LIKE '%video%' THEN 'video'
+      ELSE 'other'
+    END AS modality
+  FROM call_media_streams AS s
+  JOIN call_media AS m USING (call_id, session_index, segment_index, media_index)
+  WHERE s.quality IN ('good', 'poor')
+)
+SELECT
+  dt,
+  modality,
+  count(*) AS classified_streams,
+  count(*) FILTER (WHERE quality = 'poor') AS poor_streams,
+  round(100.0 * count(*) FILTER (WHERE quality = 'poor') / count(*), 2) AS poor_percent
+FROM streams
+GROUP BY dt, modality
+ORDER BY dt, modality;
