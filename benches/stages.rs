@@ -7,7 +7,7 @@
 //! 2. `serde skim` (the baseline): `serde_json` reading every line into `IgnoredAny`,
 //!    the least work a serde parser does for a line: it checks the syntax and builds nothing;
 //! 3. `parse`: the worker's reader, filling the tree of the members the tables read;
-//! 4. `flatten`: plus placing each record and appending its rows to the eight tables'
+//! 4. `flatten`: plus placing each record and appending its rows to the nine tables'
 //!    Arrow builders (a table's batch finished every [`BATCH_ROWS`] rows);
 //! 5. `write`: plus encoding those batches into Parquet (zstd) by the sink, into a
 //!    temporary folder;
