@@ -448,6 +448,8 @@ impl StagedRun {
         let change = commit::ZoneChange {
             root: self.output.root_name(),
             is_lake: false,
+            format: commit::TableFormat::Parquet,
+            delta: Vec::new(),
             partitions: by_partition
                 .iter()
                 .map(|((table, dt), files)| commit::PartitionChange {
@@ -492,13 +494,13 @@ pub async fn remove_stale_staging(
 }
 
 /// The files that make up the live partition `<table>/dt=…` now, as paths relative to the
-/// root, in name order ([`commit::live_files`]).
+/// root, in name order ([`commit::live_table_files`]: a Delta table's current snapshot).
 pub async fn live_partition_files(
     output: &Location,
     table: &str,
     dt: NaiveDate,
-) -> Result<Vec<String>, StoreError> {
-    commit::live_files(output, &format!("{table}/{}", partition_dir_name(dt))).await
+) -> Result<Vec<String>, commit::CommitError> {
+    commit::live_table_files(output, table, &partition_dir_name(dt)).await
 }
 
 /// `dt=YYYY-MM-DD`, the Hive partition folder every engine recognises.

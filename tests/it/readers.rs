@@ -31,7 +31,7 @@ fn binary(args: &[&str]) -> Output {
 
 /// Whether `python3` can import `packages`. When it cannot: a failure under CI, else a
 /// `skipped:` line and false.
-fn python_has(packages: &[&str]) -> bool {
+pub(crate) fn python_has(packages: &[&str]) -> bool {
     let probe = Command::new("python3")
         .arg("-c")
         .arg(format!("import {}", packages.join(", ")))
@@ -67,7 +67,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Runs a check script; its output is the failure message.
-fn run_python(script_name: &str, args: &[&Path]) {
+pub(crate) fn run_python(script_name: &str, args: &[&Path]) {
     let output = Command::new("python3")
         .arg(script(script_name))
         .args(args)
