@@ -331,15 +331,18 @@ struct SchemaArgs {
     #[arg(long, value_name = "PATH|URL", requires = "ddl")]
     location: Option<String>,
     /// Listing format: text for people, or json: the declarations as in schemas/*.json
-    /// (one object with --table, else an array).
-    #[arg(long, value_enum, default_value_t = ListFormat::Text, conflicts_with = "ddl")]
+    /// (one object with --table, else an array). With --ddl: the lake's table format,
+    /// parquet (the default) or delta (registers the Delta tables of --format delta).
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum ListFormat {
     Text,
     Json,
+    Parquet,
+    Delta,
 }
 
 /// `--api-version`: the names of [`ApiVersion`].
@@ -750,7 +753,23 @@ fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
                     "The SQL locates the lake at the placeholder {location}: replace it, or pass --location."
                 );
             }
-            ddl::script(dialect, &tables, location)
+            match args.format {
+                ListFormat::Delta => ddl::delta::script(dialect, &tables, location),
+                ListFormat::Text | ListFormat::Parquet => ddl::script(dialect, &tables, location),
+                ListFormat::Json => {
+                    return Err(Failure::usage(
+                        "--format json lists the declarations; with --ddl, --format is the lake's table \
+                         format: parquet or delta",
+                    )
+                    .into());
+                }
+            }
+        }
+        (None, ListFormat::Parquet | ListFormat::Delta) => {
+            return Err(Failure::usage(
+                "--format parquet|delta picks the DDL of the lake's table format: add --ddl <dialect>",
+            )
+            .into());
         }
         (None, ListFormat::Text) => ddl::listing(&tables),
         (None, ListFormat::Json) => {

@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+pub mod delta;
+
 use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema};
 
 /// The lake root written into the SQL when none is given: a marker the user replaces

@@ -93,12 +93,21 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(StateError::Damaged { .. }) = cause.downcast_ref::<StateError>() {
         return Some(Exit::Usage);
     }
-    if let Some(crate::delta::DeltaError::Conflict { .. }) = cause.downcast_ref() {
-        return Some(Exit::Locked);
+    match cause.downcast_ref::<crate::delta::DeltaError>() {
+        Some(crate::delta::DeltaError::Conflict { .. }) => return Some(Exit::Locked),
+        Some(
+            crate::delta::DeltaError::IsDelta { .. } | crate::delta::DeltaError::IsParquet { .. },
+        ) => {
+            return Some(Exit::Usage);
+        }
+        _ => {}
     }
     match cause.downcast_ref::<CommitError>() {
         Some(CommitError::Damaged { .. } | CommitError::UnknownZone { .. }) => Some(Exit::Usage),
         Some(CommitError::Delta(crate::delta::DeltaError::Conflict { .. })) => Some(Exit::Locked),
+        Some(CommitError::Delta(
+            crate::delta::DeltaError::IsDelta { .. } | crate::delta::DeltaError::IsParquet { .. },
+        )) => Some(Exit::Usage),
         _ => None,
     }
 }

@@ -112,12 +112,27 @@ pub async fn present(
     Ok(true)
 }
 
-/// What each table's commit of the zone will be based on (see [`delta::plan`]).
-pub async fn plan(lake: &Location, change: &ZoneChange) -> Result<Vec<TableCommit>, CommitError> {
-    let tables = change
+fn tables(change: &ZoneChange) -> std::collections::BTreeSet<String> {
+    change
         .partitions
         .iter()
         .filter_map(|p| p.folder.split_once('/').map(|(t, _)| t.to_string()))
-        .collect();
-    Ok(delta::plan(lake, &tables).await?)
+        .collect()
+}
+
+/// What each table's commit of the zone will be based on (see [`delta::plan`]).
+pub async fn plan(lake: &Location, change: &ZoneChange) -> Result<Vec<TableCommit>, CommitError> {
+    Ok(delta::plan(lake, &tables(change)).await?)
+}
+
+/// Refuses a run whose format is not its tables' (see [`delta::check_format`]).
+pub async fn check_format(
+    lake: &Location,
+    change: &ZoneChange,
+    delta: bool,
+) -> Result<(), CommitError> {
+    for table in tables(change) {
+        delta::check_format(lake, &table, delta).await?;
+    }
+    Ok(())
 }

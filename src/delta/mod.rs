@@ -55,6 +55,17 @@ pub enum DeltaError {
         table: String,
         source: Box<DeltaTableError>,
     },
+    #[error(
+        "{location} is a Delta table, and this run writes Parquet: pass --format delta (or set \
+         [output] format = \"delta\"), or write the Parquet lake to another --out"
+    )]
+    IsDelta { location: String },
+    #[error(
+        "{location} holds Parquet partitions without a Delta log, and this run writes Delta: write \
+         the Delta lake to another --out (reflatten --format delta rebuilds it from a raw zone), or \
+         pass --format parquet"
+    )]
+    IsParquet { location: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -158,6 +169,23 @@ fn live_adds(delta: &DeltaTable, table: &str) -> Result<Vec<Add>, DeltaError> {
 
 fn partition_of(values: &HashMap<String, Option<String>>) -> Option<&str> {
     values.get(PARTITION_COLUMN)?.as_deref()
+}
+
+/// Refuses to write `table` as Delta (`delta`) over Parquet partitions, or as Parquet over
+/// a Delta table: either would leave readers of the other format a broken table.
+pub async fn check_format(lake: &Location, table: &str, delta: bool) -> Result<(), DeltaError> {
+    let location = lake.display_path(table);
+    match (delta, is_delta(lake, table).await?) {
+        (false, true) => Err(DeltaError::IsDelta { location }),
+        (true, false) => {
+            let folders = lake.list_folders(table).await?;
+            match folders.iter().any(|f| f.starts_with("dt=")) {
+                true => Err(DeltaError::IsParquet { location }),
+                false => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What each table's commit will be based on: its version now and its next `txn` version.

@@ -87,6 +87,13 @@ impl Run {
         let mut planned = Vec::new();
         for mut zone in zones {
             zone.is_lake = zone.root == lake_root;
+            if zone.is_lake {
+                let delta = self.format == TableFormat::Delta;
+                if let Err(error) = commit::delta::check_format(&self.lake, &zone, delta).await {
+                    self.discard().await;
+                    return Err(anyhow::Error::new(error).context(NOT_PUBLISHED));
+                }
+            }
             if zone.is_lake && self.format == TableFormat::Delta {
                 zone.format = TableFormat::Delta;
                 zone.delta = match commit::delta::plan(&self.lake, &zone).await {

@@ -272,3 +272,111 @@ fn a_writer_whose_table_changed_since_it_read_it_fails_and_the_log_stays_whole()
         "{files:?}"
     );
 }
+
+#[test]
+fn a_lake_keeps_its_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parquet, delta_lake) = (dir.path().join("parquet"), dir.path().join("delta"));
+    for (lake, first, second, word) in [
+        (&parquet, "parquet", "delta", "holds Parquet partitions"),
+        (&delta_lake, "delta", "parquet", "is a Delta table"),
+    ] {
+        emulator_export(lake, first);
+        let output = support::binary()
+            .args(["export", "--emulator", "--streams", "pstn_calls", "--format", second])
+            .args(["--from", &days_ago(3), "--to", &days_ago(1), "--out"])
+            .arg(lake)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains(word), "{}", stderr(&output));
+    }
+}
+
+/// Every Parquet file under the table folders of `lake`, relative to it.
+fn files_on_disk(lake: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for table in schema::tables() {
+        for (partition, file) in support::parquet_files(lake, &table.table) {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            files.insert(format!("{}/{partition}/{name}", table.table));
+        }
+    }
+    files
+}
+
+#[test]
+fn maintain_vacuums_exactly_the_files_replaced_longer_ago_than_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    emulator_export(&lake, "delta");
+    emulator_export(&lake, "delta");
+    let location = Location::Local(lake.clone());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let live: BTreeSet<String> = schema::tables()
+        .iter()
+        .flat_map(|t| {
+            runtime
+                .block_on(delta::snapshot_files(&location, &t.table, None))
+                .unwrap()
+        })
+        .collect();
+    let all = files_on_disk(&lake);
+    let replaced: BTreeSet<&String> = all.difference(&live).collect();
+    assert!(!replaced.is_empty() && live.is_subset(&all));
+    let maintain = |extra: &[&str]| {
+        support::binary()
+            .args(["maintain", "--out", lake.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    let kept = maintain(&[]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert_eq!(files_on_disk(&lake), all, "nothing is older than a week");
+    let refused = maintain(&["--vacuum-hours", "1"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--allow-short-retention"));
+    let dry = maintain(&["--vacuum-hours", "0", "--allow-short-retention", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(files_on_disk(&lake), all, "a dry run deletes nothing");
+
+    let vacuumed = maintain(&["--vacuum-hours", "0", "--allow-short-retention"]);
+    assert!(vacuumed.status.success(), "{}", stderr(&vacuumed));
+    assert_eq!(files_on_disk(&lake), live, "exactly the replaced files are gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflatten_rebuilds_a_delta_lake_from_the_raw_zone_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, raw, rebuilt) = (
+        dir.path().join("lake"),
+        dir.path().join("raw"),
+        dir.path().join("rebuilt"),
+    );
+    let mut export = support::binary();
+    export
+        .args(["export", "--emulator", "--streams", "call_records", "--format", "delta"])
+        .args(["--from", &days_ago(3), "--to", &days_ago(1), "--out"])
+        .arg(&lake)
+        .arg("--raw")
+        .arg(&raw);
+    let output = tokio::task::spawn_blocking(move || export.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reflatten = support::binary();
+    reflatten
+        .args(["reflatten", "--format", "delta", "--raw"])
+        .arg(&raw)
+        .arg("--out")
+        .arg(&rebuilt);
+    let output = tokio::task::spawn_blocking(move || reflatten.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (exported, rebuilt) = (delta_rows(&lake).await, delta_rows(&rebuilt).await);
+    assert!(!exported["call_records"].is_empty());
+    assert_eq!(exported, rebuilt);
+}

@@ -1178,3 +1178,5 @@ fn a_crash_at_each_commit_step_on_azure_blob_leaves_the_old_or_the_new_lake_whol
         azure_lake(&server, prefix)
     });
 }
+
+mod delta_lake;

@@ -5,16 +5,19 @@ from a Parquet export of the same window (tests/it/delta.rs writes EXPECTED and 
 
     python3 tests/readers/check_delta.py LAKE EXPECTED.json
 
-EXPECTED.json: {"tables": [{"declaration": schemas/<table>.json, "rows": [row, ...]}, ...],
-                "versions": {table: the latest version}, "run_id": the last run's id}
+LAKE is a folder or an object-store URL (s3://, az://). EXPECTED.json:
+    {"tables": [{"declaration": schemas/<table>.json, "rows": [row, ...]}, ...],
+     "versions": {table: the latest version}, "run_id": the last run's id,
+     "storage_options": {delta-rs object-store options, for a URL}}
 
 For every declared table in EXPECTED it checks
 - the Delta schema: the declared columns (Delta types, nullability, descriptions as
   `comment`) then `dt DATE`, partitioned by `dt`;
 - deltalake and polars read exactly Rust's rows, at the latest version and (time travel) at
   the one before, whose files the latest version replaced;
-- the latest commit names the run (`run_id` in commitInfo) and carries a `txn` action of
-  app id `callrecords-etl`; every `add` has statistics with `numRecords`.
+- the latest commit names the run (`run_id` in commitInfo); in a local lake its log entry
+  also carries a `txn` action of app id `callrecords-etl`, and every `add` has statistics
+  with `numRecords`.
 Prints one line per table; exits 1 with the differences when anything differs.
 """
 
@@ -45,9 +48,9 @@ def delta_type(declared):
     return f"decimal({args[0]},{args[1]})" if args else DELTA_TYPES[declared]
 
 
-def log_entries(path, version):
-    """The actions of commit `version`, read from the JSON log itself."""
-    text = (path / "_delta_log" / f"{version:020}.json").read_text()
+def log_entries(uri, version):
+    """The actions of commit `version`, read from the JSON log itself (a local lake only)."""
+    text = (Path(uri) / "_delta_log" / f"{version:020}.json").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -71,18 +74,20 @@ def check_schema(delta, table, problems):
         problems.append(f"{table.name}: table description {delta.metadata().description!r}")
 
 
-def read_rows(path, version):
-    delta = DeltaTable(str(path), version=version)
+def read_rows(uri, version, options):
+    delta = DeltaTable(uri, version=version, storage_options=options)
     by_deltalake = delta.to_pyarrow_table().to_pylist()
-    by_polars = pl.read_delta(str(path), version=version).to_dicts()
+    by_polars = pl.read_delta(uri, version=version, storage_options=options).to_dicts()
     return delta, by_deltalake, by_polars
 
 
-def check_commit(path, table, version, run_id, problems):
-    entries = log_entries(path, version)
-    info = next((e["commitInfo"] for e in entries if "commitInfo" in e), {})
-    if info.get("run_id") != run_id:
-        problems.append(f"{table.name} v{version}: commitInfo run_id {info.get('run_id')!r}, expected {run_id}")
+def check_commit(delta, uri, table, version, run_id, problems):
+    info = delta.history(1)[0]
+    if info.get("run_id") != run_id or info.get("version") != version:
+        problems.append(f"{table.name} v{version}: last commit {info.get('version')} of run {info.get('run_id')!r}, expected {run_id}")
+    if "://" in uri:
+        return
+    entries = log_entries(uri, version)
     txns = [e["txn"] for e in entries if "txn" in e]
     if [t["appId"] for t in txns] != ["callrecords-etl"]:
         problems.append(f"{table.name} v{version}: txn actions {txns}")
@@ -92,20 +97,21 @@ def check_commit(path, table, version, run_id, problems):
             problems.append(f"{table.name} v{version}: add {add['path']} without numRecords")
 
 
-def check_table(lake, entry, versions, run_id, problems):
+def check_table(lake, entry, expected, problems):
     table = Table(entry)
-    path = lake / table.name
-    version = versions[table.name]
-    delta, rows, polars_rows = read_rows(path, None)
+    uri = f"{lake.rstrip('/')}/{table.name}"
+    options = expected.get("storage_options") or None
+    version = expected["versions"][table.name]
+    delta, rows, polars_rows = read_rows(uri, None, options)
     if delta.version() != version:
         problems.append(f"{table.name}: version {delta.version()}, expected {version}")
     check_schema(delta, table, problems)
     table.compare_rows("deltalake", rows, problems)
     table.compare_rows("polars", polars_rows, problems)
-    check_commit(path, table, version, run_id, problems)
+    check_commit(delta, uri, table, version, expected["run_id"], problems)
     if version == 0:
         return f"{table.name}: v0, {len(rows)} rows"
-    before, old_rows, old_polars = read_rows(path, version - 1)
+    before, old_rows, old_polars = read_rows(uri, version - 1, options)
     table.compare_rows(f"deltalake at v{version - 1}", old_rows, problems)
     table.compare_rows(f"polars at v{version - 1}", old_polars, problems)
     kept = set(before.file_uris()) & set(delta.file_uris())
@@ -115,11 +121,11 @@ def check_table(lake, entry, versions, run_id, problems):
 
 
 def main():
-    lake, expected_path = Path(sys.argv[1]), Path(sys.argv[2])
+    lake, expected_path = sys.argv[1], Path(sys.argv[2])
     expected = json.loads(expected_path.read_text())
     problems = []
     for entry in expected["tables"]:
-        print(check_table(lake, entry, expected["versions"], expected["run_id"], problems))
+        print(check_table(lake, entry, expected, problems))
     if problems:
         print("\n".join(problems))
         sys.exit(1)
