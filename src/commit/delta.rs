@@ -47,7 +47,7 @@ fn files<'a>(partitions: &[(&'a PartitionChange, &'a str)]) -> Vec<PartitionFile
 pub async fn switch(lake: &Location, run_id: &str, change: &ZoneChange) -> Result<(), CommitError> {
     for plan in &change.delta {
         let partitions = partitions_of(change, &plan.table);
-        if !delta::committed(lake, plan).await? {
+        if !delta::committed(lake, run_id, plan).await? {
             for (partition, _) in &partitions {
                 for file in &partition.files {
                     crate::step!("delta::place");
@@ -74,7 +74,7 @@ pub async fn roll_back(
 ) -> Result<(), CommitError> {
     for plan in change.delta.iter().rev() {
         let partitions = partitions_of(change, &plan.table);
-        if delta::committed(lake, plan).await? {
+        if delta::committed(lake, run_id, plan).await? {
             delta::undo_table(lake, run_id, plan, &files(&partitions)).await?;
         } else {
             remove_placed(lake, &partitions).await?;

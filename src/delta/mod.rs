@@ -9,9 +9,10 @@
 //! its files, a `txn` action (app id [`APP_ID`], a version one above the table's last) and
 //! the run id in `commitInfo`. It is based on the table version read when the run planned
 //! it: a commit by anyone else since then fails it ([`DeltaError::Conflict`]) rather than
-//! being merged, since the run's partitions were built from what that version held. The
-//! `txn` version says whether the commit was made, so that finishing a crashed run never
-//! commits twice.
+//! being merged, since the run's partitions were built from what that version held. A
+//! commit after that version naming the run says the commit was made ([`committed`]), so
+//! that finishing a crashed run never commits twice; the `txn` action tells other
+//! idempotent writers (Spark's `txnAppId`/`txnVersion`) the same.
 //!
 //! May touch: `<lake>/<table>/` (its `_delta_log/` and data files) through delta-rs on the
 //! lake's object store. Knows nothing of Graph or of runs beyond their ids.
@@ -216,14 +217,42 @@ async fn txn_version(delta: &DeltaTable, table: &str) -> Result<Option<i64>, Del
         .map_err(delta_error(table))
 }
 
-/// Whether the run's commit of the table was made (its `txn` version is there).
-pub async fn committed(lake: &Location, plan: &TableCommit) -> Result<bool, DeltaError> {
-    Ok(match open(lake, &plan.table).await? {
-        None => false,
-        Some(delta) => txn_version(&delta, &plan.table)
-            .await?
-            .is_some_and(|v| v >= plan.txn_version),
-    })
+/// Whether the run's commit of the table was made: a version after the one it read whose
+/// `commitInfo` names the run. (The `txn` version alone cannot say: another writer that
+/// read the same version would write the same one.)
+pub async fn committed(
+    lake: &Location,
+    run_id: &str,
+    plan: &TableCommit,
+) -> Result<bool, DeltaError> {
+    let table = plan.table.as_str();
+    if !is_delta(lake, table).await? {
+        return Ok(false);
+    }
+    let log_store = log_store(lake, table)?;
+    let first = plan.read_version.map_or(0, |v| v + 1);
+    let latest = log_store
+        .get_latest_version(first.saturating_sub(1))
+        .await
+        .map_err(delta_error(table))?;
+    for version in first..=latest {
+        let entry = log_store
+            .read_commit_entry(version)
+            .await
+            .map_err(delta_error(table))?;
+        if entry.is_some_and(|bytes| names_run(&bytes, run_id)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a log entry's `commitInfo` has `run_id`.
+fn names_run(entry: &[u8], run_id: &str) -> bool {
+    entry
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .any(|action| action["commitInfo"]["run_id"] == run_id)
 }
 
 /// Commits the run's files of `partitions` (already in their partition folders) as the
@@ -236,7 +265,7 @@ pub async fn commit_table(
     partitions: &[PartitionFiles<'_>],
 ) -> Result<u64, DeltaError> {
     let table = plan.table.as_str();
-    if committed(lake, plan).await? {
+    if committed(lake, run_id, plan).await? {
         return Ok(plan.version());
     }
     let declared = schema::table(table).ok_or_else(|| DeltaError::Delta {

@@ -111,7 +111,7 @@ async fn export(config: &Path, secret: &str, root: &Path, failpoints: &str) -> O
 /// with the files the log names.
 async fn delta_rows(lake: &Path) -> BTreeMap<&'static str, Vec<String>> {
     let location = Location::Local(lake.to_path_buf());
-    let mut tables = BTreeMap::new();
+    let mut by_table = BTreeMap::new();
     for table in tables() {
         let files = delta::snapshot_files(&location, table, None).await.unwrap();
         let mut rows = Vec::new();
@@ -131,9 +131,9 @@ async fn delta_rows(lake: &Path) -> BTreeMap<&'static str, Vec<String>> {
             }
         }
         rows.sort();
-        tables.insert(table, rows);
+        by_table.insert(table, rows);
     }
-    tables
+    by_table
 }
 
 /// The steps of a Delta commit where a failure is injected, and whether the new data is
@@ -283,7 +283,14 @@ fn a_lake_keeps_its_format() {
     ] {
         emulator_export(lake, first);
         let output = support::binary()
-            .args(["export", "--emulator", "--streams", "pstn_calls", "--format", second])
+            .args([
+                "export",
+                "--emulator",
+                "--streams",
+                "pstn_calls",
+                "--format",
+                second,
+            ])
             .args(["--from", &days_ago(3), "--to", &days_ago(1), "--out"])
             .arg(lake)
             .output()
@@ -338,13 +345,22 @@ fn maintain_vacuums_exactly_the_files_replaced_longer_ago_than_the_retention() {
     let refused = maintain(&["--vacuum-hours", "1"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("--allow-short-retention"));
-    let dry = maintain(&["--vacuum-hours", "0", "--allow-short-retention", "--dry-run"]);
+    let dry = maintain(&[
+        "--vacuum-hours",
+        "0",
+        "--allow-short-retention",
+        "--dry-run",
+    ]);
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert_eq!(files_on_disk(&lake), all, "a dry run deletes nothing");
 
     let vacuumed = maintain(&["--vacuum-hours", "0", "--allow-short-retention"]);
     assert!(vacuumed.status.success(), "{}", stderr(&vacuumed));
-    assert_eq!(files_on_disk(&lake), live, "exactly the replaced files are gone");
+    assert_eq!(
+        files_on_disk(&lake),
+        live,
+        "exactly the replaced files are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,7 +373,14 @@ async fn reflatten_rebuilds_a_delta_lake_from_the_raw_zone_row_for_row() {
     );
     let mut export = support::binary();
     export
-        .args(["export", "--emulator", "--streams", "call_records", "--format", "delta"])
+        .args([
+            "export",
+            "--emulator",
+            "--streams",
+            "call_records",
+            "--format",
+            "delta",
+        ])
         .args(["--from", &days_ago(3), "--to", &days_ago(1), "--out"])
         .arg(&lake)
         .arg("--raw")
