@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let lake = tempfile::tempdir()?;
     let today = chrono::Utc::now().date_naive();
     let plan = ExportPlan {
+        format: Default::default(),
         window: Window::new(
             midnight(today - chrono::Days::new(u64::from(days))),
             midnight(today),

@@ -118,6 +118,38 @@ enum Command {
     /// Rebuild the tables from a raw landing zone (see [raw] and --raw), without calling Graph.
     #[command(after_help = format!("{REFLATTEN_EXAMPLES}\n\n{}", crate::exit::HELP))]
     Reflatten(ReflattenArgs),
+    /// Housekeeping of a lake of Delta tables (--format delta): vacuum the data files that
+    /// runs replaced longer ago than the retention.
+    #[command(after_help = format!("{MAINTAIN_EXAMPLES}\n\n{}", crate::exit::HELP))]
+    Maintain(MaintainArgs),
+}
+
+const MAINTAIN_EXAMPLES: &str = "\
+Examples:
+  # Delete the files replaced more than a week ago (Delta's default retention)
+  callrecords-etl maintain --config /etc/callrecords/etl.toml
+
+  # See what a 30-day retention would delete
+  callrecords-etl maintain --out s3://bucket/teams --vacuum-hours 720 --dry-run";
+
+#[derive(Debug, Args)]
+struct MaintainArgs {
+    /// The export's configuration file: its [output] path and [output.options] (nothing
+    /// else of it is used).
+    #[arg(long, value_name = "FILE", env = "CALLRECORDS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The lake: a folder, or an object-store URL; overrides [output] path.
+    #[arg(long, value_name = "PATH|URL")]
+    out: Option<String>,
+    /// Delete the files removed from the tables longer ago than this.
+    #[arg(long, value_name = "N", default_value_t = crate::maintain::DEFAULT_RETENTION_HOURS)]
+    vacuum_hours: u32,
+    /// Allow --vacuum-hours below 168 (readers on older versions may then fail).
+    #[arg(long)]
+    allow_short_retention: bool,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 const REFLATTEN_EXAMPLES: &str = "\
@@ -165,6 +197,10 @@ struct ReflattenArgs {
     /// locations (nothing else of it is used). Without it, personal data is written as read.
     #[arg(long, value_name = "FILE", env = "CALLRECORDS_CONFIG")]
     config: Option<PathBuf>,
+    /// Table format: parquet (Hive-partitioned files) or delta (Delta Lake tables);
+    /// overrides [output] format.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<crate::commit::TableFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +220,10 @@ struct ExportArgs {
     /// overrides [output] path.
     #[arg(long, value_name = "PATH|URL")]
     out: Option<String>,
+    /// Table format: parquet (Hive-partitioned files) or delta (Delta Lake tables, one per
+    /// table folder); overrides [output] format.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<crate::commit::TableFormat>,
     /// Streams to export, comma-separated: call_records, pstn_calls, direct_routing_calls, and
     /// with the beta API sms_logs, pstn_blocked_users, pstn_online_meeting_dialouts.
     /// Default: every stream the API version offers.
@@ -305,15 +345,18 @@ struct SchemaArgs {
     #[arg(long, value_name = "VERSION", value_parser = api_version_parser(), requires = "ddl")]
     api_version: Option<ApiVersion>,
     /// Listing format: text for people, or json: the declarations as in schemas/*.json
-    /// (one object with --table, else an array).
-    #[arg(long, value_enum, default_value_t = ListFormat::Text, conflicts_with = "ddl")]
+    /// (one object with --table, else an array). With --ddl: the lake's table format,
+    /// parquet (the default) or delta (registers the Delta tables of --format delta).
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 enum ListFormat {
     Text,
     Json,
+    Parquet,
+    Delta,
 }
 
 /// `--api-version`: the names of [`ApiVersion`].
@@ -356,6 +399,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => run_check(args).await,
             Command::Schema(args) => run_schema(args).await,
             Command::Reflatten(args) => run_reflatten(args, reporting.quiet).await,
+            Command::Maintain(args) => run_maintain(args, reporting.quiet).await,
         }
     });
     match outcome {
@@ -390,9 +434,12 @@ fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
         "warn"
     } else {
+        // delta-rs and its kernel report every log scan at info: only their warnings.
         match cli.verbose {
-            0 => "info",
-            1 => "callrecords_etl=debug,info",
+            0 => "info,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn",
+            1 => {
+                "callrecords_etl=debug,info,deltalake_core=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn"
+            }
             _ => "trace",
         }
     };
@@ -441,6 +488,7 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         out: args.out,
         raw: args.raw,
         concurrency: args.concurrency.map(usize::from),
+        format: args.format,
     })?;
     let window = match requested_window {
         Some(window) => window,
@@ -451,6 +499,7 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
         window,
         streams: settings.streams,
         output: settings.output,
+        format: settings.format,
         concurrency: settings.concurrency,
         api_version: settings.graph.api_version,
         log_chunk_days: settings.log_chunk_days,
@@ -461,6 +510,18 @@ async fn run_export(args: ExportArgs, reporting: Reporting) -> anyhow::Result<Ex
     };
     if args.dry_run {
         print!("{}", report::plan(&plan));
+        if plan.format == crate::commit::TableFormat::Delta {
+            let windows = export::stream_windows(&plan, chrono::Utc::now());
+            let tables = export::partitions_to_replace(&windows)
+                .into_iter()
+                .map(|(table, _)| table)
+                .collect();
+            let planned = crate::delta::plan(&plan.output, &tables).await?;
+            print!(
+                "{}",
+                report::table_versions(&crate::delta::versions(&planned))
+            );
+        }
         return Ok(Exit::Success);
     }
     let client = GraphClient::new(settings.graph).context("cannot set up the Graph client")?;
@@ -697,7 +758,20 @@ async fn run_schema(args: SchemaArgs) -> anyhow::Result<Exit> {
         })?],
     };
     let text = match (args.ddl, args.format) {
+        (Some(_), ListFormat::Json) => {
+            return Err(Failure::usage(
+                "--format json lists the declarations; with --ddl, --format is the lake's table \
+                 format: parquet or delta",
+            )
+            .into());
+        }
         (Some(dialect), _) => schema_ddl(dialect, &args, &tables).await?,
+        (None, ListFormat::Parquet | ListFormat::Delta) => {
+            return Err(Failure::usage(
+                "--format parquet|delta picks the DDL of the lake's table format: add --ddl <dialect>",
+            )
+            .into());
+        }
         (None, ListFormat::Text) => ddl::listing(&tables),
         (None, ListFormat::Json) => {
             let texts: Vec<&str> = tables
@@ -767,7 +841,10 @@ async fn schema_ddl(
     for line in ddl::skipped_lines(dialect, &skipped, location) {
         tracing::warn!("{line}");
     }
-    Ok(ddl::script(dialect, &kept, &skipped, location))
+    Ok(match args.format {
+        ListFormat::Delta => ddl::delta::script(dialect, &kept, location),
+        _ => ddl::script(dialect, &kept, &skipped, location),
+    })
 }
 
 /// The names of `tables` that the lake at `lake` holds Parquet files of.
@@ -819,6 +896,7 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
     let plan = ReflattenPlan {
         raw: settings.location("--raw", &args.raw)?,
         output: settings.location("--out", &args.out)?,
+        format: settings.format(args.format),
         window,
         streams,
         privacy: settings.privacy,
@@ -828,6 +906,26 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
     let summary = reflatten::reflatten(&plan).await?;
     if !quiet {
         eprint!("{}", report::reflatten_summary(&summary, &plan));
+    }
+    Ok(Exit::Success)
+}
+
+async fn run_maintain(args: MaintainArgs, quiet: bool) -> anyhow::Result<Exit> {
+    crate::maintain::check_retention(args.vacuum_hours, args.allow_short_retention)
+        .map_err(Failure::usage)?;
+    let settings = match &args.config {
+        Some(path) => config::load_for_reflatten(path, |name| std::env::var(name).ok())?,
+        None => config::ReflattenSettings::default(),
+    };
+    let plan = crate::maintain::MaintainPlan {
+        lake: settings.lake(args.out.as_deref())?,
+        retention_hours: args.vacuum_hours,
+        allow_short_retention: args.allow_short_retention,
+        dry_run: args.dry_run,
+    };
+    let summary = crate::maintain::maintain(&plan).await?;
+    if !quiet {
+        eprint!("{}", report::maintain_summary(&summary, &plan));
     }
     Ok(Exit::Success)
 }

@@ -15,6 +15,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+pub mod delta;
+
 use crate::schema::{ColumnSchema, ColumnType, Convert, TableSchema};
 
 /// The lake root written into the SQL when none is given: a marker the user replaces

@@ -15,7 +15,8 @@ pub enum Exit {
     Usage = 2,
     /// The run finished and published, but some records were rejected (listed in the summary).
     Rejected = 3,
-    /// Another run holds the output's lock.
+    /// Another run holds the output's lock, or another writer committed to a Delta table
+    /// first.
     Locked = 4,
     /// Stopped by SIGINT (Ctrl-C); nothing partial was published.
     Interrupted = 130,
@@ -36,7 +37,7 @@ Exit codes:
   1    runtime failure (Graph, network, disk); nothing was published
   2    usage or configuration error, found before any request
   3    finished, but some records were rejected (see the summary and _rejected/)
-  4    another run holds the output lock
+  4    another run holds the output lock, or another writer committed to a Delta table first
   130  interrupted (SIGINT); 143 terminated (SIGTERM); nothing partial was published";
 
 /// An error that ends the program with a specific exit code (everything else exits 1).
@@ -94,8 +95,21 @@ fn code_of_cause(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(StateError::Damaged { .. }) = cause.downcast_ref::<StateError>() {
         return Some(Exit::Usage);
     }
+    match cause.downcast_ref::<crate::delta::DeltaError>() {
+        Some(crate::delta::DeltaError::Conflict { .. }) => return Some(Exit::Locked),
+        Some(
+            crate::delta::DeltaError::IsDelta { .. } | crate::delta::DeltaError::IsParquet { .. },
+        ) => {
+            return Some(Exit::Usage);
+        }
+        _ => {}
+    }
     match cause.downcast_ref::<CommitError>() {
         Some(CommitError::Damaged { .. } | CommitError::UnknownZone { .. }) => Some(Exit::Usage),
+        Some(CommitError::Delta(crate::delta::DeltaError::Conflict { .. })) => Some(Exit::Locked),
+        Some(CommitError::Delta(
+            crate::delta::DeltaError::IsDelta { .. } | crate::delta::DeltaError::IsParquet { .. },
+        )) => Some(Exit::Usage),
         _ => None,
     }
 }

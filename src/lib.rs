@@ -37,6 +37,11 @@
 //!   streamed read and write, Parquet range reads, the run lock `_lock`); the only code that
 //!   branches on the backend, with typed errors ([`store::StoreError`]); and whether two
 //!   locations overlap ([`store::overlap()`]), compared after normalising paths and URLs.
+//! - [`delta`]: Delta Lake tables (`--format delta`) through delta-rs: a table on a
+//!   [`store::Location`], its snapshot's files, a run's commit of a table (remove the replaced
+//!   partitions, add the run's files with statistics from their footers, `txn` + run id),
+//!   its undo, and vacuum. The data files are the sink's.
+//! - [`maintain`]: `maintain`: vacuums every Delta table of a lake.
 //! - [`sink`]: Hive-partitioned Parquet files (`<table>/dt=YYYY-MM-DD/part-<run>-<n>.parquet`),
 //!   staged and made durable through [`store`], with footers parquet-mr reads (type-defined
 //!   float column order, `created_by` with the build's commit from `build.rs`); each file's
@@ -45,7 +50,9 @@
 //!   nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
 //!   switch steps for every partition of every table and the raw zone (folders exchanged on
-//!   disk, commit markers under `_markers/` on an object store, outside the partition folders); recovery rolls an interrupted commit forward
+//!   disk, commit markers under `_markers/` on an object store, outside the partition
+//!   folders, or one Delta commit per table: `commit::delta`); recovery rolls an interrupted
+//!   commit forward
 //!   (or back) so the lake is the whole old or new state.
 //! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
 //!   interrupted run; the writer thread and its one batch type ([`run::writer`]); log rows
@@ -91,7 +98,9 @@
 //!                                 ▼  bounded channel
 //!                             run::writer (writer thread) ─► sink: staged Parquet (+ raw zone lines), fsynced
 //!                                 ▼  only when every record was fetched (or skipped/quarantined)
-//!                             run::Run::publish ─► commit: journal ─► switch every partition (raw zone, then tables)
+//!                             run::Run::plan (Delta: each table's read and txn version)
+//!                             run::Run::publish ─► commit: journal ─► switch every partition (raw zone, then tables;
+//!                                     Delta: files moved in, one commit per table)
 //!                                     ─► _state.json, _manifests/<run>.json ─► clean up
 //! ```
 
@@ -100,10 +109,12 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod ddl;
+pub mod delta;
 pub mod exit;
 pub mod export;
 pub mod flatten;
 pub mod graph;
+pub mod maintain;
 pub mod privacy;
 pub mod progress;
 pub mod quality;

@@ -17,6 +17,10 @@ pub fn plan(plan: &ExportPlan) -> String {
         plan.output,
         plan.api_version.name()
     );
+    text.insert_str(
+        text.find("  API version").unwrap_or(0),
+        &format!("  format: {}\n", plan.format.name()),
+    );
     for (stream, window) in &stream_windows {
         let Some(window) = window else {
             text.push_str(&format!(
@@ -100,6 +104,7 @@ pub fn export_summary(summary: &RunSummary, plan: &ExportPlan) -> String {
         requests.throttle_wait_ms as f64 / 1000.0,
         requests.paced_wait_ms as f64 / 1000.0
     ));
+    text.push_str(&table_versions(&summary.published.table_versions));
     text.push_str(&format!(
         "  records skipped (404): {}{}\n",
         summary.records_not_found.len(),
@@ -160,6 +165,46 @@ pub fn reflatten_summary(summary: &ReflattenSummary, plan: &ReflattenPlan) -> St
         summary.published.partitions_replaced.len(),
         summary.objects_outside_window
     ));
+    text.push_str(&table_versions(&summary.published.table_versions));
+    text
+}
+
+/// The Delta table versions a run writes (or would write), one line; empty for Parquet.
+pub fn table_versions(versions: &std::collections::BTreeMap<String, u64>) -> String {
+    if versions.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = versions.iter().map(|(t, v)| format!("{t} v{v}")).collect();
+    format!("  Delta table versions: {}\n", list.join(", "))
+}
+
+/// What `maintain` printed: the files vacuumed per table.
+pub fn maintain_summary(
+    summary: &crate::maintain::MaintainSummary,
+    plan: &crate::maintain::MaintainPlan,
+) -> String {
+    let verb = if plan.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut text = format!(
+        "Vacuumed {} (files removed more than {} hours ago):\n",
+        plan.lake, plan.retention_hours
+    );
+    for table in &summary.vacuumed {
+        text.push_str(&format!(
+            "  {:<30} {verb} {} files\n",
+            table.table,
+            table.files_deleted.len()
+        ));
+    }
+    if !summary.not_delta.is_empty() {
+        text.push_str(&format!(
+            "  not Delta tables (nothing to vacuum): {}\n",
+            summary.not_delta.join(", ")
+        ));
+    }
     text
 }
 

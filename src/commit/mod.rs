@@ -12,8 +12,9 @@
 //! 2. **Switch** each partition, raw zone first: the run's files become the partition, the
 //!    files it replaces move to `_staging/<run_id>/_replaced/`. How depends on the backend,
 //!    chosen once (`Protocol`): folders exchanged on disk ([`local`]), commit markers on an
-//!    object store ([`object`]). The same choice says which files readers see as a
-//!    partition ([`live_files`]).
+//!    object store ([`object`]); or, for a lake of Delta tables on either, one Delta commit
+//!    per table ([`delta`]). The same choice says which files readers see as a partition
+//!    ([`live_files`]).
 //! 3. **Files**: `_state.json` and the manifest are written.
 //! 4. **Clean up**: the staging (with the replaced files) is removed, then the journal.
 //!
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::sink::STAGING_DIR;
 use crate::store::{Location, ObjectLocation, StoreError};
 
+pub mod delta;
 pub mod local;
 pub mod object;
 
@@ -99,6 +101,27 @@ pub enum CommitError {
     },
     #[error(transparent)]
     Injected(#[from] InjectedFailure),
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
+}
+
+/// How a zone's tables are written and committed: Hive-partitioned Parquet, or Delta Lake
+/// tables (Parquet files and a transaction log; [`delta`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    #[default]
+    Parquet,
+    Delta,
+}
+
+impl TableFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Delta => "delta",
+        }
+    }
 }
 
 /// Which way an unfinished commit is completed.
@@ -137,6 +160,12 @@ pub struct ZoneChange {
     #[serde(default)]
     pub is_lake: bool,
     pub partitions: Vec<PartitionChange>,
+    /// How its partitions are committed.
+    #[serde(default)]
+    pub format: TableFormat,
+    /// For [`TableFormat::Delta`]: what each table's commit is based on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta: Vec<crate::delta::TableCommit>,
 }
 
 /// A small lake file the commit writes after the partitions (`_state.json`, a manifest).
@@ -276,6 +305,10 @@ async fn write_journal(lake: &Location, journal: &Journal) -> Result<(), CommitE
 
 async fn switch_all(run_id: &str, zones: &[Zone<'_>]) -> Result<(), CommitError> {
     for zone in zones {
+        if zone.change.format == TableFormat::Delta {
+            delta::switch(&zone.output, run_id, zone.change).await?;
+            continue;
+        }
         for partition in &zone.change.partitions {
             Protocol::of(&zone.output).switch(run_id, partition).await?;
         }
@@ -316,6 +349,10 @@ async fn roll_back(
         }
     }
     for zone in zones.iter().rev() {
+        if zone.change.format == TableFormat::Delta {
+            delta::roll_back(&zone.output, &journal.run_id, zone.change).await?;
+            continue;
+        }
         for partition in &zone.change.partitions {
             Protocol::of(&zone.output)
                 .roll_back(&journal.run_id, partition)
@@ -400,10 +437,15 @@ pub async fn recover(lake: &Location, known: &[&Location]) -> Result<Vec<Recover
 async fn complete(run_id: &str, zones: &[Zone<'_>]) -> Result<bool, CommitError> {
     for zone in zones {
         for partition in &zone.change.partitions {
-            if !Protocol::of(&zone.output)
-                .present(run_id, partition)
-                .await?
-            {
+            let present = match zone.change.format {
+                TableFormat::Delta => delta::present(&zone.output, run_id, partition).await?,
+                TableFormat::Parquet => {
+                    Protocol::of(&zone.output)
+                        .present(run_id, partition)
+                        .await?
+                }
+            };
+            if !present {
                 tracing::error!(
                     run_id,
                     partition = partition.folder,
@@ -462,6 +504,21 @@ impl<'a> Protocol<'a> {
             Protocol::Markers(object) => object::present(object, run_id, partition).await,
         }
     }
+}
+
+/// The data files of the partition `<table>/<partition>` (`dt=…`) of the lake, as paths
+/// relative to its root, in name order: in a Delta table (`<table>/_delta_log/` is there)
+/// the files of its current snapshot, otherwise [`live_files`].
+pub async fn live_table_files(
+    lake: &Location,
+    table: &str,
+    partition: &str,
+) -> Result<Vec<String>, CommitError> {
+    if crate::delta::is_delta(lake, table).await? {
+        let dt = partition.strip_prefix("dt=");
+        return Ok(crate::delta::snapshot_files(lake, table, dt).await?);
+    }
+    Ok(live_files(lake, &format!("{table}/{partition}")).await?)
 }
 
 /// The data files under the folder `relative` of `zone` (recursively, in name order, as

@@ -151,6 +151,9 @@ pub struct OutputSection {
     /// the environment does not provide.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// `parquet` (Hive-partitioned files, the default) or `delta` (Delta Lake tables).
+    #[serde(default)]
+    pub format: crate::commit::TableFormat,
 }
 
 impl Default for OutputSection {
@@ -158,6 +161,7 @@ impl Default for OutputSection {
         OutputSection {
             path: default_output_path(),
             options: BTreeMap::new(),
+            format: Default::default(),
         }
     }
 }

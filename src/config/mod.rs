@@ -66,6 +66,8 @@ pub struct Settings {
     /// `[output] path`: a folder or an object-store URL, parsed by `store::Location`.
     pub output: String,
     pub output_options: BTreeMap<String, String>,
+    /// `[output] format`.
+    pub output_format: crate::commit::TableFormat,
     pub concurrency: usize,
     pub lookback_days: u32,
     pub log_chunk_days: u32,
@@ -88,6 +90,7 @@ impl Settings {
             graph,
             output: output.path,
             output_options: output.options,
+            output_format: output.format,
             concurrency: export.concurrency,
             lookback_days: export.lookback_days,
             log_chunk_days: export.log_chunk_days,
@@ -162,13 +165,19 @@ pub struct ReflattenSettings {
     /// `[quality]` and `[sites]`: applied to the rebuilt tables (the current ones, which
     /// need not be the export's).
     pub derivation: Derivation,
+    /// `[output] format`.
+    pub output_format: crate::commit::TableFormat,
+    /// `[output] path`: the lake `maintain` works on without `--out`.
+    pub output: String,
 }
 
 impl Default for ReflattenSettings {
     fn default() -> Self {
         ReflattenSettings {
+            output: DEFAULT_OUTPUT_PATH.to_string(),
             privacy: Privacy::default(),
             output_options: BTreeMap::new(),
+            output_format: Default::default(),
             max_window_days: DEFAULT_MAX_WINDOW_DAYS,
             derivation: Derivation::default(),
         }
@@ -191,6 +200,8 @@ pub fn load_for_reflatten(
         Some(privacy) if problems.is_empty() => Ok(ReflattenSettings {
             privacy,
             output_options: file.output.options,
+            output_format: file.output.format,
+            output: file.output.path,
             max_window_days,
             derivation,
         }),
@@ -230,6 +241,7 @@ pub fn validate(
             graph: identity.into_client(tuning),
             output: file.output.path,
             output_options: file.output.options,
+            output_format: file.output.format,
             concurrency: file.export.concurrency,
             lookback_days: file.export.lookback_days,
             log_chunk_days: file.export.log_chunk_days,

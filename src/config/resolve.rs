@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{ReflattenSettings, Settings, check_raw_privacy};
+use crate::commit::TableFormat;
 use crate::graph::{ApiVersion, ClientSettings};
 use crate::privacy::Privacy;
 use crate::quality::Derivation;
@@ -25,6 +26,8 @@ pub struct Overrides {
     pub raw: Option<String>,
     /// `--concurrency` over `[export] concurrency`.
     pub concurrency: Option<usize>,
+    /// `--format` over `[output] format`.
+    pub format: Option<TableFormat>,
 }
 
 /// The settings of one export: the configuration with the command line's overrides, the
@@ -34,6 +37,8 @@ pub struct ExportSettings {
     pub graph: ClientSettings,
     pub streams: Vec<StreamKind>,
     pub output: Location,
+    /// How the tables are written: `--format` or `[output] format`.
+    pub format: TableFormat,
     pub raw: Option<Location>,
     pub concurrency: usize,
     pub lookback_days: u32,
@@ -112,6 +117,7 @@ impl Settings {
             graph: self.graph,
             streams,
             output,
+            format: overrides.format.unwrap_or(self.output_format),
             raw,
             concurrency: overrides.concurrency.unwrap_or(self.concurrency),
             lookback_days: self.lookback_days,
@@ -137,6 +143,16 @@ impl Settings {
 }
 
 impl ReflattenSettings {
+    /// The lake of `maintain`: `--out` over `[output] path`.
+    pub fn lake(&self, out: Option<&str>) -> Result<Location, UsageError> {
+        self.location("--out or [output] path", out.unwrap_or(&self.output))
+    }
+
+    /// How the rebuilt tables are written: `--format` over `[output] format`.
+    pub fn format(&self, flag: Option<TableFormat>) -> TableFormat {
+        flag.unwrap_or(self.output_format)
+    }
+
     /// The location `flag` names. `[output.options]` are the export's lake's: they apply to
     /// object-store URLs, and a local copy (of the raw zone, say) takes none.
     pub fn location(&self, flag: &'static str, location: &str) -> Result<Location, UsageError> {

@@ -60,6 +60,8 @@ pub struct ExportPlan {
     pub window: Window,
     pub streams: Vec<StreamKind>,
     pub output: Location,
+    /// How the tables are written.
+    pub format: crate::commit::TableFormat,
     pub concurrency: usize,
     /// Graph API version, recorded in the manifest.
     pub api_version: ApiVersion,
@@ -172,7 +174,15 @@ pub async fn export(
         }
     };
     let new_state = scope.next_state(state, &fetched, started_at);
-    let (zones, published) = staged.changes(&plan.streams, &scope.days(&fetched.retried_days));
+    let (zones, mut published) = staged.changes(&plan.streams, &scope.days(&fetched.retried_days));
+    let (zones, table_versions) = match run.plan(zones).await {
+        Ok(planned) => planned,
+        Err(error) => {
+            quarantine.discard().await;
+            return Err(error);
+        }
+    };
+    published.table_versions = table_versions;
     let summary = RunSummary {
         run_id: run.id.clone(),
         version: env!("CARGO_PKG_VERSION"),
@@ -220,7 +230,7 @@ async fn begin(
     plan: &ExportPlan,
     started_at: DateTime<Utc>,
 ) -> anyhow::Result<(Run, ExportState, Option<String>)> {
-    let run = Run::begin(&plan.output, plan.raw.as_ref(), started_at).await?;
+    let run = Run::begin(&plan.output, plan.raw.as_ref(), plan.format, started_at).await?;
     let (state, state_text) = match ExportState::read_from(&plan.output).await {
         Ok(state) => state,
         Err(error) => {

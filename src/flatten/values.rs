@@ -513,6 +513,9 @@ mod tests {
             precision in 1u8..=38,
             scale in 0i8..=12,
         ) {
+            // A scale above the precision declares no real column (Parquet and Spark refuse
+            // it), and arrow-cast 59 refuses any value for it where the parser does not.
+            proptest::prop_assume!(scale as u8 <= precision);
             let arrow = arrow_cast::parse::parse_decimal::<arrow_array::types::Decimal128Type>(
                 &text, precision, scale,
             );

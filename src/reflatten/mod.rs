@@ -53,6 +53,8 @@ pub struct ReflattenPlan {
     /// an object store; or one raw file on disk.
     pub raw: Location,
     pub output: Location,
+    /// How the tables are written.
+    pub format: crate::commit::TableFormat,
     /// Only objects whose own time lies in the window; its days' partitions are replaced
     /// (also by empty ones). Without a window, the days the objects fall on are replaced.
     pub window: Option<Window>,
@@ -109,7 +111,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         "{} holds no raw files (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
         plan.raw
     );
-    let run = Run::begin(&plan.output, None, started_at).await?;
+    let run = Run::begin(&plan.output, None, plan.format, started_at).await?;
     tracing::info!(run_id = run.id, raw = %plan.raw, output = %plan.output, "Reflatten started.");
 
     let fingerprint = reuse::rows_fingerprint(&plan.privacy, &plan.derivation);
@@ -136,7 +138,9 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
             .collect(),
         None => flattened.counts.days.iter().copied().collect(),
     };
-    let (zones, published) = staged.changes(&streams, &days);
+    let (zones, mut published) = staged.changes(&streams, &days);
+    let (zones, table_versions) = run.plan(zones).await?;
+    published.table_versions = table_versions;
     let summary = ReflattenSummary {
         run_id: run.id.clone(),
         version: env!("CARGO_PKG_VERSION"),

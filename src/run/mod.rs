@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! Run::begin ─► Run::writer ─► (the command sends rows to Batches) ─► Run::staged ─► Staged
-//!            ─► Staged::changes ─► Run::publish (journal, partitions, files, manifest)
+//!            ─► Staged::changes ─► Run::plan (Delta: the table versions) ─► Run::publish
+//!               (journal, partitions, files, manifest)
 //!            └► on a failure: Run::discard (Run::writer and Run::staged do it themselves;
 //!               the command discards its Quarantine)
 //! ```
@@ -22,7 +23,9 @@ pub mod writer;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::commit::{self, CommitError, FileChange, Journal, Recovered, ZoneChange};
+use std::collections::BTreeMap;
+
+use crate::commit::{self, CommitError, FileChange, Journal, Recovered, TableFormat, ZoneChange};
 use crate::sink;
 use crate::store::Location;
 use crate::store::lock::RunLock;
@@ -40,6 +43,8 @@ pub struct Run {
     pub id: String,
     pub lake: Location,
     pub raw: Option<Location>,
+    /// How the lake's tables are written.
+    pub format: TableFormat,
     _lock: RunLock,
 }
 
@@ -48,6 +53,7 @@ impl Run {
     pub async fn begin(
         lake: &Location,
         raw: Option<&Location>,
+        format: TableFormat,
         started_at: DateTime<Utc>,
     ) -> anyhow::Result<Run> {
         let id = new_run_id(started_at);
@@ -64,11 +70,47 @@ impl Run {
             id,
             lake: lake.clone(),
             raw: raw.cloned(),
+            format,
             _lock: lock,
         })
     }
 
-    /// Publishes the run: every partition of `zones`, every file of `files` and the
+    /// Marks the lake's zone among `zones` and, for Delta tables, plans each table's commit
+    /// (the version it reads, its `txn` version); returns the zones and the table versions
+    /// the commit will write (none for Parquet). On an error the run's staging is removed.
+    pub async fn plan(
+        &self,
+        zones: Vec<ZoneChange>,
+    ) -> anyhow::Result<(Vec<ZoneChange>, BTreeMap<String, u64>)> {
+        let lake_root = self.lake.root_name();
+        let mut versions = BTreeMap::new();
+        let mut planned = Vec::new();
+        for mut zone in zones {
+            zone.is_lake = zone.root == lake_root;
+            if zone.is_lake {
+                let delta = self.format == TableFormat::Delta;
+                if let Err(error) = commit::delta::check_format(&self.lake, &zone, delta).await {
+                    self.discard().await;
+                    return Err(anyhow::Error::new(error).context(NOT_PUBLISHED));
+                }
+            }
+            if zone.is_lake && self.format == TableFormat::Delta {
+                zone.format = TableFormat::Delta;
+                zone.delta = match commit::delta::plan(&self.lake, &zone).await {
+                    Ok(plans) => plans,
+                    Err(error) => {
+                        self.discard().await;
+                        return Err(anyhow::Error::new(error).context(NOT_PUBLISHED));
+                    }
+                };
+                versions = crate::delta::versions(&zone.delta);
+            }
+            planned.push(zone);
+        }
+        Ok((planned, versions))
+    }
+
+    /// Publishes the run: every partition of `zones` (as [`Run::plan`] made them), every file of `files` and the
     /// manifest `_manifests/<run_id>.json` holding `summary`, together. On an error nothing
     /// was published (the commit rolled back).
     pub async fn publish(
@@ -78,14 +120,6 @@ impl Run {
         summary: &impl serde::Serialize,
     ) -> Result<(), CommitError> {
         files.push(self.manifest(summary));
-        let lake_root = self.lake.root_name();
-        let zones = zones
-            .into_iter()
-            .map(|zone| ZoneChange {
-                is_lake: zone.root == lake_root,
-                ..zone
-            })
-            .collect();
         let journal = Journal {
             run_id: self.id.clone(),
             direction: commit::Direction::Forward,

@@ -31,6 +31,9 @@ pub struct Published {
     /// `table/dt=YYYY-MM-DD` partitions that now hold exactly this run's rows.
     pub partitions_replaced: Vec<String>,
     pub files: Vec<WrittenFile>,
+    /// Delta tables: the version each table's commit writes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub table_versions: BTreeMap<String, u64>,
 }
 
 impl Staged {
@@ -56,6 +59,7 @@ impl Staged {
             tables: table_totals(streams, &report.files),
             partitions_replaced: report.partitions_replaced,
             files: report.files,
+            table_versions: BTreeMap::new(),
         };
         (zones, published)
     }

@@ -14,16 +14,13 @@ use std::io;
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
-use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::commit;
-use column_order::TypeDefinedOrder;
-
-mod column_order;
 use crate::store::{Location, StoreError, StoreWriter};
 
 /// The files' `created_by`, in the form parquet-mr's version parser reads (Spark and Hive
@@ -112,7 +109,7 @@ pub struct WrittenFile {
 }
 
 struct PartitionWriter {
-    writer: ArrowWriter<TypeDefinedOrder<StoreWriter>>,
+    writer: ArrowWriter<StoreWriter>,
     /// The staged file, for messages.
     location: String,
     file_name: String,
@@ -293,11 +290,6 @@ impl ParquetSink {
             location: location.clone(),
             source,
         };
-        let columns = ArrowSchemaConverter::new()
-            .convert(&schema)
-            .map_err(parquet_error)?
-            .num_columns();
-        let sink = TypeDefinedOrder::new(sink, columns);
         let properties = encoding::file_properties(&self.properties, batch);
         let mut writer =
             ArrowWriter::try_new(sink, schema.clone(), Some(properties)).map_err(parquet_error)?;
@@ -399,12 +391,6 @@ fn close_partition(
         .map_err(|source| SinkError::Parquet {
             location: location.clone(),
             source,
-        })?
-        .finish()
-        .map_err(|source| SinkError::Write {
-            action: "write the footer of",
-            location: location.clone(),
-            source,
         })?;
     let bytes = sink.finish()?;
     Ok(WrittenFile {
@@ -477,6 +463,8 @@ impl StagedRun {
         let change = commit::ZoneChange {
             root: self.output.root_name(),
             is_lake: false,
+            format: commit::TableFormat::Parquet,
+            delta: Vec::new(),
             partitions: by_partition
                 .iter()
                 .map(|((table, dt), files)| commit::PartitionChange {
@@ -521,13 +509,13 @@ pub async fn remove_stale_staging(
 }
 
 /// The files that make up the live partition `<table>/dt=…` now, as paths relative to the
-/// root, in name order ([`commit::live_files`]).
+/// root, in name order ([`commit::live_table_files`]: a Delta table's current snapshot).
 pub async fn live_partition_files(
     output: &Location,
     table: &str,
     dt: NaiveDate,
-) -> Result<Vec<String>, StoreError> {
-    commit::live_files(output, &format!("{table}/{}", partition_dir_name(dt))).await
+) -> Result<Vec<String>, commit::CommitError> {
+    commit::live_table_files(output, table, &partition_dir_name(dt)).await
 }
 
 /// `dt=YYYY-MM-DD`, the Hive partition folder every engine recognises.

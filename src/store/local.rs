@@ -162,6 +162,19 @@ pub(super) fn absolute(root: &Path) -> PathBuf {
     std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf())
 }
 
+/// Renames `from` to `to`, creating `to`'s folder, and makes both folders durable; `from`
+/// already gone while `to` is there means it was done.
+pub fn move_file(from: &Path, to: &Path) -> Result<(), StoreError> {
+    if !from.exists() && to.exists() {
+        return Ok(());
+    }
+    let folder = to.parent().expect("a file has a folder");
+    create_private_dirs(folder)?;
+    fs::rename(from, to).map_err(io_error("move", from))?;
+    sync_dir(folder)?;
+    sync_dir(from.parent().expect("a file has a folder"))
+}
+
 /// Atomically swaps two directories; false where the kernel or file system cannot
 /// (`renameat2` missing, or not supported by the file system).
 pub fn exchange(a: &Path, b: &Path) -> Result<bool, StoreError> {

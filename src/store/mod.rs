@@ -232,6 +232,67 @@ impl Location {
         }
     }
 
+    /// Moves the file `from` to `to` (both relative; `to`'s folder is created): a rename
+    /// made durable on disk, a server-side copy on an object store (where `from` stays until
+    /// its folder is removed). Done already (`to` there, `from` gone) is no error.
+    pub async fn move_file(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        match self {
+            Location::Local(root) => local::move_file(&root.join(from), &root.join(to)),
+            Location::Object(object) => object.copy(from, to).await,
+        }
+    }
+
+    /// The footer of the Parquet file `relative` (on an object store by ranged GETs).
+    pub async fn parquet_metadata(
+        &self,
+        relative: &str,
+    ) -> Result<Arc<ParquetMetaData>, StoreError> {
+        let cannot_read = |source| StoreError::Parquet {
+            location: self.display_path(relative),
+            source,
+        };
+        match self {
+            Location::Local(root) => {
+                let path = root.join(relative);
+                let file = std::fs::File::open(&path).map_err(local::io_error("open", &path))?;
+                parquet::file::metadata::ParquetMetaDataReader::new()
+                    .parse_and_finish(&file)
+                    .map(Arc::new)
+                    .map_err(cannot_read)
+            }
+            Location::Object(object) => {
+                use parquet::arrow::async_reader::AsyncFileReader;
+                let mut file = object.parquet_file(relative).await?;
+                file.get_metadata(None).await.map_err(cannot_read)
+            }
+        }
+    }
+
+    /// The folder `relative` as an `object_store` for libraries that take one (delta-rs):
+    /// see [`StoreView`]. On disk the folder is created.
+    pub fn view(&self, relative: &str) -> Result<StoreView, StoreError> {
+        let bad = |message: String| StoreError::Location {
+            location: self.display_path(relative),
+            message,
+        };
+        match self {
+            Location::Local(root) => {
+                let path = local::absolute(&root.join(relative));
+                local::create_private_dirs(&path)?;
+                let prefixed = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                    .map_err(|e| bad(e.to_string()))?;
+                let url = url::Url::from_directory_path(&path)
+                    .map_err(|()| bad("not an absolute path".into()))?;
+                Ok(StoreView {
+                    prefixed: Arc::new(prefixed),
+                    root: Arc::new(object_store::local::LocalFileSystem::new()),
+                    url,
+                })
+            }
+            Location::Object(object) => object.view(relative).map_err(|e| bad(e.to_string())),
+        }
+    }
+
     /// The names of the files (or objects) directly in the folder `relative`, sorted.
     pub async fn list_names(&self, relative: &str) -> Result<Vec<String>, StoreError> {
         let mut names = match self {
@@ -361,6 +422,16 @@ impl Location {
             }
         })
     }
+}
+
+/// A folder of a [`Location`] as `object_store` clients: `prefixed` has its root at the
+/// folder, `root` at the root of the store (the bucket or container; `/` on disk), and
+/// `url` names the folder in `root`'s terms.
+#[derive(Debug, Clone)]
+pub struct StoreView {
+    pub prefixed: Arc<dyn object_store::ObjectStore>,
+    pub root: Arc<dyn object_store::ObjectStore>,
+    pub url: url::Url,
 }
 
 /// A Parquet file being read: its footer, and its record batches.

@@ -320,6 +320,19 @@ impl ObjectLocation {
         })
     }
 
+    /// The folder `relative` as `object_store` clients (see [`super::StoreView`]).
+    pub fn view(&self, relative: &str) -> Result<super::StoreView, url::ParseError> {
+        let url = Url::parse(&format!("{}/{}/", self.url, relative.trim_matches('/')))?;
+        Ok(super::StoreView {
+            prefixed: Arc::new(object_store::prefix::PrefixStore::new(
+                self.store.clone(),
+                self.key(relative),
+            )),
+            root: self.store.clone(),
+            url,
+        })
+    }
+
     /// A streaming writer of `relative` for synchronous code (a writer thread): the bytes
     /// go up in parts as they come (one PUT when the whole object fits in the first part),
     /// and the object appears only when [`ObjectWriter::finish`] completes the upload.

@@ -28,7 +28,7 @@ fn tables() -> Vec<&'static str> {
     CALL_TABLES.iter().copied().chain(["pstn_calls"]).collect()
 }
 
-async fn start_emulator(seed: u64) -> RunningEmulator {
+pub(crate) async fn start_emulator(seed: u64) -> RunningEmulator {
     let config = EmulatorConfig {
         seed,
         calls_per_day: 12,
@@ -66,7 +66,7 @@ fn snapshot(root: &Path) -> (Vec<String>, Vec<String>, Option<String>) {
     )
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(from)

@@ -44,6 +44,7 @@ async fn export_deriving(
 ) -> RunSummary {
     let today = chrono::Utc::now().date_naive();
     let plan = ExportPlan {
+        format: Default::default(),
         window: Window::new(
             midnight(today - chrono::Days::new(6)),
             midnight(today - chrono::Days::new(4)),

@@ -83,6 +83,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
     let day = chrono::Utc::now().date_naive() - chrono::Days::new(5);
     let window = Window::new(midnight(day), midnight(day + chrono::Days::new(1))).unwrap();
     let plan = ExportPlan {
+        format: Default::default(),
         window,
         streams: vec![StreamKind::CallRecords],
         output: Location::Local(lake.clone()),

@@ -5,6 +5,7 @@ mod call_record_stream;
 mod cli;
 mod commit_crash;
 mod ddl;
+mod delta;
 mod emulator;
 mod emulator_faults;
 mod emulator_logs;

@@ -1248,3 +1248,5 @@ fn polars_scans_table_folders_on_s3_and_a_lake_of_the_old_layout_moves_its_marke
     }
     polars_reads_every_table(&lake, &tables);
 }
+
+mod delta_lake;

@@ -229,6 +229,7 @@ async fn start_emulator() -> RunningEmulator {
 async fn export_in_process(emulator: &RunningEmulator, lake: &Path, window: Window) {
     let client = support::emulator_client(emulator);
     let plan = ExportPlan {
+        format: Default::default(),
         window,
         streams: vec![StreamKind::CallRecords, StreamKind::PstnCalls],
         output: Zone::Local(lake.to_path_buf()),
