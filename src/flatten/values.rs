@@ -505,6 +505,16 @@ mod tests {
         assert!(parse_decimal128("1e40", 38, 0).is_err(), "beyond 38 digits");
     }
 
+    /// The digits after the decimal point of `text` once its exponent is applied.
+    fn fraction_digits(text: &str) -> i64 {
+        let (mantissa, exponent) = match text.find(['e', 'E']) {
+            Some(at) => (&text[..at], text[at + 1..].parse::<i64>().unwrap_or(0)),
+            None => (text, 0),
+        };
+        let written = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
+        written - exponent
+    }
+
     proptest::proptest! {
         /// The same answers as Arrow's own parser (arrow-cast, a test dependency only).
         #[test]
@@ -516,6 +526,10 @@ mod tests {
             // A scale above the precision declares no real column (Parquet and Spark refuse
             // it), and arrow-cast 59 refuses any value for it where the parser does not.
             proptest::prop_assume!(scale as u8 <= precision);
+            // arrow-cast 59 truncates digits beyond the scale where the parser rounds half
+            // away from zero (as arrow-cast 60 does; the cases above hold the rounding), so
+            // only texts that need no rounding are compared.
+            proptest::prop_assume!(fraction_digits(&text) <= i64::from(scale));
             let arrow = arrow_cast::parse::parse_decimal::<arrow_array::types::Decimal128Type>(
                 &text, precision, scale,
             );
