@@ -488,11 +488,17 @@ mod tests {
             ("+7", 1, Ok(70)),
             (" 3 ", 0, Ok(3)),
             ("0", 10, Ok(0)),
+            (".01e4", 11, Ok(10_000_000_000_000)),
+            ("0E7", 5, Ok(0)),
+            ("-2.5e-1", 1, Ok(-3)),
+            ("125e-2", 1, Ok(13)),
         ];
         for (text, scale, expected) in cases {
             assert_eq!(parse_decimal128(text, 38, scale), expected, "{text}");
         }
-        for text in ["", ".", "-", "1.2.3", "12a", "e5", "1e", "0x10", "NaN"] {
+        for text in [
+            "", ".", "-", "1.2.3", "12a", "e5", "E1", "+.", "1e", "0x10", "NaN",
+        ] {
             assert!(
                 parse_decimal128(text, 38, 2).is_err(),
                 "{text:?} was accepted"
@@ -505,21 +511,22 @@ mod tests {
         assert!(parse_decimal128("1e40", 38, 0).is_err(), "beyond 38 digits");
     }
 
-    /// The digits after the decimal point of `text` once its exponent is applied.
-    fn fraction_digits(text: &str) -> i64 {
-        let (mantissa, exponent) = match text.find(['e', 'E']) {
-            Some(at) => (&text[..at], text[at + 1..].parse::<i64>().unwrap_or(0)),
-            None => (text, 0),
-        };
-        let written = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i64);
-        written - exponent
+    /// The digits after the decimal point of `text`.
+    fn fraction_digits(text: &str) -> usize {
+        text.split_once('.')
+            .map_or(0, |(_, fraction)| fraction.len())
     }
 
     proptest::proptest! {
+        // Most generated texts need rounding and are skipped below.
+        #![proptest_config(proptest::test_runner::Config {
+            max_global_rejects: 1_000_000,
+            ..Default::default()
+        })]
         /// The same answers as Arrow's own parser (arrow-cast, a test dependency only).
         #[test]
         fn decimals_parse_like_arrow(
-            text in "[+-]?[0-9]{0,22}(\\.[0-9]{0,14})?([eE][+-]?[0-9]{1,2})?",
+            text in "[+-]?[0-9]{0,22}(\\.[0-9]{0,14})?",
             precision in 1u8..=38,
             scale in 0i8..=12,
         ) {
@@ -527,9 +534,11 @@ mod tests {
             // it), and arrow-cast 59 refuses any value for it where the parser does not.
             proptest::prop_assume!(scale as u8 <= precision);
             // arrow-cast 59 truncates digits beyond the scale where the parser rounds half
-            // away from zero (as arrow-cast 60 does; the cases above hold the rounding), so
-            // only texts that need no rounding are compared.
-            proptest::prop_assume!(fraction_digits(&text) <= i64::from(scale));
+            // away from zero (as arrow-cast 60 does), and misreads exponents (".01e4" too
+            // wide, "E1" as 0) and reads "+." as 0: only plain texts with a digit that need
+            // no rounding are compared here; the cases above hold the others.
+            proptest::prop_assume!(fraction_digits(&text) <= scale as usize);
+            proptest::prop_assume!(text.contains(|c: char| c.is_ascii_digit()));
             let arrow = arrow_cast::parse::parse_decimal::<arrow_array::types::Decimal128Type>(
                 &text, precision, scale,
             );
