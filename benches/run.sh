@@ -2,7 +2,7 @@
 # reflatten vs. pyarrow on the same JSON lines, in the same run (BENCHMARKS.md).
 #
 # For each input shape: builds the input once (the emulator's synthetic tenant, complete
-# callRecords as JSON lines), warms the page cache, then runs `reflatten` (all 8 call
+# callRecords as JSON lines), warms the page cache, then runs `reflatten` (all 9 call
 # tables) and the pyarrow baseline (stream table only, its tuned settings) REPEAT times
 # each, alternating, and prints median wall time, GB/s of JSON, peak RSS, CPU and the ratio
 # of the wall times, each against its target. Then reflatten once more on SCALE times the
