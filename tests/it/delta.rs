@@ -116,19 +116,8 @@ async fn delta_rows(lake: &Path) -> BTreeMap<&'static str, Vec<String>> {
         let files = delta::snapshot_files(&location, table, None).await.unwrap();
         let mut rows = Vec::new();
         for file in files {
-            let dt = file.split('/').nth(1).unwrap().trim_start_matches("dt=");
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(lake.join(&file)).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-            for batch in reader {
-                for mut row in support::rows(&batch.unwrap()) {
-                    row.insert("dt".into(), json!(dt));
-                    rows.push(Value::Object(row).to_string());
-                }
-            }
+            let content = std::fs::File::open(lake.join(&file)).unwrap();
+            rows.extend(support::partition_file_rows(&file, content));
         }
         rows.sort();
         by_table.insert(table, rows);

@@ -21,18 +21,8 @@ fn delta_rows(lake: &Lake) -> BTreeMap<String, Vec<String>> {
             .unwrap();
         let mut rows = Vec::new();
         for file in files {
-            let dt = file.split('/').nth(1).unwrap().trim_start_matches("dt=");
             let bytes = lake.get(&file).expect("a file the log names is there");
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .unwrap()
-                .build()
-                .unwrap();
-            for batch in reader {
-                for mut row in support::rows(&batch.unwrap()) {
-                    row.insert("dt".into(), json!(dt));
-                    rows.push(Value::Object(row).to_string());
-                }
-            }
+            rows.extend(support::partition_file_rows(&file, bytes));
         }
         rows.sort();
         tables.insert(table.to_string(), rows);

@@ -122,6 +122,27 @@ pub fn cell(array: &dyn Array, row: usize) -> Value {
     }
 }
 
+/// The rows of the Parquet file `file` (a table-relative `dt=…/part-….parquet` path) as
+/// JSON texts, each with the `dt` of its partition folder.
+pub fn partition_file_rows<R>(file: &str, content: R) -> Vec<String>
+where
+    R: parquet::file::reader::ChunkReader + 'static,
+{
+    let dt = file.split('/').nth(1).unwrap().trim_start_matches("dt=");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(content)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut texts = Vec::new();
+    for batch in reader {
+        for mut row in rows(&batch.unwrap()) {
+            row.insert("dt".into(), serde_json::json!(dt));
+            texts.push(Value::Object(row).to_string());
+        }
+    }
+    texts
+}
+
 /// The rows of a batch as JSON objects keyed by column name.
 pub fn rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
     (0..batch.num_rows())
