@@ -3,8 +3,12 @@
 //! `file://` URLs become absolute, `.` and `..` resolved, symbolic links of the folders that
 //! exist followed (the real path of the longest existing ancestor); object-store URLs compare by scheme (`s3a` is `s3`), bucket or container
 //! (host and user part, ignoring case) and prefix, ignoring empty segments and trailing
-//! slashes. Two spellings of one object-store place (`az://c/x` and
-//! `abfss://c@account.dfs.core.windows.net/x`) are not recognised as the same.
+//! slashes. Azure's spellings of one place (`az://c/x`, `abfss://c@account.dfs.core.windows.net/x`,
+//! `https://account.blob.core.windows.net/c/x`, and OneLake's `…fabric.microsoft.com` forms) all
+//! name an account and a container, read as object_store reads them; a spelling without the
+//! account (`az://c/x`, whose account comes from the store's settings) is taken to be on any
+//! account, so raw and lake are refused as overlapping when in doubt: a refused setting is
+//! fixed in a minute, a lake written over its raw zone is not.
 //!
 //! May touch: the file system, read-only (to resolve the folders that exist).
 
@@ -25,7 +29,16 @@ pub enum Overlap {
 #[derive(Debug, PartialEq, Eq)]
 enum Place {
     Local(PathBuf),
-    Object { store: String, parts: Vec<String> },
+    Object {
+        store: String,
+        parts: Vec<String>,
+    },
+    /// Azure Blob / ADLS / OneLake: the account when the spelling names it, the container.
+    Azure {
+        account: Option<String>,
+        container: String,
+        parts: Vec<String>,
+    },
 }
 
 /// Where `location` lies relative to `other`; None when they are apart (siblings such as
@@ -35,6 +48,20 @@ pub fn overlap(location: &str, other: &str) -> Option<Overlap> {
     match (place(location)?, place(other)?) {
         (Place::Local(a), Place::Local(b)) => relation(&a, &b, |a, b| a.starts_with(b)),
         (Place::Object { store: a, parts: p }, Place::Object { store: b, parts: q }) if a == b => {
+            relation(&p, &q, |p, q| p.starts_with(q))
+        }
+        (
+            Place::Azure {
+                account: a,
+                container: c,
+                parts: p,
+            },
+            Place::Azure {
+                account: b,
+                container: d,
+                parts: q,
+            },
+        ) if c == d && (a.is_none() || b.is_none() || a == b) => {
             relation(&p, &q, |p, q| p.starts_with(q))
         }
         _ => None,
@@ -66,6 +93,18 @@ fn place(location: &str) -> Option<Place> {
     if url.scheme() == "file" {
         return Some(Place::Local(local(&url.to_file_path().ok()?)));
     }
+    let parts: Vec<String> = url
+        .path_segments()
+        .map(|segments| {
+            segments
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(azure) = azure(&url, parts.clone()) {
+        return Some(azure);
+    }
     let scheme = match url.scheme() {
         "s3a" => "s3",
         other => other,
@@ -77,16 +116,40 @@ fn place(location: &str) -> Option<Place> {
         url.port_or_known_default().unwrap_or(0)
     )
     .to_ascii_lowercase();
-    let parts = url
-        .path_segments()
-        .map(|segments| {
-            segments
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
     Some(Place::Object { store, parts })
+}
+
+/// An Azure URL as object_store's `MicrosoftAzureBuilder` reads it: `az`/`adl`/`azure`/
+/// `abfs[s]://container/…` (account from the settings), `abfs[s]://container@account.<host>/…`
+/// and `https://account.<host>/container/…`, where host is Blob, ADLS or OneLake's. Names
+/// compare ignoring case (Azure's are case-insensitive). None for any other URL.
+fn azure(url: &url::Url, mut parts: Vec<String>) -> Option<Place> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    let account_of = |host: &str| {
+        let (account, domain) = host.split_once('.')?;
+        matches!(
+            domain,
+            "dfs.core.windows.net"
+                | "blob.core.windows.net"
+                | "dfs.fabric.microsoft.com"
+                | "blob.fabric.microsoft.com"
+        )
+        .then(|| account.to_owned())
+    };
+    let (account, container) = match url.scheme() {
+        "az" | "adl" | "azure" | "abfs" | "abfss" if url.username().is_empty() => (None, host),
+        "az" | "abfs" | "abfss" => (Some(account_of(&host)?), url.username().to_owned()),
+        "https" => {
+            let account = account_of(&host)?;
+            (Some(account), (!parts.is_empty()).then(|| parts.remove(0))?)
+        }
+        _ => return None,
+    };
+    Some(Place::Azure {
+        account,
+        container: container.to_ascii_lowercase(),
+        parts,
+    })
 }
 
 /// `path` made absolute, `.` and `..` resolved lexically, then through the real path of
@@ -212,6 +275,45 @@ mod tests {
                 "abfss://lake@acct.dfs.core.windows.net/teams",
                 None,
             ),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(overlap(a, b), expected, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn azure_spellings_of_one_place_are_recognised() {
+        let cases = [
+            (
+                "az://lake/teams/raw",
+                "abfss://lake@acct.dfs.core.windows.net/teams",
+                Some(Overlap::Inside),
+            ),
+            (
+                "https://acct.blob.core.windows.net/lake/teams",
+                "abfss://Lake@ACCT.dfs.core.windows.net/teams/",
+                Some(Overlap::Same),
+            ),
+            (
+                "abfs://lake/teams",
+                "azure://lake/teams/raw",
+                Some(Overlap::Contains),
+            ),
+            (
+                "abfss://ws@onelake.dfs.fabric.microsoft.com/item/Files",
+                "https://onelake.dfs.fabric.microsoft.com/ws/item/Files/raw",
+                Some(Overlap::Contains),
+            ),
+            // Another account, another container, or a bare account URL: apart.
+            (
+                "abfss://lake@other.dfs.core.windows.net/teams",
+                "abfss://lake@acct.dfs.core.windows.net/teams",
+                None,
+            ),
+            ("az://raw/teams", "az://lake/teams", None),
+            ("https://acct.blob.core.windows.net", "az://lake", None),
+            // Not Azure hosts: compared as any other URL.
+            ("https://example.com/lake", "az://lake", None),
         ];
         for (a, b, expected) in cases {
             assert_eq!(overlap(a, b), expected, "{a} vs {b}");
