@@ -13,48 +13,12 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use callrecords_emulator::{self as emulator, EmulatorConfig, RunningEmulator};
 use callrecords_etl::commit;
 use callrecords_etl::store::Location as Zone;
-use support::{CALL_TABLES, days_ago, stderr};
-
-const STREAMS: &str = "call_records,pstn_calls";
-
-fn tables() -> Vec<&'static str> {
-    CALL_TABLES.iter().copied().chain(["pstn_calls"]).collect()
-}
-
-pub(crate) async fn start_emulator(seed: u64) -> RunningEmulator {
-    let config = EmulatorConfig {
-        seed,
-        calls_per_day: 12,
-        log_rows_per_day: 40,
-        ..EmulatorConfig::default()
-    };
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    emulator::start(config, listen).await.unwrap()
-}
-
-/// `export` of the test window into `<root>/lake` and `<root>/raw`, with `failpoints` set.
-async fn export(config: &Path, secret: &str, root: &Path, failpoints: &str) -> Output {
-    let mut command = support::binary();
-    command
-        .env("CALLRECORDS_CLIENT_SECRET", secret)
-        .env("FAILPOINTS", failpoints)
-        .args(["export", "--streams", STREAMS, "--config"])
-        .arg(config)
-        .args(["--from", &days_ago(4), "--to", &days_ago(2), "--out"])
-        .arg(root.join("lake"))
-        .arg("--raw")
-        .arg(root.join("raw"));
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
+use support::tenants::{STREAMS, Tenant, TwoTenants, tables};
+use support::{days_ago, stderr};
 
 /// Everything a reader of the lake and the raw zone sees, plus the state file.
 fn snapshot(root: &Path) -> (Vec<String>, Vec<String>, Option<String>) {
@@ -180,19 +144,12 @@ const CASES: &[(&str, &str, bool)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_new_lake_whole() {
-    let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
-    let dir = tempfile::tempdir().unwrap();
-    let (old_config, new_config) = (
-        support::emulator_config_file(dir.path(), &old_graph),
-        support::emulator_config_file(dir.path(), &new_graph),
-    );
-    let secret = new_graph.config().client_secret.clone();
-
-    let template = dir.path().join("template");
-    let output = export(&old_config, &secret, &template, "").await;
+    let tenants = TwoTenants::start().await;
+    let template = tenants.path("template");
+    let output = tenants.old.export(&template, "", &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let reference = dir.path().join("reference");
-    let output = export(&new_config, &secret, &reference, "").await;
+    let reference = tenants.path("reference");
+    let output = tenants.new.export(&reference, "", &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let (old, new) = (snapshot(&template), snapshot(&reference));
     assert!(old.0 != new.0 && old.1 != new.1, "the two tenants differ");
@@ -203,9 +160,9 @@ async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_ne
     );
 
     for (index, (failpoints, what, committed)) in CASES.iter().enumerate() {
-        let root = dir.path().join(format!("case-{index}"));
+        let root = tenants.path(&format!("case-{index}"));
         copy_tree(&template, &root);
-        let output = export(&new_config, &secret, &root, failpoints).await;
+        let output = tenants.new.export(&root, failpoints, &[]).await;
         let crashed = failpoints.contains("crash");
         if crashed {
             assert_eq!(output.status.code(), None, "{what}: killed by a signal");
@@ -236,7 +193,7 @@ async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_ne
         );
         nothing_left_over(&root);
 
-        let output = export(&new_config, &secret, &root, "").await;
+        let output = tenants.new.export(&root, "", &[]).await;
         assert!(
             output.status.success(),
             "{what}, rerun: {}",
@@ -252,28 +209,16 @@ async fn case1_a_crash_or_io_error_at_every_commit_step_leaves_the_old_or_the_ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfinished_commit_whose_staged_files_are_gone_is_rolled_back() {
-    let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = new_graph.config().client_secret.clone();
-    let root = dir.path().join("lake-root");
-    let output = export(
-        &support::emulator_config_file(dir.path(), &old_graph),
-        &secret,
-        &root,
-        "",
-    )
-    .await;
+    let tenants = TwoTenants::start().await;
+    let root = tenants.path("lake-root");
+    let output = tenants.old.export(&root, "", &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let old = snapshot(&root);
 
-    let new_config = support::emulator_config_file(dir.path(), &new_graph);
-    let output = export(
-        &new_config,
-        &secret,
-        &root,
-        "commit::switch=3*off->return(crash)",
-    )
-    .await;
+    let output = tenants
+        .new
+        .export(&root, "commit::switch=3*off->return(crash)", &[])
+        .await;
     assert_eq!(output.status.code(), None);
     // Someone removes a staged file the commit still needs.
     let staged = walk(&root.join("lake/_staging"))
@@ -290,8 +235,8 @@ async fn an_unfinished_commit_whose_staged_files_are_gone_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_journal_is_refused_before_any_request_with_exit_2() {
-    let graph = start_emulator(101).await;
     let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::start(101, dir.path()).await;
     let root = dir.path().join("lake-root");
     std::fs::create_dir_all(root.join("lake/_commits")).unwrap();
     std::fs::write(
@@ -299,16 +244,14 @@ async fn a_damaged_journal_is_refused_before_any_request_with_exit_2() {
         "{ torn",
     )
     .unwrap();
-    let config = support::emulator_config_file(dir.path(), &graph);
-    let secret = graph.config().client_secret.clone();
-    let output = export(&config, &secret, &root, "").await;
+    let output = tenant.export(&root, "", &[]).await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let log = stderr(&output);
     assert!(
         log.contains("_commits/20261201T000000Z-deadbeef.json") && log.contains("damaged"),
         "{log}"
     );
-    assert!(graph.requests().is_empty(), "no request was made");
+    assert!(tenant.graph.requests().is_empty(), "no request was made");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -326,18 +269,16 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn case7_two_lakes_sharing_a_raw_zone_remove_only_their_own_staging() {
-    let graph = start_emulator(101).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = support::emulator_config_file(dir.path(), &graph);
-    let secret = graph.config().client_secret.clone();
+    let tenant = Tenant::start(101, dir.path()).await;
     let raw = dir.path().join("raw");
     let run = |lake: &'static str, failpoints: &'static str| {
         let mut command = support::binary();
         command
-            .env("CALLRECORDS_CLIENT_SECRET", &secret)
+            .env("CALLRECORDS_CLIENT_SECRET", tenant.secret())
             .env("FAILPOINTS", failpoints)
             .args(["export", "--streams", STREAMS, "--config"])
-            .arg(&config)
+            .arg(&tenant.config)
             .args(["--from", &days_ago(4), "--to", &days_ago(3), "--out"])
             .arg(dir.path().join(lake))
             .arg("--raw")
@@ -376,28 +317,21 @@ async fn case7_two_lakes_sharing_a_raw_zone_remove_only_their_own_staging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lake_mounted_elsewhere_after_a_crash_is_completed_where_it_is_now() {
-    let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
-    let dir = tempfile::tempdir().unwrap();
-    let secret = new_graph.config().client_secret.clone();
-    let reference = dir.path().join("reference");
-    let new_config = support::emulator_config_file(dir.path(), &new_graph);
-    let output = export(&new_config, &secret, &reference, "").await;
+    let tenants = TwoTenants::start().await;
+    let reference = tenants.path("reference");
+    let output = tenants.new.export(&reference, "", &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let root = dir.path().join("lake-root");
-    let old_config = support::emulator_config_file(dir.path(), &old_graph);
-    let output = export(&old_config, &secret, &root, "").await;
+    let root = tenants.path("lake-root");
+    let output = tenants.old.export(&root, "", &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let output = export(
-        &new_config,
-        &secret,
-        &root,
-        "commit::switch=9*off->return(crash)",
-    )
-    .await;
+    let output = tenants
+        .new
+        .export(&root, "commit::switch=9*off->return(crash)", &[])
+        .await;
     assert_eq!(output.status.code(), None);
 
     // The next pod mounts the lake at another path (the raw zone stays where it was).
-    let moved = dir.path().join("mounted-elsewhere");
+    let moved = tenants.path("mounted-elsewhere");
     std::fs::rename(root.join("lake"), &moved).unwrap();
     let recovered = callrecords_etl::run::recover(
         &Zone::Local(moved.clone()),

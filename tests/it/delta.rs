@@ -10,7 +10,7 @@
 //! - a writer whose table changed since it read it fails with a conflict, nothing of it
 //!   committed, and the log stays readable.
 
-use crate::commit_crash::{copy_tree, start_emulator};
+use crate::commit_crash::copy_tree;
 use crate::readers::{python_has, run_python};
 use crate::support;
 
@@ -22,7 +22,8 @@ use callrecords_etl::delta::{self, DeltaError, PartitionFiles};
 use callrecords_etl::schema;
 use callrecords_etl::store::Location;
 use serde_json::{Value, json};
-use support::{CALL_TABLES, days_ago, stderr};
+use support::tenants::{TwoTenants, tables};
+use support::{days_ago, stderr};
 
 fn binary(args: &[&str]) -> Output {
     let output = support::binary().args(args).output().unwrap();
@@ -83,29 +84,8 @@ fn deltalake_and_polars_read_the_parquet_exports_rows_and_the_version_before() {
     run_python("check_delta.py", &[&delta_lake, &expected]);
 }
 
-const STREAMS: &str = "call_records,pstn_calls";
-
-fn tables() -> Vec<&'static str> {
-    CALL_TABLES.iter().copied().chain(["pstn_calls"]).collect()
-}
-
-/// `export --format delta` of the test window into `<root>/lake` and `<root>/raw`.
-async fn export(config: &Path, secret: &str, root: &Path, failpoints: &str) -> Output {
-    let mut command = support::binary();
-    command
-        .env("CALLRECORDS_CLIENT_SECRET", secret)
-        .env("FAILPOINTS", failpoints)
-        .args(["export", "--format", "delta", "--streams", STREAMS])
-        .arg("--config")
-        .arg(config)
-        .args(["--from", &days_ago(4), "--to", &days_ago(2), "--out"])
-        .arg(root.join("lake"))
-        .arg("--raw")
-        .arg(root.join("raw"));
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
+/// `export --format delta` of the tenants' test window.
+const DELTA: &[&str] = &["--format", "delta"];
 
 /// Each table's rows as its current Delta snapshot holds them (sorted JSON lines), read
 /// with the files the log names.
@@ -144,18 +124,12 @@ const CASES: &[(&str, bool)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_or_io_error_in_a_delta_commit_leaves_every_table_readable_and_whole() {
-    let (old_graph, new_graph) = (start_emulator(101).await, start_emulator(202).await);
-    let dir = tempfile::tempdir().unwrap();
-    let (old_config, new_config) = (
-        support::emulator_config_file(dir.path(), &old_graph),
-        support::emulator_config_file(dir.path(), &new_graph),
-    );
-    let secret = new_graph.config().client_secret.clone();
-    let template = dir.path().join("template");
-    let output = export(&old_config, &secret, &template, "").await;
+    let tenants = TwoTenants::start().await;
+    let template = tenants.path("template");
+    let output = tenants.old.export(&template, "", DELTA).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    let reference = dir.path().join("reference");
-    let output = export(&new_config, &secret, &reference, "").await;
+    let reference = tenants.path("reference");
+    let output = tenants.new.export(&reference, "", DELTA).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let old = delta_rows(&template.join("lake")).await;
     let new = delta_rows(&reference.join("lake")).await;
@@ -166,9 +140,9 @@ async fn a_crash_or_io_error_in_a_delta_commit_leaves_every_table_readable_and_w
     );
 
     for (index, (failpoints, committed)) in CASES.iter().enumerate() {
-        let root = dir.path().join(format!("case-{index}"));
+        let root = tenants.path(&format!("case-{index}"));
         copy_tree(&template, &root);
-        let output = export(&new_config, &secret, &root, failpoints).await;
+        let output = tenants.new.export(&root, failpoints, DELTA).await;
         let lake = root.join("lake");
         if failpoints.contains("crash") {
             assert_eq!(output.status.code(), None, "{failpoints}: killed");
@@ -199,7 +173,7 @@ async fn a_crash_or_io_error_in_a_delta_commit_leaves_every_table_readable_and_w
             "{failpoints}: the lake is not the whole {} one",
             if *committed { "new" } else { "old" }
         );
-        let output = export(&new_config, &secret, &root, "").await;
+        let output = tenants.new.export(&root, "", DELTA).await;
         assert!(
             output.status.success(),
             "{failpoints}, rerun: {}",

@@ -3,6 +3,7 @@
 //! assertions read like the Graph payloads they come from.
 
 pub mod security;
+pub mod tenants;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
