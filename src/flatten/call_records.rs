@@ -13,11 +13,11 @@ use std::sync::OnceLock;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
+use super::columns::{float, integer};
 use super::dom::{Dom, Item};
 use super::shape::{ShapeId, Shapes};
 use super::{
-    FlattenIssue, RowContext, TableBuilder, declare_table, declare_table_kept_whole, float,
-    integer, values,
+    FlattenIssue, RowContext, TableBuilder, declare_table, declare_table_kept_whole, values,
 };
 use crate::privacy::Privacy;
 use crate::quality::{self, Derivation, Derivations, MediaClass, Rollup, StreamMetrics};

@@ -8,7 +8,11 @@
 //!
 //! Rows are read from a [`dom::Dom`], parsed with the [`shape::Shapes`] the declarations
 //! compile to: only the members some column reads are kept, and a column's path is a list
-//! of slot numbers, so the hot path neither allocates per member nor compares keys. Raw
+//! of slot numbers, so the hot path neither allocates per member nor compares keys. Each
+//! column is compiled once into a `Column`: the object on its path it reads from (an
+//! anchor, found once per row for all the columns below it), its slot there, what becomes
+//! of the value (converted by type alone, or as declared and protected), and its Arrow
+//! column ([`columns`]); a value costs one slot read and one match. Raw
 //! JSON lines (`reflatten`) and records fetched from Graph (`export`, which assembles a
 //! record's pages into the JSON text of its raw line) are parsed from the same text by the
 //! same parser, so both give the same rows.
@@ -24,25 +28,23 @@
 //! Knows nothing of HTTP or files.
 
 pub mod call_records;
+mod columns;
 pub mod dom;
 pub mod shape;
 pub mod values;
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
-    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
-};
 use arrow_array::{ArrayRef, RecordBatch};
 use serde_json::Value;
 
+use self::columns::ColumnBuilder;
 use self::dom::{Dom, Item, Node};
 use self::shape::{ShapeId, Shapes};
 use crate::privacy::{ColumnClass, PiiClass, Privacy, Treatment, is_phone_number};
-use crate::quality::{Derivations, Derived, DerivedKind, DerivedValue};
-use crate::schema::{self, ColumnSchema, ColumnType, Convert, TableSchema, UTC};
+use crate::quality::{Derivations, Derived, DerivedKind};
+use crate::schema::{self, ColumnSchema, ColumnType, Convert, TableSchema};
 
 /// Values of a row that do not come from its JSON object: whose call it is and where it sits.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,15 +122,34 @@ impl std::fmt::Display for FlattenIssue {
     }
 }
 
-/// Where a column's value comes from.
-#[derive(Debug)]
-enum Source {
+/// Where a column's value is read.
+#[derive(Debug, Clone, Copy)]
+enum Read {
     Context(ContextKey),
     /// The row value itself (rows that are plain values, like a modality).
     Itself,
-    /// Slots from the row object down to the value, each with the shape it is a slot of.
-    Path(Vec<(ShapeId, u16)>),
+    /// Slot `slot` of the object at anchor `anchor` (see [`Anchor`]; the row is anchor 0),
+    /// which has shape `shape`.
+    Slot {
+        anchor: usize,
+        shape: ShapeId,
+        slot: u16,
+    },
 }
+
+/// An object on the way from a row to its columns' values (the `callerNetwork` of a media
+/// row): slot `slot` of the object at anchor `parent`, which has shape `shape`. Anchors are
+/// found once per row, so a column costs one slot read whatever the depth of its path, and
+/// the columns below a missing object none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Anchor {
+    parent: usize,
+    shape: ShapeId,
+    slot: u16,
+}
+
+/// Anchors a table may have besides its row (the call tables have at most 12).
+const MAX_ANCHORS: usize = 23;
 
 /// What the privacy settings do to one column's values.
 #[derive(Debug)]
@@ -177,53 +198,125 @@ impl Protection {
     }
 }
 
+/// What is done with a column's value, resolved when the builder is made.
 #[derive(Debug)]
-struct CompiledColumn {
-    name: &'static str,
-    convert: Convert,
-    source: Source,
-    protection: Protection,
+enum Write {
+    /// Converted by the column type alone: no conversion declared, no personal data to protect.
+    Plain,
+    /// Converted as declared, then protected.
+    Converted(Convert, Protection),
 }
 
-impl CompiledColumn {
+/// One column compiled for the hot path: where its value is, what becomes of it, and the
+/// Arrow column it goes to.
+struct Column {
+    name: &'static str,
+    read: Read,
+    write: Write,
+    builder: ColumnBuilder,
+}
+
+impl Column {
+    /// Compiles `column` of `table` for rows of shape `row`, adding the objects its path
+    /// passes to `anchors` (where they are not yet).
     fn compile(
         table: &'static str,
         column: &'static ColumnSchema,
         privacy: &Privacy,
-        shapes: &Shapes,
-        row: ShapeId,
+        (shapes, row): (&Shapes, ShapeId),
+        anchors: &mut Vec<Anchor>,
     ) -> Self {
-        let source = if let Some(key) = column.path.strip_prefix('$') {
-            Source::Context(ContextKey::parse(key).unwrap_or_else(|| {
+        let read = if let Some(key) = column.path.strip_prefix('$') {
+            Read::Context(ContextKey::parse(key).unwrap_or_else(|| {
                 panic!(
                     "schemas/{table}.json: column {} uses unknown context value ${key}",
                     column.name
                 )
             }))
         } else if column.path.is_empty() {
-            Source::Itself
+            Read::Itself
         } else {
-            Source::Path(slot_path(shapes, row, &column.path))
+            read_path(&slot_path(shapes, row, &column.path), anchors)
         };
-        CompiledColumn {
+        check_convert_fits_type(table, column);
+        let write = match (
+            column.convert,
+            Protection::of(declared_class(table, column), privacy),
+        ) {
+            (Convert::Plain, Protection::None) => Write::Plain,
+            (convert, protection) => Write::Converted(convert, protection),
+        };
+        Column {
             name: &column.name,
-            convert: column.convert,
-            source,
-            protection: Protection::of(declared_class(table, column), privacy),
+            read,
+            write,
+            builder: ColumnBuilder::new(column.column_type),
         }
     }
 
-    fn lookup<'d, 'a>(&self, row: Item<'d, 'a>) -> Option<Item<'d, 'a>> {
-        match &self.source {
-            Source::Itself => Some(row),
-            Source::Path(slots) => {
-                let value = slots
-                    .iter()
-                    .fold(row, |value, &(shape, slot)| value.slot(shape, slot));
-                value.is_present().then_some(value)
+    /// The column's value in a row whose anchors are `anchors`: None when it is absent or
+    /// null (and for context values).
+    #[inline]
+    fn value<'d, 'a>(&self, anchors: &[Item<'d, 'a>]) -> Option<Item<'d, 'a>> {
+        let value = match self.read {
+            Read::Slot {
+                anchor,
+                shape,
+                slot,
+            } => {
+                let holder = anchors[anchor];
+                if !holder.is_object() {
+                    return None;
+                }
+                holder.slot(shape, slot)
             }
-            Source::Context(_) => None,
+            Read::Itself => anchors[0],
+            Read::Context(_) => return None,
+        };
+        (!value.is_null()).then_some(value)
+    }
+
+    /// Appends the column's value in a row whose anchors are `anchors`. An error leaves a
+    /// null appended.
+    #[inline]
+    fn append(&mut self, anchors: &[Item<'_, '_>], context: &RowContext) -> Result<(), String> {
+        if let Read::Context(key) = self.read {
+            append_context(&mut self.builder, key, context);
+            return Ok(());
         }
+        let Some(value) = self.value(anchors) else {
+            self.builder.append_null();
+            return Ok(());
+        };
+        match &self.write {
+            Write::Plain => self.builder.append_value(value),
+            Write::Converted(convert, protection) => {
+                append_converted(&mut self.builder, *convert, value, protection)
+            }
+        }
+    }
+}
+
+/// The read of the value at the end of `slots`: the objects before it are anchors, added to
+/// `anchors` where they are not yet.
+fn read_path(slots: &[(ShapeId, u16)], anchors: &mut Vec<Anchor>) -> Read {
+    let (&(shape, slot), objects) = slots.split_last().expect("a path has a segment");
+    let mut anchor = 0;
+    for &(shape, slot) in objects {
+        let step = Anchor {
+            parent: anchor,
+            shape,
+            slot,
+        };
+        anchor = 1 + anchors.iter().position(|a| *a == step).unwrap_or_else(|| {
+            anchors.push(step);
+            anchors.len() - 1
+        });
+    }
+    Read::Slot {
+        anchor,
+        shape,
+        slot,
     }
 }
 
@@ -290,236 +383,15 @@ fn table_shapes(table: &'static TableSchema) -> &'static Shapes {
 /// The row shape in [`table_shapes`]: the first shape added after [`shape::KEEP_ALL`].
 const TABLE_ROW: ShapeId = 1;
 
-/// Arrow builders, one variant per declared column type.
-enum ColumnBuilder {
-    Utf8(StringBuilder),
-    Int32(Int32Builder),
-    Int64(Int64Builder),
-    Float32(Float32Builder),
-    Float64(Float64Builder),
-    Boolean(BooleanBuilder),
-    Timestamp(TimestampMicrosecondBuilder),
-    Decimal(Decimal128Builder, u8, i8),
-    List(ListBuilder<StringBuilder>),
-}
-
-impl ColumnBuilder {
-    fn new(column_type: ColumnType) -> Self {
-        match column_type {
-            ColumnType::String => ColumnBuilder::Utf8(StringBuilder::new()),
-            ColumnType::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
-            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::new()),
-            ColumnType::Float => ColumnBuilder::Float32(Float32Builder::new()),
-            ColumnType::Double => ColumnBuilder::Float64(Float64Builder::new()),
-            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
-            ColumnType::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
-            ColumnType::Decimal { precision, scale } => {
-                ColumnBuilder::Decimal(Decimal128Builder::new(), precision, scale)
-            }
-            ColumnType::ListOfString => match column_type.arrow() {
-                arrow_schema::DataType::List(element) => {
-                    ColumnBuilder::List(ListBuilder::new(StringBuilder::new()).with_field(element))
-                }
-                _ => unreachable!("list<string> is an Arrow list"),
-            },
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int32(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float32(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish().with_timezone(UTC)),
-            ColumnBuilder::Decimal(b, precision, scale) => Arc::new(
-                b.finish()
-                    .with_precision_and_scale(*precision, *scale)
-                    .expect("declared decimal precision is valid"),
-            ),
-            ColumnBuilder::List(b) => Arc::new(b.finish()),
-        }
-    }
-
-    fn append_null(&mut self) {
-        match self {
-            ColumnBuilder::Utf8(b) => b.append_null(),
-            ColumnBuilder::Int32(b) => b.append_null(),
-            ColumnBuilder::Int64(b) => b.append_null(),
-            ColumnBuilder::Float32(b) => b.append_null(),
-            ColumnBuilder::Float64(b) => b.append_null(),
-            ColumnBuilder::Boolean(b) => b.append_null(),
-            ColumnBuilder::Timestamp(b) => b.append_null(),
-            ColumnBuilder::Decimal(b, ..) => b.append_null(),
-            ColumnBuilder::List(b) => b.append_null(),
-        }
-    }
-
-    /// Appends `value` (absent or null → null). An error leaves a null appended.
-    fn append_item(&mut self, value: Option<Item<'_, '_>>) -> Result<(), String> {
-        let Some(value) = value.filter(|v| !v.is_null()) else {
-            self.append_null();
-            return Ok(());
-        };
-        let result = match self {
-            ColumnBuilder::Utf8(b) => {
-                match value.as_str() {
-                    Some(text) => b.append_value(text),
-                    // A number or boolean where Graph declares a string: keep it as sent.
-                    None => b.append_value(value.to_json_string()),
-                }
-                Ok(())
-            }
-            ColumnBuilder::Int32(b) => integer(value).and_then(|n| {
-                let n =
-                    i32::try_from(n).map_err(|_| format!("{n} does not fit a 32-bit integer"))?;
-                b.append_value(n);
-                Ok(())
-            }),
-            ColumnBuilder::Int64(b) => integer(value).map(|n| b.append_value(n)),
-            ColumnBuilder::Float32(b) => float(value).map(|n| b.append_value(n as f32)),
-            ColumnBuilder::Float64(b) => float(value).map(|n| b.append_value(n)),
-            ColumnBuilder::Boolean(b) => {
-                let parsed = match value.node() {
-                    Node::Bool(v) => Some(*v),
-                    Node::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
-                    Node::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
-                    _ => None,
-                };
-                parsed
-                    .map(|v| b.append_value(v))
-                    .ok_or_else(|| format!("{value} is not a boolean"))
-            }
-            ColumnBuilder::Timestamp(b) => match value.as_str() {
-                Some(s) => values::parse_timestamp_micros(s).map(|micros| b.append_option(micros)),
-                None => Err(format!("{value} is not a timestamp")),
-            },
-            ColumnBuilder::Decimal(b, precision, scale) => {
-                // Graph sends money as JSON numbers (`12.83`); their shortest text form is the
-                // decimal that was sent, which is parsed exactly, never through a float.
-                let text = match value.node() {
-                    Node::Int(_) | Node::Uint(_) | Node::Float(_) => {
-                        Some(Cow::Owned(value.to_json_string()))
-                    }
-                    Node::Str(s) => Some(Cow::Borrowed(s.as_ref())),
-                    _ => None,
-                };
-                match text {
-                    None => Err(format!("{value} is not a decimal number")),
-                    Some(text) => values::parse_decimal128(&text, *precision, *scale)
-                        .map(|v| b.append_value(v)),
-                }
-            }
-            ColumnBuilder::List(b) => match value.node() {
-                Node::Array { .. } => {
-                    for item in value.items() {
-                        match item.node() {
-                            Node::Str(s) => b.values().append_value(s),
-                            Node::Null | Node::Absent => b.values().append_null(),
-                            _ => b.values().append_value(item.to_json_string()),
-                        }
-                    }
-                    b.append(true);
-                    Ok(())
-                }
-                _ => Err(format!("{value} is not an array")),
-            },
-        };
-        if result.is_err() {
-            self.append_null();
-        }
-        result
-    }
-
-    fn append_str(&mut self, value: Option<&str>) {
-        match self {
-            ColumnBuilder::Utf8(b) => b.append_option(value),
-            _ => unreachable!(
-                "text conversions are declared on string columns (checked by TableBuilder::new)"
-            ),
-        }
-    }
-
-    fn append_f64(&mut self, value: f64) {
-        match self {
-            ColumnBuilder::Float64(b) => b.append_value(value),
-            _ => unreachable!(
-                "duration_ms is declared on double columns (checked by TableBuilder::new)"
-            ),
-        }
-    }
-
-    fn append_timestamp(&mut self, micros: i64) {
-        match self {
-            ColumnBuilder::Timestamp(b) => b.append_value(micros),
-            _ => unreachable!(
-                "report bounds are declared as timestamps (checked by TableBuilder::new)"
-            ),
-        }
-    }
-
-    fn append_derived(&mut self, value: DerivedValue<'_>) {
-        match (self, value) {
-            (ColumnBuilder::Utf8(b), DerivedValue::Text(v)) => b.append_option(v),
-            (ColumnBuilder::Int32(b), DerivedValue::Count(v)) => b.append_option(v),
-            (ColumnBuilder::Boolean(b), DerivedValue::Flag(v)) => b.append_option(v),
-            (ColumnBuilder::Float64(b), DerivedValue::Number(v)) => b.append_option(v),
-            (ColumnBuilder::List(b), DerivedValue::Reasons(Some(reasons))) => {
-                for column in reasons.columns() {
-                    b.values().append_value(column);
-                }
-                b.append(true);
-            }
-            (ColumnBuilder::List(b), DerivedValue::Reasons(None)) => b.append_null(),
-            _ => unreachable!(
-                "derived columns are declared with their kind's type (checked by TableBuilder::new)"
-            ),
-        }
-    }
-
-    fn append_i32(&mut self, value: i32) {
-        match self {
-            ColumnBuilder::Int32(b) => b.append_value(value),
-            _ => unreachable!("position keys are declared as int32 (checked by TableBuilder::new)"),
-        }
-    }
-}
-
-fn integer(value: Item<'_, '_>) -> Result<i64, String> {
-    match value.node() {
-        Node::Int(n) => Ok(*n),
-        Node::Uint(n) => i64::try_from(*n).map_err(|_| format!("{n} is not an integer")),
-        Node::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
-        Node::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("\"{s}\" is not an integer")),
-        _ => Err(format!("{value} is not an integer")),
-    }
-}
-
-fn float(value: Item<'_, '_>) -> Result<f64, String> {
-    match value.node() {
-        Node::Int(n) => Ok(*n as f64),
-        Node::Uint(n) => Ok(*n as f64),
-        Node::Float(f) => Ok(*f),
-        Node::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("\"{s}\" is not a number")),
-        _ => Err(format!("{value} is not a number")),
-    }
-}
-
 /// Builds one table's rows from JSON objects, by its declaration.
 pub struct TableBuilder {
     schema: &'static TableSchema,
     /// The shapes rows are parsed with, and the shape of a row object among them.
     shapes: &'static Shapes,
     row_shape: ShapeId,
-    columns: Vec<(CompiledColumn, ColumnBuilder)>,
+    /// The objects the columns' paths pass, found once per row.
+    anchors: Vec<Anchor>,
+    columns: Vec<Column>,
     /// Positions of the not-null columns read from the row (keys such as a log row's `id`).
     required: Vec<usize>,
     rows: usize,
@@ -544,16 +416,21 @@ impl TableBuilder {
         shapes: &'static Shapes,
         row_shape: ShapeId,
     ) -> Self {
+        let mut anchors = Vec::new();
         let columns = schema
             .columns
             .iter()
             .map(|column| {
-                let compiled =
-                    CompiledColumn::compile(&schema.table, column, privacy, shapes, row_shape);
-                check_convert_fits_type(&schema.table, column);
-                (compiled, ColumnBuilder::new(column.column_type))
+                let rows = (shapes, row_shape);
+                Column::compile(&schema.table, column, privacy, rows, &mut anchors)
             })
             .collect::<Vec<_>>();
+        assert!(
+            anchors.len() <= MAX_ANCHORS,
+            "schemas/{}.json: the paths pass {} objects, more than {MAX_ANCHORS}",
+            schema.table,
+            anchors.len()
+        );
         let required = schema
             .columns
             .iter()
@@ -565,6 +442,7 @@ impl TableBuilder {
             schema,
             shapes,
             row_shape,
+            anchors,
             columns,
             required,
             rows: 0,
@@ -598,10 +476,15 @@ impl TableBuilder {
         context: &RowContext,
         issues: &mut Vec<FlattenIssue>,
     ) {
+        let mut found = [row; MAX_ANCHORS + 1];
+        for (at, anchor) in self.anchors.iter().enumerate() {
+            found[at + 1] = found[anchor.parent].slot(anchor.shape, anchor.slot);
+        }
+        let anchors = &found[..=self.anchors.len()];
         let table: &'static str = &self.schema.table;
         for &index in &self.required {
-            let column = &self.columns[index].0;
-            if column.lookup(row).is_none_or(|value| value.is_null()) {
+            let column = &self.columns[index];
+            if column.value(anchors).is_none() {
                 issues.push(FlattenIssue {
                     table,
                     column: column.name,
@@ -611,20 +494,8 @@ impl TableBuilder {
                 return;
             }
         }
-        for (column, builder) in &mut self.columns {
-            let outcome = match column.source {
-                Source::Context(key) => {
-                    append_context(builder, key, context);
-                    Ok(())
-                }
-                _ => append_converted(
-                    builder,
-                    column.convert,
-                    column.lookup(row),
-                    &column.protection,
-                ),
-            };
-            if let Err(message) = outcome {
+        for column in &mut self.columns {
+            if let Err(message) = column.append(anchors, context) {
                 issues.push(FlattenIssue {
                     table,
                     column: column.name,
@@ -641,7 +512,7 @@ impl TableBuilder {
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|(_, builder)| builder.finish())
+            .map(|column| column.builder.finish())
             .collect();
         self.rows = 0;
         RecordBatch::try_new(self.schema.arrow_schema(), arrays).unwrap_or_else(|e| {
@@ -670,14 +541,14 @@ fn append_context(builder: &mut ColumnBuilder, key: ContextKey, context: &RowCon
     }
 }
 
+/// Appends `value` (not null) converted as `convert` says and protected by `protection`.
 fn append_converted(
     builder: &mut ColumnBuilder,
     convert: Convert,
-    value: Option<Item<'_, '_>>,
+    value: Item<'_, '_>,
     protection: &Protection,
 ) -> Result<(), String> {
-    let value = value.filter(|v| !v.is_null());
-    let object = value.filter(Item::is_object);
+    let object = Some(value).filter(Item::is_object);
     let identity = || object.and_then(values::chosen_identity);
     let identity_field = |field: &str| {
         identity()
@@ -687,16 +558,14 @@ fn append_converted(
     };
     let mut phone_identity = false;
     let text = match convert {
-        Convert::Plain if matches!(protection, Protection::None) => {
-            return builder.append_item(value);
-        }
-        // Personal-data columns are strings (checked by `declared_class`).
-        Convert::Plain => value.map(|value| match value.as_str() {
+        // Personal-data columns are strings (checked by `declared_class`); plain columns
+        // without any are converted by their type (`Write::Plain`).
+        Convert::Plain => Some(match value.as_str() {
             Some(text) => Cow::Borrowed(text),
             None => Cow::Owned(value.to_json_string()),
         }),
         Convert::DurationMs => return append_duration_ms(builder, value),
-        Convert::Json => value.map(|value| match protection {
+        Convert::Json => Some(match protection {
             Protection::IdentityJson(privacy) => {
                 let mut value = value.to_value();
                 privacy.protect_identity_json(&mut value);
@@ -724,13 +593,9 @@ fn append_converted(
 }
 
 /// The `id`s of an array of objects, as a list column (an item without one is a null).
-fn append_id_list(builder: &mut ColumnBuilder, value: Option<Item<'_, '_>>) -> Result<(), String> {
+fn append_id_list(builder: &mut ColumnBuilder, value: Item<'_, '_>) -> Result<(), String> {
     let ColumnBuilder::List(list) = builder else {
         unreachable!("id_list is declared on list<string> columns (checked by TableBuilder::new)")
-    };
-    let Some(value) = value else {
-        list.append_null();
-        return Ok(());
     };
     if !matches!(value.node(), Node::Array { .. }) {
         list.append_null();
@@ -750,19 +615,10 @@ fn append_id_list(builder: &mut ColumnBuilder, value: Option<Item<'_, '_>>) -> R
     Ok(())
 }
 
-fn append_duration_ms(
-    builder: &mut ColumnBuilder,
-    value: Option<Item<'_, '_>>,
-) -> Result<(), String> {
-    let ms = match value {
-        None => {
-            builder.append_null();
-            return Ok(());
-        }
-        Some(value) => match value.as_str() {
-            Some(text) => values::parse_iso8601_duration_ms(text),
-            None => Err(format!("{value} is not an ISO-8601 duration string")),
-        },
+fn append_duration_ms(builder: &mut ColumnBuilder, value: Item<'_, '_>) -> Result<(), String> {
+    let ms = match value.as_str() {
+        Some(text) => values::parse_iso8601_duration_ms(text),
+        None => Err(format!("{value} is not an ISO-8601 duration string")),
     };
     match &ms {
         Ok(ms) => builder.append_f64(*ms),

@@ -19,6 +19,14 @@ pub type ConversionError = String;
 /// (`.` or `,`), and a leading sign. Years and months have no fixed length; they are counted
 /// as 365 and 30 days (Graph's call-quality durations never use them).
 pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
+    match time_duration_ms(text.as_bytes()) {
+        Some(ms) => Ok(ms),
+        None => iso8601_duration_ms(text),
+    }
+}
+
+/// [`parse_iso8601_duration_ms`] by the whole grammar.
+fn iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
     let invalid = || format!("`{text}` is not an ISO-8601 duration (expected e.g. PT0.016S)");
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -82,6 +90,62 @@ pub fn parse_iso8601_duration_ms(text: &str) -> Result<f64, ConversionError> {
         return Err(invalid());
     }
     Ok(if negative { -total } else { total })
+}
+
+/// The shape Graph sends (`PT0.016S`, `PT1M2.5S`: `PT`, then hours, minutes and seconds in
+/// order, each a number with an optional `.` fraction), read in one pass; None for anything
+/// else, which [`iso8601_duration_ms`] reads by the whole grammar. The result is the
+/// same to the bit: a number of at most 15 digits is an integer below 2^53 divided by an
+/// exact power of ten, which IEEE division rounds correctly, as `str::parse` does; the
+/// components are summed in the same order.
+fn time_duration_ms(text: &[u8]) -> Option<f64> {
+    const POWERS: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let mut rest = text.strip_prefix(b"PT")?;
+    let mut total = 0.0;
+    let mut last_rank = 0u8;
+    while !rest.is_empty() {
+        let (mantissa, fraction_digits, after) = short_decimal(rest)?;
+        let (&designator, after) = after.split_first()?;
+        let (rank, unit_ms) = match designator {
+            b'H' => (1, 3_600_000.0),
+            b'M' => (2, 60_000.0),
+            b'S' => (3, 1000.0),
+            _ => return None,
+        };
+        if rank <= last_rank {
+            return None;
+        }
+        last_rank = rank;
+        total += mantissa as f64 / POWERS[fraction_digits] * unit_ms;
+        rest = after;
+    }
+    (last_rank > 0).then_some(total)
+}
+
+/// `digits[.digits]` at the start of `text` with at most 15 digits in all (a digit on each
+/// side of the point): the digits as an integer, how many follow the point, and the rest.
+fn short_decimal(text: &[u8]) -> Option<(u64, usize, &[u8])> {
+    let (mut mantissa, mut digits, mut fraction, mut point) = (0u64, 0usize, 0usize, false);
+    let mut at = 0;
+    while let Some(&byte) = text.get(at) {
+        match byte {
+            b'0'..=b'9' if digits < 15 => {
+                mantissa = mantissa * 10 + u64::from(byte - b'0');
+                digits += 1;
+                fraction += usize::from(point);
+            }
+            b'0'..=b'9' => return None,
+            b'.' if !point && digits > 0 => point = true,
+            _ => break,
+        }
+        at += 1;
+    }
+    if digits == 0 || (point && fraction == 0) {
+        return None;
+    }
+    Some((mantissa, fraction, &text[at..]))
 }
 
 /// A duration component's number: digits with at most one decimal mark, `.` or `,`
@@ -163,6 +227,14 @@ const NO_DATE_SENTINEL_YEAR: i32 = 1;
 /// Parses an RFC 3339 timestamp (Graph sends up to 7 fractional digits) into microseconds
 /// since the Unix epoch. `Ok(None)` for Graph's year-0001 "no date" sentinel.
 pub fn parse_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError> {
+    match utc_timestamp_micros(text.as_bytes()) {
+        Some(micros) => Ok(micros),
+        None => rfc3339_timestamp_micros(text),
+    }
+}
+
+/// [`parse_timestamp_micros`] by chrono (any offset, any number of fractional digits).
+fn rfc3339_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError> {
     let parsed = DateTime::parse_from_rfc3339(text)
         .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?
         .with_timezone(&Utc);
@@ -171,6 +243,74 @@ pub fn parse_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError
         return Ok(None);
     }
     Ok(Some(parsed.timestamp_micros()))
+}
+
+/// The shape Graph sends (`2020-02-25T18:52:21.2169889Z`: UTC, 0 to 9 fractional digits),
+/// read without chrono: the same answer as [`rfc3339_timestamp_micros`] (digits
+/// past the microsecond truncated, the year-0001 sentinel None); None for any other text
+/// (offsets, leap seconds, lowercase, more digits, invalid dates), which chrono reads or
+/// rejects.
+fn utc_timestamp_micros(text: &[u8]) -> Option<Option<i64>> {
+    let (b'Z', body) = text.split_last()? else {
+        return None;
+    };
+    let (fixed, fraction) = body.split_at_checked(19)?;
+    let number = |at: usize, len: usize| -> Option<u32> {
+        fixed[at..at + len].iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, byte)| fixed[at] != byte) {
+        return None;
+    }
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let micros = match fraction {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            (0..6).fold(0i64, |n, at| {
+                n * 10 + digits.get(at).map_or(0, |&b| i64::from(b - b'0'))
+            })
+        }
+        _ => return None,
+    };
+    if year as i32 <= NO_DATE_SENTINEL_YEAR {
+        return Some(None);
+    }
+    let seconds =
+        days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(Some(seconds * 1_000_000 + micros))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (year ≥ 1), by Howard
+/// Hinnant's `days_from_civil`: years counted from March, so the leap day ends a year.
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let year = i64::from(year) - i64::from(month <= 2);
+    let (era, year_of_era) = (year.div_euclid(400), year.rem_euclid(400));
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// Members of a communications identity set in the order they are preferred when several
@@ -404,6 +544,71 @@ mod tests {
             None
         );
         assert!(parse_timestamp_micros("2023-13-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn graph_shaped_values_take_the_fast_paths() {
+        assert!(time_duration_ms(b"PT0.016S").is_some());
+        assert!(time_duration_ms(b"PT1H2M3.5S").is_some());
+        assert!(utc_timestamp_micros(b"2020-02-25T18:52:21.2169889Z").is_some());
+        assert!(utc_timestamp_micros(b"2020-02-25T18:52:21Z").is_some());
+        // Left to the whole grammar (or chrono): the same answers, or the same errors.
+        for text in [
+            "-PT5S",
+            "P1D",
+            "PT0,5S",
+            "PT.5S",
+            "PT5.S",
+            "PT1S1M",
+            "pt1s",
+            "PT1234567890123456S",
+        ] {
+            assert!(time_duration_ms(text.as_bytes()).is_none(), "{text}");
+        }
+        for text in [
+            "2023-09-25T12:36:40+02:00",
+            "2016-12-31T23:59:60Z",
+            "2023-09-25t10:36:40Z",
+            "2023-09-25 10:36:40Z",
+            "2023-09-25T10:36:40.1234567891Z",
+            "2023-09-25T10:36:40.Z",
+            "2023-02-29T10:36:40Z",
+            "2023-09-25T24:00:00Z",
+            "+2023-09-25T10:36:40Z",
+        ] {
+            assert!(utc_timestamp_micros(text.as_bytes()).is_none(), "{text}");
+            assert_eq!(parse_timestamp_micros(text), rfc3339_timestamp_micros(text));
+        }
+        assert_eq!(
+            parse_timestamp_micros("2024-02-29T00:00:00Z"),
+            Ok(Some(1_709_164_800_000_000))
+        );
+        assert_eq!(
+            parse_timestamp_micros("1969-12-31T23:59:59.5Z"),
+            Ok(Some(-500_000))
+        );
+        assert_eq!(parse_timestamp_micros("0000-02-29T00:00:00Z"), Ok(None));
+    }
+
+    proptest::proptest! {
+        /// Graph-shaped timestamps (and near misses) read as chrono reads them.
+        #[test]
+        fn timestamps_read_like_chrono(
+            year in 0u32..=9999, month in 0u32..=13, day in 0u32..=32,
+            hour in 0u32..=24, minute in 0u32..=60, second in 0u32..=60,
+            fraction in "(\\.[0-9]{0,11})?",
+        ) {
+            let text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}Z");
+            proptest::prop_assert_eq!(parse_timestamp_micros(&text), rfc3339_timestamp_micros(&text), "{}", text);
+        }
+
+        /// Durations read to the same bits as by the whole grammar.
+        #[test]
+        fn durations_read_like_the_whole_grammar(text in "-?PT([0-9]{0,9}(\\.[0-9]{0,9})?[HMS]){0,3}") {
+            let fast = parse_iso8601_duration_ms(&text).map(f64::to_bits);
+            let whole = iso8601_duration_ms(&text).map(f64::to_bits);
+            proptest::prop_assert_eq!(fast, whole, "{}", text);
+        }
     }
 
     /// Parses `value` as the member `at` of a row, declared as `convert` reads it.
