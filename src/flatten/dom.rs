@@ -11,6 +11,10 @@
 //! Compared with building a `serde_json::Value` (a `BTreeMap` and a `String` per member),
 //! this is what makes flattening run at the speed of the JSON scanner.
 //!
+//! An object whose text is already what [`Item::to_json_string`] writes (compact, keys in
+//! order, no floats: Graph's identity sets) remembers where that text lies, and a column
+//! that keeps it as JSON text copies it instead of writing it again member by member.
+//!
 //! May touch: serde, serde_json; no I/O.
 
 use std::borrow::Cow;
@@ -49,13 +53,21 @@ pub struct Object {
     slots: u32,
     members: u32,
     members_len: u32,
+    /// Where the object's text lies in the parsed text, if that text is exactly what
+    /// [`Item::to_json_string`] writes for it ([`NO_TEXT`]: it is not, or not known).
+    text: (u32, u32),
 }
+
+/// An object whose text is written member by member.
+const NO_TEXT: (u32, u32) = (0, 0);
 
 static ABSENT: Node<'static> = Node::Absent;
 
 /// The parsed tree of one JSON value, borrowing from the input `'a`.
 pub struct Dom<'a> {
     shapes: &'static Shapes,
+    /// The text parsed last (empty for a parsed `Value`), where objects' texts lie.
+    text: &'a str,
     /// Object slots, a block of `shape.len()` per object.
     nodes: Vec<Node<'a>>,
     /// Array items, contiguous per array.
@@ -100,6 +112,7 @@ impl<'a> Dom<'a> {
         }
         Dom {
             shapes,
+            text: "",
             nodes: Vec::new(),
             items: Vec::new(),
             members: Vec::new(),
@@ -116,6 +129,7 @@ impl<'a> Dom<'a> {
     pub fn recycle<'b>(self) -> Dom<'b> {
         Dom {
             shapes: self.shapes,
+            text: "",
             nodes: emptied(self.nodes),
             items: emptied(self.items),
             members: emptied(self.members),
@@ -128,6 +142,7 @@ impl<'a> Dom<'a> {
     }
 
     fn clear(&mut self) {
+        self.text = "";
         self.nodes.clear();
         self.items.clear();
         self.members.clear();
@@ -146,6 +161,7 @@ impl<'a> Dom<'a> {
         self.clear();
         if let Ok(root) = text::Reader::new(json).document(self, shape) {
             self.root = root;
+            self.text = json;
             return Ok(());
         }
         self.parse_str_with_serde(json, shape)
@@ -225,6 +241,7 @@ impl<'d, 'a> Item<'d, 'a> {
     }
 
     /// The member in slot `slot` of `shape` (absent when this is not such an object).
+    #[inline]
     pub fn slot(&self, shape: ShapeId, slot: u16) -> Self {
         match self.node {
             Node::Object(object) if object.shape == shape => {
@@ -297,7 +314,14 @@ impl<'d, 'a> Item<'d, 'a> {
     }
 
     /// The value as compact JSON text, members in key order (as `serde_json::Value` writes it).
+    /// An object whose text was already so (as Graph writes identities) is copied.
     pub fn to_json_string(&self) -> String {
+        if let Node::Object(object) = self.node
+            && object.text != NO_TEXT
+        {
+            let (start, len) = object.text;
+            return self.dom.text[start as usize..][..len as usize].to_owned();
+        }
         serde_json::to_string(self).expect("a parsed JSON value serializes")
     }
 
@@ -457,7 +481,7 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
                 }
             }
         }
-        Ok(self.dom.end_object(fill))
+        Ok(self.dom.end_object(fill, NO_TEXT))
     }
 }
 
@@ -519,6 +543,7 @@ impl<'a> Dom<'a> {
         fill.previous = usize::from(slot);
     }
 
+    #[inline]
     fn set_slot(&mut self, fill: &ObjectFill, slot: u16, node: Node<'a>) {
         self.nodes[fill.slots + usize::from(slot)] = node;
     }
@@ -528,7 +553,9 @@ impl<'a> Dom<'a> {
         self.member_stack.push((name, node));
     }
 
-    fn end_object(&mut self, fill: ObjectFill) -> Node<'a> {
+    /// The object whose members were read since `fill`; `text`: where its text lies, if
+    /// that is written as is.
+    fn end_object(&mut self, fill: ObjectFill, text: (u32, u32)) -> Node<'a> {
         let members = index(self.members.len());
         let members_len = index(self.member_stack.len() - fill.mark);
         self.members.extend(self.member_stack.drain(fill.mark..));
@@ -537,6 +564,7 @@ impl<'a> Dom<'a> {
             slots: index(fill.slots),
             members,
             members_len,
+            text,
         })
     }
 }
@@ -573,7 +601,12 @@ impl KeySeed {
 /// costs more than comparing them eight bytes at a time.
 #[inline]
 fn same_key(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// [`same_key`] on bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -680,6 +713,57 @@ mod tests {
             dom.root().to_json_string(),
             r#"{"alpha":"a","mid":null,"zeta":[1]}"#
         );
+    }
+
+    #[test]
+    fn objects_are_written_as_serde_json_writes_them_whether_copied_or_not() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        shapes.path(root, "user.id");
+        shapes.slot(root, "phone");
+        shapes.keep_everything(root);
+        // Keeps every member, but not of the objects under "inner" (which it may not copy).
+        let open = shapes.add();
+        shapes.path(open, "inner.b");
+        shapes.path(open, "inner.a");
+        shapes.keep_others(open, KEEP_ALL);
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let copied = |dom: &Dom<'_>| match dom.root().node() {
+            Node::Object(object) => object.text != NO_TEXT,
+            _ => false,
+        };
+        for (text, copies) in [
+            (
+                r#"{"a":null,"phone":null,"user":{"id":"x","name":"é"}}"#,
+                true,
+            ),
+            (
+                r#"{"a":[1,-2,true,false,{},[]],"b":{"c":{"d":"e"}},"user":{}}"#,
+                true,
+            ),
+            (r#"{"":1,"user":{}}"#, false),
+            (r#"{"user":{"id":"x"},"phone":null}"#, false),
+            (r#"{"phone":null,"user":{"name":"x","id":"y"}}"#, false),
+            (r#"{"a":1,"a":2}"#, false),
+            (r#"{"a": 1}"#, false),
+            (r#"{"a":[1, 2]}"#, false),
+            (r#"{"a":1.50,"b":2.0}"#, false),
+            (r#"{"a":-0}"#, false),
+            (r#"{"a":"\u00e9"}"#, false),
+            (r#"{"inner":{"a":1,"b":2}}"#, false),
+            (r#"{"inner":{"b":1,"a":2}}"#, false),
+        ] {
+            let shape = if text.contains("inner") { open } else { root };
+            let mut dom = Dom::new(shapes);
+            dom.parse_str(text, shape).unwrap();
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(dom.root().to_json_string(), value.to_string(), "{text}");
+            assert_eq!(copied(&dom), copies, "{text}");
+            let user = dom.root().get("user");
+            if let Some(user) = user.filter(|u| u.is_object()) {
+                assert_eq!(user.to_json_string(), value["user"].to_string(), "{text}");
+            }
+        }
     }
 
     #[test]

@@ -125,6 +125,12 @@ impl Shapes {
         if let Some(&slot) = shape.index.get(key) {
             return slot;
         }
+        // The text reader matches an expected key against the raw text, which holds only
+        // for keys that need no escape in JSON.
+        assert!(
+            !key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20),
+            "{key:?} is not plain JSON string text"
+        );
         assert!(
             shape.in_key_order.get().is_none(),
             "a shape gains no key once parsing has used it"

@@ -1,6 +1,9 @@
 //! The fast path of [`Dom::parse_str`]: a hand-written reader of JSON text that fills the
 //! tree through the same object and array steps as the serde visitors, without serde's
-//! per-value calls, and finds the end of strings sixteen bytes at a time.
+//! per-value calls, and finds the end of strings sixteen bytes at a time. A member's key
+//! is first compared in place with the key its shape expects next (objects of one kind
+//! list their members in one order), so most keys are matched without a scan for their end.
+//! It also notes which objects' texts can be copied as their JSON text (see [`Dom`]).
 //!
 //! It reads only what it is sure to read exactly as `serde_json` (1.x, without
 //! `float_roundtrip`) does: strings without escapes, integers of up to 64 bits, decimals
@@ -14,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use super::{Dom, Key, Node, ShapeId};
+use super::{Dom, Key, KeySeed, NO_TEXT, Node, ShapeId, UNPREDICTED, index, same_bytes};
 
 /// The text is not of the kind this reader is sure of; `serde_json` reads it instead.
 #[derive(Debug)]
@@ -37,6 +40,10 @@ pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     position: usize,
     depth: u32,
+    /// How many things were read that `serde_json` writes otherwise (whitespace, floats,
+    /// keys out of order, objects that do not keep every member): an object is written
+    /// as its text if this did not change while reading it.
+    irregular: u32,
 }
 
 impl<'a> Reader<'a> {
@@ -46,6 +53,7 @@ impl<'a> Reader<'a> {
             bytes: text.as_bytes(),
             position: 0,
             depth: 0,
+            irregular: 0,
         }
     }
 
@@ -70,6 +78,7 @@ impl<'a> Reader<'a> {
     fn whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.position) {
             self.position += 1;
+            self.irregular += 1;
         }
     }
 
@@ -84,13 +93,25 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// One value. Scalars (most values) are read in the caller's loop; only objects and
+    /// arrays take a call, and the stack frame of the recursion.
+    #[inline(always)]
     fn value(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
         match self.peek()? {
             b'"' => Ok(Node::Str(Cow::Borrowed(self.string()?))),
-            b'{' => self.object(dom, shape),
-            b'[' => self.array(dom, shape),
+            b'{' | b'[' => self.nested(dom, shape),
             b'-' | b'0'..=b'9' => self.number(),
             _ => self.literal(),
+        }
+    }
+
+    /// An object or an array (at its opening bracket).
+    #[inline(never)]
+    fn nested(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
+        if self.bytes[self.position] == b'{' {
+            self.object(dom, shape)
+        } else {
+            self.array(dom, shape)
         }
     }
 
@@ -146,22 +167,66 @@ impl<'a> Reader<'a> {
             return Err(GiveUp);
         }
         let key = self.string()?;
-        self.expect(b':')?;
-        self.whitespace();
+        self.colon()?;
         Ok(key)
     }
 
+    /// The colon after a key, and the whitespace around it.
+    #[inline]
+    fn colon(&mut self) -> Read<()> {
+        if self.bytes.get(self.position) == Some(&b':') {
+            self.position += 1;
+        } else {
+            self.expect(b':')?;
+        }
+        self.whitespace();
+        Ok(())
+    }
+
+    /// A member's key and its colon, resolved against the object's shape. The key expected
+    /// next is compared with the text in place first: shapes' keys are plain JSON string
+    /// text (no quote, backslash or control character), so when the text holds that key
+    /// followed by a quote, it is that key, and the key needs no scan for its end.
+    #[inline]
+    fn member_key(&mut self, seed: &KeySeed) -> Read<Key<'a>> {
+        if seed.guess != UNPREDICTED {
+            let expected = seed.shape.key(seed.guess).as_bytes();
+            let start = self.position + 1;
+            let end = start + expected.len();
+            if self.bytes.get(self.position) == Some(&b'"')
+                && self.bytes.get(end) == Some(&b'"')
+                && same_bytes(&self.bytes[start..end], expected)
+            {
+                self.position = end + 1;
+                self.colon()?;
+                return Ok(Key::Slot(seed.guess));
+            }
+        }
+        let key = self.key()?;
+        Ok(seed.resolve(key, || Cow::Borrowed(key)))
+    }
+
     fn object(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
+        let (start, irregular) = (self.position, self.irregular);
         let mut fill = dom.begin_object(shape);
+        // Only objects that keep every member can be written as their text; their keys
+        // must come in order.
+        let whole = fill.shape.others().is_some();
+        let mut previous = "";
         self.container(b'}', |reader| {
-            let key = reader.key()?;
-            match dom.key_seed(&fill).resolve(key, || Cow::Borrowed(key)) {
+            match reader.member_key(&dom.key_seed(&fill))? {
                 Key::Slot(slot) => {
+                    if whole {
+                        reader.next_key(&mut previous, fill.shape.key(slot));
+                    }
                     dom.follow(&mut fill, slot);
                     let node = reader.value(dom, fill.shape.child(slot))?;
                     dom.set_slot(&fill, slot, node);
                 }
                 Key::Kept(name) => {
+                    if let (true, Cow::Borrowed(key)) = (whole, &name) {
+                        reader.next_key(&mut previous, key);
+                    }
                     let node = reader.value(dom, fill.shape.others())?;
                     dom.keep_member(name, node);
                 }
@@ -169,7 +234,24 @@ impl<'a> Reader<'a> {
             }
             Ok(())
         })?;
-        Ok(dom.end_object(fill))
+        let text = if whole && self.irregular == irregular {
+            (index(start), index(self.position - start))
+        } else {
+            // Nor can an object that holds this one be.
+            self.irregular += 1;
+            NO_TEXT
+        };
+        Ok(dom.end_object(fill, text))
+    }
+
+    /// Notes the key of a member of an object that keeps every member: `serde_json` writes
+    /// keys in increasing order, once each.
+    #[inline]
+    fn next_key(&mut self, previous: &mut &'a str, key: &'a str) {
+        if key <= *previous {
+            self.irregular += 1;
+        }
+        *previous = key;
     }
 
     fn array(&mut self, dom: &mut Dom<'a>, shape: Option<ShapeId>) -> Read<Node<'a>> {
@@ -241,9 +323,13 @@ impl<'a> Reader<'a> {
             return Ok(match (negative, (significand as i64).wrapping_neg()) {
                 (false, _) => Node::Uint(significand),
                 (true, negated) if negated < 0 => Node::Int(negated),
-                (true, _) => Node::Float(-(significand as f64)),
+                (true, _) => {
+                    self.irregular += 1;
+                    Node::Float(-(significand as f64))
+                }
             });
         }
+        self.irregular += 1;
         let power = POWERS_OF_TEN.get(fraction_digits).ok_or(GiveUp)?;
         let magnitude = significand as f64 / power;
         Ok(Node::Float(if negative { -magnitude } else { magnitude }))
@@ -355,6 +441,8 @@ mod tests {
             r#"{"g":-9223372036854775809,"h":0.1,"i":-0.0,"j":12.83,"k":0.0414,"l":1.5}"#,
             r#"{"m":22.4656,"n":0.30000000000000004,"o":1.7976931348623157,"p":-78.0}"#,
             r#"{"q":0.0000000000000000000001,"r":1844674407370955161.5}"#,
+            r#"{"a":9999999999999999999,"b":12345678901234567890,"c":1.8446744073709551615}"#,
+            r#"{"d":-1234567890123456789,"e":0.000000000000000001,"f":123456789.0123456789}"#,
             r#" { "s" : [ true , false , null , "x" , { } , [ ] ] , "t":{"u":{"v":[[1]]}} } "#,
             r#"{"w":"é ü","dup":1,"dup":2,"x":"1234567890abcdefghijklmnopqrst"}"#,
             "[1,2,3]\r",
@@ -375,6 +463,8 @@ mod tests {
             r#"{"a":"x\"y"}"#,
             r#"{"a":1e3}"#,
             r#"{"a":18446744073709551616}"#,
+            r#"{"a":99999999999999999999}"#,
+            r#"{"a":1.8446744073709551616}"#,
             r#"{"a":0.12345678901234567890123}"#,
             &format!("{}1{}", "[".repeat(101), "]".repeat(101)),
             r#"{"a":1,}"#,
@@ -391,6 +481,52 @@ mod tests {
             "",
         ] {
             assert!(read(text, shapes, root).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn expected_keys_match_only_the_whole_key() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        for key in ["id", "idle", "name"] {
+            shapes.slot(root, key);
+        }
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let mut dom = Dom::new(shapes);
+        // The first text teaches the order id → idle → name; the others break it in
+        // every way a key can resemble the expected one.
+        for text in [
+            r#"{"id":1,"idle":2,"name":3}"#,
+            r#"{"idle":1,"id":2,"name":3}"#,
+            r#"{"id":1,"id":2,"name":3}"#,
+            r#"{"id":1,"idl":2,"name":3}"#,
+            r#"{"id":1,"idlex":2,"nam":3}"#,
+            r#"{"id" : 1 ,"idle"  :2,"name"	:3}"#,
+            r#"{"i\u0064":1,"idle":2,"na\u006de":3}"#,
+            r#"{"id":1,"idle":2,"name"#,
+            r#"{"id":1,"idle":2,"name""#,
+            r#"{"id":1,"idle":2,"name":"#,
+            r#"{"id":1,"idle"2}"#,
+        ] {
+            let serde = with_serde(text, shapes, root);
+            let mut fast = None;
+            if let Ok(node) = Reader::new(text).document(&mut dom, root) {
+                dom.root = node;
+                fast = Some(dom.root().to_value());
+            }
+            assert!(
+                fast.is_none() || fast == serde,
+                "{text}: {fast:?} vs {serde:?}"
+            );
+            let mut whole = Dom::new(shapes);
+            assert_eq!(
+                whole
+                    .parse_str(text, root)
+                    .ok()
+                    .map(|()| whole.root().to_value()),
+                serde,
+                "{text}"
+            );
         }
     }
 
