@@ -46,7 +46,7 @@
 //!   staged and made durable through [`store`], with footers parquet-mr reads (type-defined
 //!   float column order, `created_by` with the build's commit from `build.rs`); each file's
 //!   column encodings chosen from its first batch (`sink::encoding`: no dictionary for mostly
-//!   distinct columns). Knows
+//!   distinct columns, no min/max statistics for text columns). Knows
 //!   nothing of Graph.
 //! - [`commit`]: the run-wide commit: a journal (`_commits/<run>.json`), then repeatable
 //!   switch steps for every partition of every table and the raw zone (folders exchanged on
