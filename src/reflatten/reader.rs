@@ -164,23 +164,8 @@ pub(super) fn read_chunks(
                 .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
             bytes.clear();
             bytes.append(&mut carry);
-            let complete = loop {
-                let wanted = (CHUNK_BYTES.max(bytes.len() + 1) - bytes.len()) as u64;
-                let read = (&mut source)
-                    .take(wanted)
-                    .read_to_end(&mut bytes)
-                    .with_context(|| format!("cannot read {input} after byte {offset}"))?;
-                if (read as u64) < wanted {
-                    break true;
-                }
-                // Whole lines only: the rest goes to the next chunk. A line longer than a
-                // chunk makes the chunk longer.
-                if let Some(end) = memchr::memrchr(b'\n', &bytes) {
-                    carry.extend_from_slice(&bytes[end + 1..]);
-                    bytes.truncate(end + 1);
-                    break false;
-                }
-            };
+            let complete = !fill_chunk(&mut source, &mut bytes, &mut carry, CHUNK_BYTES)
+                .with_context(|| format!("cannot read {input} after byte {offset}"))?;
             if bytes.is_empty() {
                 break;
             }
@@ -203,6 +188,38 @@ pub(super) fn read_chunks(
         }
     }
     Ok((files.len() as u64, bytes_read))
+}
+
+/// Reads whole lines from `source` onto `bytes` (which holds the start of a line that the
+/// previous chunk's end cut off) until it holds about `size` bytes, and moves the start of
+/// a line that the end cuts off into `carry`. A line longer than `size` makes the chunk
+/// longer: each further read is `size` bytes again and only it is searched for a line end,
+/// so a huge line costs time in proportion to its length. Returns false at the end of
+/// `source`, with every byte left in `bytes`.
+fn fill_chunk(
+    source: &mut impl Read,
+    bytes: &mut Vec<u8>,
+    carry: &mut Vec<u8>,
+    size: usize,
+) -> std::io::Result<bool> {
+    // The carried start of a line holds no line end.
+    let mut searched = bytes.len();
+    let mut target = size.max(bytes.len() + 1);
+    loop {
+        let wanted = (target - bytes.len()) as u64;
+        let read = (&mut *source).take(wanted).read_to_end(bytes)?;
+        if (read as u64) < wanted {
+            return Ok(false);
+        }
+        if let Some(end) = memchr::memrchr(b'\n', &bytes[searched..]) {
+            let end = searched + end + 1;
+            carry.extend_from_slice(&bytes[end..]);
+            bytes.truncate(end);
+            return Ok(true);
+        }
+        searched = bytes.len();
+        target = bytes.len() + size;
+    }
 }
 
 /// Hands the lines of the plain file `path` to the workers in place: the file is mapped
@@ -314,6 +331,89 @@ mod tests {
         content.extend_from_slice(b"{\"last\":true}");
         assert_eq!(mapped_chunks(&content).concat(), content);
         assert!(mapped_chunks(b"").is_empty());
+    }
+
+    /// A source that returns at most `step` bytes per read, as a pipe or a decoder may,
+    /// and counts the reads asked of it.
+    struct Trickle<'a> {
+        rest: &'a [u8],
+        step: usize,
+        reads: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            let n = buffer.len().min(self.step).min(self.rest.len());
+            buffer[..n].copy_from_slice(&self.rest[..n]);
+            self.rest = &self.rest[n..];
+            Ok(n)
+        }
+    }
+
+    /// The chunks `fill_chunk` cuts `content` into, read `step` bytes at a time.
+    fn filled_chunks(content: &[u8], size: usize, step: usize) -> Vec<Vec<u8>> {
+        let mut source = Trickle {
+            rest: content,
+            step,
+            reads: 0,
+        };
+        let (mut chunks, mut carry) = (Vec::new(), Vec::new());
+        loop {
+            let mut bytes = std::mem::take(&mut carry);
+            let more = fill_chunk(&mut source, &mut bytes, &mut carry, size).unwrap();
+            if !bytes.is_empty() {
+                chunks.push(bytes);
+            }
+            if !more {
+                assert!(carry.is_empty());
+                // Lines longer than a chunk are read `size` bytes at a time, not byte by
+                // byte: a few reads per chunk's worth of bytes (and a few probes at ends).
+                let chunk_reads = content.len().div_ceil(size.min(step)) + chunks.len() + 4;
+                assert!(source.reads <= 4 * chunk_reads, "{} reads", source.reads);
+                return chunks;
+            }
+        }
+    }
+
+    #[test]
+    fn read_files_are_cut_into_chunks_of_whole_lines_also_around_huge_lines() {
+        let huge = |n: usize| format!("{{\"huge\":\"{}\"}}\n", "é".repeat(n));
+        let mut content = Vec::new();
+        for n in 0..200 {
+            let line = match n % 50 {
+                7 => huge(5_000),
+                8 => huge(700),
+                _ => format!("{{\"n\":{n}}}\n"),
+            };
+            content.extend_from_slice(line.as_bytes());
+        }
+        for (size, step) in [
+            (64, 1 << 20),
+            (64, 3),
+            (1, 1),
+            (10_000, 17),
+            (1 << 20, 1 << 20),
+        ] {
+            let chunks = filled_chunks(&content, size, step);
+            assert_eq!(chunks.concat(), content, "size {size}, step {step}");
+            assert!(chunks.iter().all(|c| c.ends_with(b"\n")), "size {size}");
+            // About `size` bytes each: the next chunk's first line would not have fitted,
+            // and a chunk holds more only when its first line alone is longer.
+            let first_line = |chunk: &[u8]| memchr::memchr(b'\n', chunk).unwrap() + 1;
+            for pair in chunks.windows(2) {
+                assert!(pair[0].len() + first_line(&pair[1]) > size, "size {size}");
+                if pair[0].len() > size {
+                    assert!(pair[0].len() - first_line(&pair[0]) <= size, "size {size}");
+                }
+            }
+        }
+        // No line end at the very end: the last chunk ends with the last line all the same.
+        content.extend_from_slice(&huge(3_000).as_bytes()[..6_000]);
+        let chunks = filled_chunks(&content, 64, 5);
+        assert_eq!(chunks.concat(), content);
+        assert!(filled_chunks(b"", 64, 5).is_empty());
+        assert_eq!(filled_chunks(b"\n", 64, 5), vec![b"\n".to_vec()]);
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub struct SinkOptions {
     /// Memory all open partition writers may hold together (their row groups being
     /// encoded: column buffers, dictionaries, pages); past it the row group of the partition
     /// written least recently is ended early, so memory does not grow with the partitions
-    /// or the input.
+    /// or the input. Small enough that a week of daily files reaches it already: then 5x
+    /// the input takes barely more memory, and the finished days' row groups are encoded
+    /// while the rest is read instead of all at the end (BENCHMARKS.md).
     pub buffered_bytes: usize,
     /// Footer key-value pairs of every file besides the table's own metadata (what made
     /// the rows: [`crate::reuse::rows_fingerprint`]).
@@ -91,7 +93,7 @@ impl Default for SinkOptions {
         SinkOptions {
             row_group_rows: 128 * 1024,
             target_file_bytes: 256 * 1024 * 1024,
-            buffered_bytes: 96 * 1024 * 1024,
+            buffered_bytes: 48 * 1024 * 1024,
             footer: Vec::new(),
         }
     }
