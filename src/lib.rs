@@ -22,10 +22,11 @@
 //!   the lake's tables that hold data (which the CLI reads from the lake) in
 //!   Spark/Databricks, Athena, Trino, DuckDB or Synapse. Knows nothing of Graph.
 //! - [`flatten`]: nested Graph JSON → rows of the declared tables, filling Arrow builders
-//!   by the column paths declared in the schemas. Records are parsed into a borrowed tree
-//!   that keeps only the members the declarations read ([`flatten::shape`],
-//!   [`flatten::dom`]); raw lines and records fetched from Graph (assembled as the same
-//!   JSON text) take the same parser.
+//!   by the column paths declared in the schemas, each column compiled once into a plan
+//!   (slot path, conversion, protection) and filled into `flatten::columns`. Records are
+//!   parsed into a borrowed tree that keeps only the members the declarations read
+//!   ([`flatten::shape`], [`flatten::dom`]); raw lines and records fetched from Graph
+//!   (assembled as the same JSON text) take the same parser.
 //! - [`quality`]: call quality as answers: each stream classified good / poor / unclassified
 //!   by Microsoft's CQD rules with the `[quality]` thresholds, roll-ups per session and per call
 //!   (`call_quality`), and the buildings of endpoints from a CQD building file (`[sites]`);
