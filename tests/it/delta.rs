@@ -11,7 +11,7 @@
 //!   committed, and the log stays readable.
 
 use crate::commit_crash::copy_tree;
-use crate::readers::{python_has, run_python};
+use crate::readers::{binary, python_has, run_python};
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,16 +24,6 @@ use callrecords_etl::store::Location;
 use serde_json::{Value, json};
 use support::tenants::{TwoTenants, tables};
 use support::{days_ago, stderr};
-
-fn binary(args: &[&str]) -> Output {
-    let output = support::binary().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "callrecords-etl {args:?}: {}",
-        stderr(&output)
-    );
-    output
-}
 
 fn emulator_export(out: &Path, format: &str) -> Output {
     binary(&[

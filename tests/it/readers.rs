@@ -20,7 +20,8 @@ use std::process::{Command, Output};
 use callrecords_etl::schema;
 use serde_json::{Value, json};
 
-fn binary(args: &[&str]) -> Output {
+/// `callrecords-etl args`, which must succeed.
+pub(crate) fn binary(args: &[&str]) -> Output {
     let output = support::binary().args(args).output().unwrap();
     assert!(
         output.status.success(),
