@@ -2,7 +2,7 @@
 //! identity sets and `@odata.type` subtypes; and, next to each conversion, the members it
 //! reads, which it declares in the parser's [`Shapes`]. Pure functions, no Arrow, no I/O.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::dom::Item;
 use super::shape::{ShapeId, Shapes};
@@ -238,7 +238,6 @@ fn rfc3339_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError> 
     let parsed = DateTime::parse_from_rfc3339(text)
         .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?
         .with_timezone(&Utc);
-    use chrono::Datelike;
     if parsed.year() <= NO_DATE_SENTINEL_YEAR {
         return Ok(None);
     }
@@ -246,7 +245,8 @@ fn rfc3339_timestamp_micros(text: &str) -> Result<Option<i64>, ConversionError> 
 }
 
 /// The shape Graph sends (`2020-02-25T18:52:21.2169889Z`: UTC, 0 to 9 fractional digits),
-/// read without chrono: the same answer as [`rfc3339_timestamp_micros`] (digits
+/// read without chrono's text parser (its calendar checks and counts the date): the same
+/// answer as [`rfc3339_timestamp_micros`] (digits
 /// past the microsecond truncated, the year-0001 sentinel None); None for any other text
 /// (offsets, leap seconds, lowercase, more digits, invalid dates), which chrono reads or
 /// rejects.
@@ -266,12 +266,9 @@ fn utc_timestamp_micros(text: &[u8]) -> Option<Option<i64>> {
     }
     let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
     let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
+    // chrono's calendar checks the date and time (no leap second) and counts the days.
+    let date_time = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?
+        .and_hms_opt(hour, minute, second)?;
     let micros = match fraction {
         [] => 0,
         [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
@@ -284,33 +281,10 @@ fn utc_timestamp_micros(text: &[u8]) -> Option<Option<i64>> {
         }
         _ => return None,
     };
-    if year as i32 <= NO_DATE_SENTINEL_YEAR {
+    if date_time.year() <= NO_DATE_SENTINEL_YEAR {
         return Some(None);
     }
-    let seconds =
-        days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    Some(Some(seconds * 1_000_000 + micros))
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (year ≥ 1), by Howard
-/// Hinnant's `days_from_civil`: years counted from March, so the leap day ends a year.
-fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
-    let year = i64::from(year) - i64::from(month <= 2);
-    let (era, year_of_era) = (year.div_euclid(400), year.rem_euclid(400));
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    Some(Some(date_time.and_utc().timestamp() * 1_000_000 + micros))
 }
 
 /// Members of a communications identity set in the order they are preferred when several
