@@ -181,7 +181,7 @@ fn time_write_alone(text: &[u8], scratch: &std::path::Path) -> anyhow::Result<(D
     })?;
     let output = tempfile::tempdir_in(scratch)?;
     let clock = Instant::now();
-    let mut sink = ParquetSink::create(
+    let sink = ParquetSink::create(
         &Location::Local(output.path().to_path_buf()),
         "stages",
         SinkOptions::default(),

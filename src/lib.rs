@@ -56,7 +56,9 @@
 //!   commit forward
 //!   (or back) so the lake is the whole old or new state.
 //! - [`run`]: the lifecycle `export` and `reflatten` share: run id, lock, recovery of an
-//!   interrupted run; the writer thread and its one batch type ([`run::writer`]); log rows
+//!   interrupted run; how rows reach the staged files ([`run::writer`]: written by the
+//!   plain threads that built them, or sent from async tasks to the run's writer thread,
+//!   into one sink that many threads write at once); log rows
 //!   per partition and value-issue reporting ([`run::rows`]); quarantine
 //!   ([`run::quarantine`]); the commit's changes and the summary part both commands write
 //!   alike ([`run::summary`]); publishing (partitions, state, manifest) through [`commit`].
@@ -64,7 +66,8 @@
 //!   staged and published with the tables; and reading raw files back (on disk or from an
 //!   object store).
 //! - [`reflatten`]: rebuilds the tables from a raw zone without Graph, on every core: a
-//!   reader thread cutting raw files into chunks, parse-and-flatten workers, the run's writer.
+//!   reader thread cutting raw files into chunks, parse-and-flatten workers that encode
+//!   their own rows into the run's staged files.
 //! - [`redact`]: removes tokens, secrets and signatures from text before it is logged,
 //!   printed or written.
 //! - [`reuse`]: copying rows the lake holds into the partitions a run replaces: unchanged
@@ -97,7 +100,8 @@
 //!                             flatten (schema-driven; quality classified, sites matched, privacy applied)
 //!                                 │   ─► RecordBatch per (table, dt)
 //!                                 ▼  bounded channel
-//!                             run::writer (writer thread) ─► sink: staged Parquet (+ raw zone lines), fsynced
+//!                             run::writer (writer thread; reflatten's workers write themselves)
+//!                                 ─► sink: staged Parquet, one file per partition (+ raw zone lines), fsynced
 //!                                 ▼  only when every record was fetched (or skipped/quarantined)
 //!                             run::Run::plan (Delta: each table's read and txn version)
 //!                             run::Run::publish ─► commit: journal ─► switch every partition (raw zone, then tables;

@@ -9,10 +9,13 @@
 //! Work is spread over threads: one reader (`reader`), which cuts every file into chunks
 //! of whole lines of about `reader::CHUNK_BYTES` (plain local files mapped into memory
 //! and parsed in place; compressed ones, and objects streamed from a store, read into
-//! pooled buffers), `workers` parse-and-flatten threads (`worker`), each with its own
-//! builders per partition, and the run's writer. Channels are bounded, a mapped chunk's
-//! pages are released when it is done, and each worker holds at most
-//! `worker::WORKER_MAX_ROWS` rows, so memory does not grow with the input.
+//! pooled buffers), and `workers` parse-and-flatten threads (`worker`), each with its own
+//! builders per partition, which encode their rows into the run's staged files themselves
+//! ([`crate::run::writer`]): no queue between flattening and encoding, every core encodes,
+//! and a batch's memory is freed by the thread that allocated it. Channels are bounded, a
+//! mapped chunk's pages are released when it is done, each worker holds at most
+//! `worker::WORKER_MAX_ROWS` rows, and the open files a bounded budget, so memory does not
+//! grow with the input.
 //!
 //! May touch: raw files and objects (reading), the lake (a folder or an object-store
 //! prefix) through [`crate::run`].
@@ -43,8 +46,9 @@ pub use reader::lines;
 use reader::{Chunk, find_inputs, read_chunks};
 use worker::{Counts, Worker};
 
-/// Table batches in flight to the writer, per worker.
-const WRITER_QUEUE_PER_WORKER: usize = 8;
+/// Messages in flight to the writer thread: the workers write the rows themselves, so only
+/// the raw lines of a run that keeps a raw zone would queue (reflatten keeps none).
+const WRITER_QUEUE: usize = 8;
 
 /// What to rebuild, from where, into where.
 #[derive(Debug, Clone)]
@@ -119,10 +123,7 @@ pub async fn reflatten(plan: &ReflattenPlan) -> anyhow::Result<ReflattenSummary>
         Some(window) => Some(widened_window(&plan.output, &streams, window, &fingerprint).await?),
         None => None,
     };
-    let workers = plan.workers.max(1);
-    let (writer, batches) = run
-        .writer(&fingerprint, workers * WRITER_QUEUE_PER_WORKER)
-        .await?;
+    let (writer, batches) = run.writer(&fingerprint, WRITER_QUEUE).await?;
     let files: Vec<(StreamKind, RawInput)> = inputs
         .into_iter()
         .filter(|(stream, _)| streams.contains(stream))

@@ -1,6 +1,7 @@
 //! A parse-and-flatten thread of `reflatten`: takes chunks of raw lines, places each object
-//! by its own time and flattens it into its own builders per partition, and sends them to
-//! the run's writer when they hold [`WORKER_MAX_ROWS`] rows, and at the end.
+//! by its own time and flattens it into its own builders per partition, and writes them
+//! into the run's staged files (encoding them in this thread) when they hold
+//! [`WORKER_MAX_ROWS`] rows, and at the end.
 //!
 //! Knows nothing of where the lines come from or where the rows go.
 
@@ -19,12 +20,12 @@ use crate::privacy::Privacy;
 use crate::quality::Derivation;
 use crate::raw;
 use crate::run::rows::{self, LogRows};
-use crate::run::writer::Batches;
+use crate::run::writer::{Batches, Unwritten};
 use crate::streams::StreamKind;
 use crate::window::Window;
 
-/// Rows one worker holds in all its builders together before it sends them all to the
-/// writer: batches of a few thousand rows per table write about as fast as larger ones,
+/// Rows one worker holds in all its builders together before it writes them all out:
+/// batches of a few thousand rows per table write about as fast as larger ones,
 /// and more would only hold memory (measured in BENCHMARKS.md).
 pub const WORKER_MAX_ROWS: usize = 32 * 1024;
 
@@ -53,6 +54,8 @@ pub(super) struct Worker<'a> {
     derivation: &'a Derivation,
     window: Option<Window>,
     batches: Batches,
+    /// Rows built but not written yet: another worker was writing their partitions.
+    unwritten: Unwritten,
     calls: BTreeMap<NaiveDate, CallRecordTables>,
     logs: BTreeMap<StreamKind, LogRows<'a>>,
     issues: Vec<FlattenIssue>,
@@ -71,6 +74,7 @@ impl<'a> Worker<'a> {
             derivation,
             window,
             batches,
+            unwritten: Unwritten::default(),
             calls: BTreeMap::new(),
             logs: BTreeMap::new(),
             issues: Vec::new(),
@@ -118,10 +122,12 @@ impl<'a> Worker<'a> {
                 let _ = spent.try_send(buffer);
             }
             if self.buffered_rows() >= WORKER_MAX_ROWS {
-                self.flush()?;
+                // Rows of partitions the other workers are writing wait for the next time,
+                // up to as many again.
+                self.flush(WORKER_MAX_ROWS)?;
             }
         }
-        self.flush()?;
+        self.flush(0)?;
         Ok(self.counts)
     }
 
@@ -204,9 +210,13 @@ impl<'a> Worker<'a> {
         calls.chain(logs)
     }
 
-    /// Sends the rows of every table to the writer.
-    fn flush(&mut self) -> anyhow::Result<()> {
+    /// Writes the rows of every table into the run's files, leaving at most `max_unwritten`
+    /// rows of partitions another worker is writing for later.
+    fn flush(&mut self, max_unwritten: usize) -> anyhow::Result<()> {
         let batches = self.batches.clone();
-        batches.send_full_blocking(self.builders(), 1)
+        let mut unwritten = std::mem::take(&mut self.unwritten);
+        batches.write_full_blocking(self.builders(), &mut unwritten, max_unwritten)?;
+        self.unwritten = unwritten;
+        Ok(())
     }
 }

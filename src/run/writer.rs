@@ -1,8 +1,12 @@
-//! The writer thread every run has: table batches and raw-zone lines come in through one
-//! bounded channel (from async tasks or from plain threads), staged files go out.
+//! How every run stages its rows: plain threads (reflatten's workers, the copies of kept
+//! rows) write table batches into the run's [`ParquetSink`] themselves, encoding them on
+//! their own cores; async tasks send theirs, and every raw-zone line, through one bounded
+//! channel to the run's writer thread. Staged files come out when all senders are gone.
 //!
 //! May touch: the run's staging, through [`ParquetSink`] and [`RawSink`].
 //! Knows nothing of Graph, of raw input or of where the rows come from.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::RecordBatch;
@@ -33,25 +37,42 @@ enum ToWriter {
     },
 }
 
-/// The sending end of the writer's channel; the writer finishes once every clone is gone.
-/// A send fails only when the writer stopped after a write error, which
-/// [`Run::staged`] reports.
+/// Where a run's rows go: the sink, written directly from plain threads, and the writer
+/// thread's channel, for async tasks and raw lines. The writer finishes once every clone is
+/// gone. A send fails only after a write failed, which [`Run::staged`] reports.
 #[derive(Clone)]
-pub struct Batches(mpsc::Sender<ToWriter>);
+pub struct Batches {
+    // Declared (so dropped) before the channel: when the writer sees the channel close,
+    // every other handle of the sink is gone and it can finish the sink.
+    sink: Arc<ParquetSink>,
+    channel: mpsc::Sender<ToWriter>,
+}
 
-fn stopped<T>(_: T) -> anyhow::Error {
-    anyhow::anyhow!("the Parquet writer stopped")
+fn stopped() -> anyhow::Error {
+    anyhow::Error::new(SinkError::Stopped)
 }
 
 impl Batches {
     /// Sends from async code.
     async fn send(&self, message: ToWriter) -> anyhow::Result<()> {
-        self.0.send(message).await.map_err(stopped)
+        if self.sink.stopped() {
+            return Err(stopped());
+        }
+        self.channel.send(message).await.map_err(|_| stopped())
     }
 
-    /// Sends from a plain thread (never from within the async runtime).
+    /// Sends a raw-zone line from a plain thread (never from within the async runtime).
     fn send_blocking(&self, message: ToWriter) -> anyhow::Result<()> {
-        self.0.blocking_send(message).map_err(stopped)
+        if self.sink.stopped() {
+            return Err(stopped());
+        }
+        self.channel.blocking_send(message).map_err(|_| stopped())
+    }
+
+    /// Writes rows in this (plain) thread.
+    fn write_blocking(&self, batch: TableBatch) -> anyhow::Result<()> {
+        let TableBatch { table, dt, batch } = batch;
+        Ok(self.sink.write(table, dt, &batch)?)
     }
 
     /// Sends one raw-zone line of `stream`'s partition `dt`, from async code.
@@ -65,14 +86,14 @@ impl Batches {
         self.send(ToWriter::Raw { stream, dt, line }).await
     }
 
-    /// Sends rows copied from the lake, from a plain thread.
+    /// Writes rows copied from the lake, in this (plain) thread.
     pub fn send_rows_blocking(
         &self,
         table: &'static str,
         dt: NaiveDate,
         batch: RecordBatch,
     ) -> anyhow::Result<()> {
-        self.send_blocking(ToWriter::Batch(TableBatch { table, dt, batch }))
+        self.write_blocking(TableBatch { table, dt, batch })
     }
 
     /// Sends a raw-zone line copied from the raw zone, from a plain thread.
@@ -99,14 +120,57 @@ impl Batches {
         Ok(())
     }
 
-    /// [`Batches::send_full`], from a plain thread.
-    pub fn send_full_blocking<'b>(
+    /// Writes the rows of every builder of `tables` (each with its partition's day), and
+    /// those `unwritten` holds, in this (plain) thread. Partitions another thread is writing
+    /// are passed over and their rows kept in `unwritten` for the next call, so threads
+    /// writing the same days do not wait for each other, unless more than `max_rows` rows
+    /// are left: then it waits until they are written too.
+    pub fn write_full_blocking<'b>(
         &self,
         tables: impl IntoIterator<Item = (NaiveDate, &'b mut TableBuilder)>,
-        min_rows: usize,
+        unwritten: &mut Unwritten,
+        max_rows: usize,
     ) -> anyhow::Result<()> {
-        full_batches(tables, min_rows)
-            .try_for_each(|batch| self.send_blocking(ToWriter::Batch(batch)))
+        unwritten.batches.extend(full_batches(tables, 1));
+        self.write_free(unwritten)?;
+        while unwritten.rows() > max_rows {
+            // Every partition left is busy: wait for the first one's file.
+            let first = unwritten.batches.remove(0);
+            self.write_blocking(first)?;
+            self.write_free(unwritten)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the batches of `unwritten` whose partitions no other thread is writing, in
+    /// order; a partition's batches stay in order (a busy one's later batches wait too).
+    fn write_free(&self, unwritten: &mut Unwritten) -> anyhow::Result<()> {
+        let mut busy: Vec<(&'static str, NaiveDate)> = Vec::new();
+        let mut left = Vec::new();
+        for table_batch in unwritten.batches.drain(..) {
+            let partition = (table_batch.table, table_batch.dt);
+            let written = !busy.contains(&partition)
+                && (self.sink).try_write(partition.0, partition.1, &table_batch.batch)?;
+            if !written {
+                busy.push(partition);
+                left.push(table_batch);
+            }
+        }
+        unwritten.batches = left;
+        Ok(())
+    }
+}
+
+/// Rows a plain thread built but has not written yet, because another thread was writing
+/// their partitions ([`Batches::write_full_blocking`]).
+#[derive(Default)]
+pub struct Unwritten {
+    batches: Vec<TableBatch>,
+}
+
+impl Unwritten {
+    fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.batch.num_rows()).sum()
     }
 }
 
@@ -159,13 +223,15 @@ impl Writer {
             ),
             None => None,
         };
-        let (sender, receiver) = mpsc::channel(queue);
+        let (channel, receiver) = mpsc::channel(queue);
         let runtime = tokio::runtime::Handle::current();
+        let sink = Arc::new(tables);
+        let writer_sink = sink.clone();
         let thread = std::thread::Builder::new()
             .name("parquet-writer".into())
-            .spawn(move || write(tables, raw, receiver, runtime))
+            .spawn(move || write(writer_sink, raw, receiver, runtime))
             .context("cannot start the writer thread")?;
-        Ok((Writer { thread }, Batches(sender)))
+        Ok((Writer { thread }, Batches { sink, channel }))
     }
 
     /// Waits until the thread has made every file durable; call once every [`Batches`] is
@@ -177,27 +243,33 @@ impl Writer {
     }
 }
 
-/// The writer loop: batches and raw lines in, staged files out.
+/// The writer loop: batches and raw lines in until every sender is gone, then the staged
+/// files out. After a failure the rest is drained unwritten and everything is discarded.
 fn write(
-    mut sink: ParquetSink,
+    sink: Arc<ParquetSink>,
     mut raw: Option<RawSink>,
     mut receiver: mpsc::Receiver<ToWriter>,
     runtime: tokio::runtime::Handle,
 ) -> Result<Staged, SinkError> {
     while let Some(message) = receiver.blocking_recv() {
-        let written = match (message, raw.as_mut()) {
-            (ToWriter::Batch(TableBatch { table, dt, batch }), _) => sink.write(table, dt, &batch),
-            (ToWriter::Raw { stream, dt, line }, Some(raw)) => raw.write_line(stream, dt, &line),
-            (ToWriter::Raw { .. }, None) => unreachable!("raw lines are sent only with a raw zone"),
-        };
-        if let Err(error) = written {
-            sink.discard();
-            if let Some(raw) = raw {
-                raw.discard();
+        match (message, raw.as_mut()) {
+            // A failure is kept by the sink, which refuses every later write.
+            (ToWriter::Batch(TableBatch { table, dt, batch }), _) => {
+                let _ = sink.write(table, dt, &batch);
             }
-            return Err(error);
+            (ToWriter::Raw { stream, dt, line }, Some(raw)) => {
+                if !sink.stopped()
+                    && let Err(error) = raw.write_line(stream, dt, &line)
+                {
+                    sink.fail(error);
+                }
+            }
+            (ToWriter::Raw { .. }, None) => unreachable!("raw lines are sent only with a raw zone"),
         }
     }
+    let Ok(sink) = Arc::try_unwrap(sink) else {
+        unreachable!("every sender drops its handle of the sink before its channel end")
+    };
     let tables = match sink.finish() {
         Ok(tables) => tables,
         Err(error) => {

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
@@ -54,6 +55,9 @@ pub enum SinkError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A write after the run's writing stopped on a failure (kept for the run's end).
+    #[error("the Parquet writer stopped")]
+    Stopped,
 }
 
 /// The error of `action` on the file being written at `location`.
@@ -110,6 +114,7 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
+/// One open partition's file.
 struct PartitionWriter {
     writer: ArrowWriter<StoreWriter>,
     /// The staged file, for messages.
@@ -118,31 +123,53 @@ struct PartitionWriter {
     rows: u64,
     /// `writer.memory_size()` after its last write or flush (it changes only then).
     memory: usize,
+}
+
+/// An open partition as the sink's registry knows it. Its file is `None` once closed (by
+/// the thread that filled it); a thread that finds it so opens the partition's next file.
+struct OpenPartition {
+    file: Arc<Mutex<Option<PartitionWriter>>>,
+    /// Its file's `memory`, as of the file's last write or flush.
+    memory: usize,
     /// When it was last written to, in writes of the run.
     last_write: u64,
+}
+
+/// What the threads writing into the sink share, behind one short-held lock.
+#[derive(Default)]
+struct Registry {
+    open: BTreeMap<(String, NaiveDate), OpenPartition>,
+    next_file: BTreeMap<(String, NaiveDate), u32>,
+    written: Vec<WrittenFile>,
+    /// The sum of the open partitions' `memory`.
+    buffered: usize,
+    writes: u64,
+    /// The first write error; once set, every write is refused and the files are discarded.
+    failure: Option<SinkError>,
 }
 
 /// Where the run stages its files: `_staging/<run_id>/` under the location's root.
 pub(crate) struct Staging {
     location: Location,
     run_id: String,
-    /// The runtime the writer thread uploads through, on an object store.
+    /// The runtime the writing threads upload through, on an object store.
     runtime: Option<tokio::runtime::Handle>,
 }
 
-/// Writes the batches of one run into staged Parquet files, one writer per open partition.
+/// Writes the batches of one run into staged Parquet files, one file per open partition.
+///
+/// Any number of threads may write at once: each batch is encoded by the thread that
+/// wrote it (which also built it and frees it), holding only its partition's file; two
+/// threads wait for each other only on the same partition. Lock order: a file's lock may
+/// be held while taking the registry's, never the other way round (the registry only
+/// tries files' locks).
 pub struct ParquetSink {
     output: Location,
     run_id: String,
     staging: Staging,
     options: SinkOptions,
     properties: WriterProperties,
-    open: BTreeMap<(String, NaiveDate), PartitionWriter>,
-    next_file: BTreeMap<(String, NaiveDate), u32>,
-    written: Vec<WrittenFile>,
-    /// The sum of the open writers' `memory`.
-    buffered: usize,
-    writes: u64,
+    registry: Mutex<Registry>,
 }
 
 /// `_staging/<run_id>`, relative to the output root.
@@ -152,7 +179,7 @@ fn staging_prefix(run_id: &str) -> String {
 
 impl Staging {
     /// Prepares `<location>/_staging/<run_id>/`. On an object store it must be called within
-    /// a tokio runtime, whose handle the writer thread then uses for the uploads.
+    /// a tokio runtime, whose handle the writing threads then use for the uploads.
     pub(crate) fn create(location: &Location, run_id: &str) -> Result<Self, SinkError> {
         location.create_folder(&staging_prefix(run_id))?;
         Ok(Staging {
@@ -175,7 +202,7 @@ impl Staging {
         Ok((writer, location))
     }
 
-    /// Removes the staged files (from a writer thread: it blocks on the uploads' runtime).
+    /// Removes the staged files (from a plain thread: it blocks on the uploads' runtime).
     pub(crate) fn discard(&self) {
         let _ = self
             .location
@@ -185,7 +212,7 @@ impl Staging {
 
 impl ParquetSink {
     /// Prepares the staging area of the run. On an object store it must be called within a
-    /// tokio runtime, whose handle the writer thread then uses for the uploads.
+    /// tokio runtime, whose handle the writing threads then use for the uploads.
     pub fn create(
         output: &Location,
         run_id: &str,
@@ -205,96 +232,209 @@ impl ParquetSink {
             staging,
             options,
             properties,
-            open: BTreeMap::new(),
-            next_file: BTreeMap::new(),
-            written: Vec::new(),
-            buffered: 0,
-            writes: 0,
+            registry: Mutex::new(Registry::default()),
         })
     }
 
-    /// Appends `batch` to the partition `dt` of `table`.
-    pub fn write(
-        &mut self,
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .expect("no thread panics holding the registry")
+    }
+
+    /// Appends `batch` to the partition `dt` of `table`, encoding it in this thread. After
+    /// a failure (this write's or an earlier one, kept for [`ParquetSink::finish`]) it
+    /// returns [`SinkError::Stopped`].
+    pub fn write(&self, table: &str, dt: NaiveDate, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.write_unless_busy(table, dt, batch, true).map(|_| ())
+    }
+
+    /// [`ParquetSink::write`], unless another thread is writing the partition: then it
+    /// returns at once, with `false`.
+    pub fn try_write(
+        &self,
         table: &str,
         dt: NaiveDate,
         batch: &RecordBatch,
-    ) -> Result<(), SinkError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let key = (table.to_string(), dt);
-        if !self.open.contains_key(&key) {
-            let writer = self.open_writer(table, dt, batch)?;
-            self.open.insert(key.clone(), writer);
-        }
-        let partition = self.open.get_mut(&key).expect("opened above");
-        partition
-            .writer
-            .write(batch)
-            .map_err(|source| SinkError::Parquet {
-                location: partition.location.clone(),
-                source,
-            })?;
-        partition.rows += batch.num_rows() as u64;
-        self.writes += 1;
-        partition.last_write = self.writes;
-        let memory = partition.writer.memory_size();
-        self.buffered = self.buffered - partition.memory + memory;
-        partition.memory = memory;
-        if partition.writer.bytes_written() + partition.writer.in_progress_size()
-            >= self.options.target_file_bytes
-        {
-            let full = self.open.remove(&key).expect("present");
-            self.buffered -= full.memory;
-            self.close(table, dt, full)?;
-        }
-        self.bound_buffers()
+    ) -> Result<bool, SinkError> {
+        self.write_unless_busy(table, dt, batch, false)
     }
 
-    /// Ends row groups, least recently written partition first, until the open writers
-    /// hold at most the budget. Input arrives roughly in time order, so the partitions
-    /// ended first are mostly the days already complete.
-    fn bound_buffers(&mut self) -> Result<(), SinkError> {
-        while self.buffered > self.options.buffered_bytes {
-            let Some(oldest) = self
-                .open
-                .values_mut()
-                .filter(|p| p.memory > 0)
-                .min_by_key(|p| p.last_write)
-            else {
-                break;
-            };
-            oldest.writer.flush().map_err(|source| SinkError::Parquet {
-                location: oldest.location.clone(),
-                source,
-            })?;
-            let memory = oldest.writer.memory_size();
-            self.buffered = self.buffered - oldest.memory + memory;
-            oldest.memory = memory;
+    fn write_unless_busy(
+        &self,
+        table: &str,
+        dt: NaiveDate,
+        batch: &RecordBatch,
+        wait: bool,
+    ) -> Result<bool, SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(true);
         }
-        Ok(())
+        let key = (table.to_string(), dt);
+        let outcome = self.append(&key, batch, wait).and_then(|written| {
+            if written {
+                self.bound_buffers()?;
+            }
+            Ok(written)
+        });
+        match outcome {
+            Ok(written) => Ok(written),
+            Err(error) => {
+                self.fail(error);
+                Err(SinkError::Stopped)
+            }
+        }
+    }
+
+    /// Stops the sink because of `error` (also one of another sink of the run): every
+    /// later write is refused, and [`ParquetSink::finish`] discards the files and returns
+    /// the first error.
+    pub fn fail(&self, error: SinkError) {
+        let mut registry = self.registry();
+        if registry.failure.is_none() && !matches!(error, SinkError::Stopped) {
+            registry.failure = Some(error);
+        }
+    }
+
+    /// Whether a write failed: the run will not be published.
+    pub fn stopped(&self) -> bool {
+        self.registry().failure.is_some()
+    }
+
+    /// Writes `batch` into its partition's open file (opening one if none is), and closes
+    /// the file once it reaches its target size. Without `wait`, a file another thread is
+    /// writing is left alone (`false`).
+    fn append(
+        &self,
+        key: &(String, NaiveDate),
+        batch: &RecordBatch,
+        wait: bool,
+    ) -> Result<bool, SinkError> {
+        loop {
+            let file = self.open_file(key, batch)?;
+            let mut guard = match file.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::WouldBlock) if !wait => return Ok(false),
+                Err(_) => file.lock().expect("no thread panics holding a file"),
+            };
+            // Closed by another thread since: the partition's next file takes the rows.
+            let Some(partition) = guard.as_mut() else {
+                continue;
+            };
+            partition
+                .writer
+                .write(batch)
+                .map_err(parquet_error(&partition.location))?;
+            partition.rows += batch.num_rows() as u64;
+            let full = partition.writer.bytes_written() + partition.writer.in_progress_size()
+                >= self.options.target_file_bytes;
+            let before = std::mem::replace(&mut partition.memory, partition.writer.memory_size());
+            let mut registry = self.registry();
+            registry.writes += 1;
+            registry.buffered = registry.buffered - before + partition.memory;
+            if full {
+                registry.buffered -= partition.memory;
+                registry.open.remove(key);
+                drop(registry);
+                let partition = guard.take().expect("checked above");
+                drop(guard);
+                let written = close_partition(&key.0, key.1, partition)?;
+                self.registry().written.push(written);
+            } else {
+                let writes = registry.writes;
+                let open = registry
+                    .open
+                    .get_mut(key)
+                    .expect("listed while its file is open");
+                open.memory = partition.memory;
+                open.last_write = writes;
+            }
+            return Ok(true);
+        }
+    }
+
+    /// The open file of the partition `key`, opened for `batch`'s schema if there is none.
+    fn open_file(
+        &self,
+        key: &(String, NaiveDate),
+        batch: &RecordBatch,
+    ) -> Result<Arc<Mutex<Option<PartitionWriter>>>, SinkError> {
+        let mut registry = self.registry();
+        if registry.failure.is_some() {
+            return Err(SinkError::Stopped);
+        }
+        if let Some(open) = registry.open.get(key) {
+            return Ok(open.file.clone());
+        }
+        let sequence = registry.next_file.entry(key.clone()).or_insert(0);
+        let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
+        *sequence += 1;
+        let file = Arc::new(Mutex::new(Some(self.open_writer(key, file_name, batch)?)));
+        let open = OpenPartition {
+            file: file.clone(),
+            memory: 0,
+            last_write: 0,
+        };
+        registry.open.insert(key.clone(), open);
+        Ok(file)
+    }
+
+    /// Ends row groups, least recently written partition first, until the open files hold
+    /// at most the budget. Input arrives roughly in time order, so the partitions ended
+    /// first are mostly the days already complete. Files other threads are writing are
+    /// passed over: those threads check the budget themselves when they are done.
+    fn bound_buffers(&self) -> Result<(), SinkError> {
+        loop {
+            let candidates = {
+                let registry = self.registry();
+                if registry.buffered <= self.options.buffered_bytes {
+                    return Ok(());
+                }
+                let mut candidates: Vec<_> = registry
+                    .open
+                    .iter()
+                    .filter(|(_, open)| open.memory > 0)
+                    .map(|(key, open)| (open.last_write, key.clone(), open.file.clone()))
+                    .collect();
+                candidates.sort_by_key(|(last_write, ..)| *last_write);
+                candidates
+            };
+            let Some((key, mut guard)) = candidates
+                .iter()
+                .find_map(|(_, key, file)| file.try_lock().ok().map(|guard| (key, guard)))
+            else {
+                return Ok(());
+            };
+            let Some(partition) = guard.as_mut() else {
+                continue;
+            };
+            partition
+                .writer
+                .flush()
+                .map_err(parquet_error(&partition.location))?;
+            let before = std::mem::replace(&mut partition.memory, partition.writer.memory_size());
+            let mut registry = self.registry();
+            registry.buffered = registry.buffered - before + partition.memory;
+            let open = registry
+                .open
+                .get_mut(key)
+                .expect("listed while its file is open");
+            open.memory = partition.memory;
+        }
     }
 
     fn open_writer(
-        &mut self,
-        table: &str,
-        dt: NaiveDate,
+        &self,
+        (table, dt): &(String, NaiveDate),
+        file_name: String,
         batch: &RecordBatch,
     ) -> Result<PartitionWriter, SinkError> {
-        let sequence = self.next_file.entry((table.to_string(), dt)).or_insert(0);
-        let file_name = format!("part-{}-{:05}.parquet", self.run_id, *sequence);
-        *sequence += 1;
-        let partition = format!("{table}/{}", partition_dir_name(dt));
+        let partition = format!("{table}/{}", partition_dir_name(*dt));
         let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
-        let parquet_error = |source| SinkError::Parquet {
-            location: location.clone(),
-            source,
-        };
         let properties = encoding::file_properties(&self.properties, batch);
-        let mut writer =
-            ArrowWriter::try_new(sink, schema.clone(), Some(properties)).map_err(parquet_error)?;
+        let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties))
+            .map_err(parquet_error(&location))?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
         // for readers that do not decode the Arrow schema embedded under `ARROW:schema`.
         let mut metadata: Vec<_> = schema
@@ -312,26 +452,32 @@ impl ParquetSink {
             file_name,
             rows: 0,
             memory: 0,
-            last_write: 0,
         })
-    }
-
-    fn close(
-        &mut self,
-        table: &str,
-        dt: NaiveDate,
-        partition: PartitionWriter,
-    ) -> Result<(), SinkError> {
-        let file = close_partition(table, dt, partition)?;
-        self.written.push(file);
-        Ok(())
     }
 
     /// Closes every file; nothing is visible to readers until the run's commit ([`commit`]).
     /// Each file's last row group is encoded as it closes: that is spread over the cores
-    /// (the rest of the run has stopped producing by then).
-    pub fn finish(mut self) -> Result<StagedRun, SinkError> {
-        let mut open: Vec<_> = std::mem::take(&mut self.open).into_iter().collect();
+    /// (the rest of the run has stopped producing by then). After a failed write the files
+    /// are removed instead, and the first error is returned.
+    pub fn finish(self) -> Result<StagedRun, SinkError> {
+        let registry = self
+            .registry
+            .into_inner()
+            .expect("no thread panics holding the registry");
+        if let Some(failure) = registry.failure {
+            drop(registry.open);
+            self.staging.discard();
+            return Err(failure);
+        }
+        let mut open: Vec<_> = registry
+            .open
+            .into_iter()
+            .map(|(key, open)| {
+                let file = Arc::into_inner(open.file).expect("no thread writes once finishing");
+                let file = file.into_inner().expect("no thread panics holding a file");
+                (key, file.expect("listed while its file is open"))
+            })
+            .collect();
         // Largest first, dealt round-robin: the threads get similar shares of work.
         open.sort_by_key(|(_, partition)| std::cmp::Reverse(partition.memory));
         let threads = std::thread::available_parallelism()
@@ -359,10 +505,10 @@ impl ParquetSink {
                 .map(|handle| handle.join().expect("closing a file does not panic"))
                 .collect()
         });
-        for files in closed {
-            self.written.extend(files?);
+        let mut files = registry.written;
+        for written in closed {
+            files.extend(written?);
         }
-        let mut files = std::mem::take(&mut self.written);
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(StagedRun {
             output: self.output.clone(),
@@ -370,13 +516,13 @@ impl ParquetSink {
             files,
         })
     }
+}
 
-    /// Removes the staged files of a run that will not be published (from the writer
-    /// thread: it blocks on the uploads' runtime).
-    pub fn discard(mut self) {
-        // Dropping an unfinished object writer aborts its upload.
-        self.open.clear();
-        self.staging.discard();
+/// The Parquet error of the file being written at `location`.
+fn parquet_error(location: &str) -> impl FnOnce(parquet::errors::ParquetError) -> SinkError + '_ {
+    move |source| SinkError::Parquet {
+        location: location.to_string(),
+        source,
     }
 }
 
@@ -390,10 +536,7 @@ fn close_partition(
     let sink = partition
         .writer
         .into_inner()
-        .map_err(|source| SinkError::Parquet {
-            location: location.clone(),
-            source,
-        })?;
+        .map_err(parquet_error(&location))?;
     let bytes = sink.finish()?;
     Ok(WrittenFile {
         table: table.to_string(),
@@ -564,16 +707,31 @@ mod tests {
             ..SinkOptions::default()
         };
         let output = Location::Local(root.path().to_path_buf());
-        let mut sink = ParquetSink::create(&output, "run", options).unwrap();
+        let sink = ParquetSink::create(&output, "run", options).unwrap();
         let days: Vec<NaiveDate> = (1..=3)
             .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
             .collect();
         for round in 0..40 {
             for dt in &days {
                 sink.write("t", *dt, &batch(round * 5_000, 5_000)).unwrap();
-                assert!(sink.buffered <= 1 << 20, "{} bytes buffered", sink.buffered);
-                let measured: usize = sink.open.values().map(|p| p.writer.memory_size()).sum();
-                assert_eq!(measured, sink.buffered);
+                let registry = sink.registry();
+                assert!(
+                    registry.buffered <= 1 << 20,
+                    "{} bytes buffered",
+                    registry.buffered
+                );
+                let measured: usize = (registry.open.values())
+                    .map(|open| {
+                        open.file
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .unwrap()
+                            .writer
+                            .memory_size()
+                    })
+                    .sum();
+                assert_eq!(measured, registry.buffered);
             }
         }
         let staged = sink.finish().unwrap();
@@ -589,5 +747,122 @@ mod tests {
             // Ended early to stay within the budget, not only at 128 Ki rows.
             assert!(row_groups > 2, "{} has {row_groups} row groups", file.path);
         }
+    }
+
+    /// Rows of every staged file of `staged`, by path.
+    fn staged_rows(root: &std::path::Path, staged: &StagedRun) -> BTreeMap<String, Vec<i64>> {
+        let mut by_path = BTreeMap::new();
+        for file in staged.files() {
+            let path = root.join(STAGING_DIR).join("run").join(&file.path);
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+            let mut numbers = Vec::new();
+            for batch in reader.build().unwrap() {
+                let batch = batch.unwrap();
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                numbers.extend(column.values().iter().copied());
+            }
+            assert_eq!(numbers.len() as u64, file.rows, "{}", file.path);
+            by_path.insert(file.path.clone(), numbers);
+        }
+        by_path
+    }
+
+    #[test]
+    fn threads_writing_at_once_lose_no_row_and_share_one_file_per_partition() {
+        let root = tempfile::tempdir().unwrap();
+        let options = SinkOptions {
+            buffered_bytes: 1 << 20,
+            ..SinkOptions::default()
+        };
+        let output = Location::Local(root.path().to_path_buf());
+        let sink = ParquetSink::create(&output, "run", options).unwrap();
+        let days: Vec<NaiveDate> = (1..=3)
+            .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
+            .collect();
+        let (threads, rounds, rows) = (4_i64, 30_i64, 1_000_i64);
+        std::thread::scope(|scope| {
+            for thread in 0..threads {
+                let (sink, days) = (&sink, &days);
+                scope.spawn(move || {
+                    for round in 0..rounds {
+                        // Every thread writes every day: they meet on the same partitions.
+                        for dt in days {
+                            let from = (thread * rounds + round) * rows;
+                            sink.write("t", *dt, &batch(from, rows)).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let staged = sink.finish().unwrap();
+        let files = staged_rows(root.path(), &staged);
+        assert_eq!(files.len(), days.len(), "{:?}", files.keys());
+        for (path, mut numbers) in files {
+            numbers.sort_unstable();
+            let expected: Vec<i64> = (0..threads * rounds * rows).collect();
+            assert!(numbers == expected, "{path} lost or repeated rows");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_stops_every_writer_and_removes_the_staged_files() {
+        let root = tempfile::tempdir().unwrap();
+        let output = Location::Local(root.path().to_path_buf());
+        let sink = ParquetSink::create(&output, "run", SinkOptions::default()).unwrap();
+        let dt = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        sink.write("t", dt, &batch(0, 10)).unwrap();
+        // A file where the table `u`'s folder would go: its partition cannot be created.
+        std::fs::write(root.path().join(STAGING_DIR).join("run").join("u"), b"").unwrap();
+        assert!(matches!(
+            sink.write("u", dt, &batch(0, 10)),
+            Err(SinkError::Stopped)
+        ));
+        assert!(sink.stopped());
+        let later = sink.write("t", dt, &batch(10, 10));
+        assert!(matches!(later, Err(SinkError::Stopped)));
+        match sink.finish() {
+            Err(SinkError::Stopped) => panic!("the first failure, not a later refusal"),
+            Err(first) => assert!(first.to_string().contains("u/dt=2026-11-01"), "{first}"),
+            Ok(_) => panic!("a failed sink stages nothing"),
+        }
+        assert!(!root.path().join(STAGING_DIR).join("run").exists());
+    }
+
+    #[test]
+    fn a_full_file_is_closed_and_the_partition_goes_on_in_the_next() {
+        let root = tempfile::tempdir().unwrap();
+        let options = SinkOptions {
+            target_file_bytes: 64 * 1024,
+            row_group_rows: 2_000,
+            ..SinkOptions::default()
+        };
+        let output = Location::Local(root.path().to_path_buf());
+        let sink = ParquetSink::create(&output, "run", options).unwrap();
+        let dt = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..2 {
+                let sink = &sink;
+                scope.spawn(move || {
+                    for round in 0..50 {
+                        sink.write("t", dt, &batch((thread * 50 + round) * 1_000, 1_000))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let staged = sink.finish().unwrap();
+        let files = staged_rows(root.path(), &staged);
+        assert!(files.len() > 2, "{} files", files.len());
+        let mut numbers: Vec<i64> = files.into_values().flatten().collect();
+        numbers.sort_unstable();
+        assert!(
+            numbers == (0..100_000).collect::<Vec<_>>(),
+            "rows lost or repeated"
+        );
     }
 }
