@@ -699,18 +699,24 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn open_writers_stay_within_their_memory_budget_and_lose_no_row() {
-        let root = tempfile::tempdir().unwrap();
+    /// A sink into `root` whose open files may hold 1 MiB together, and three days to write.
+    fn small_budget_sink(root: &std::path::Path) -> (ParquetSink, Vec<NaiveDate>) {
         let options = SinkOptions {
             buffered_bytes: 1 << 20,
             ..SinkOptions::default()
         };
-        let output = Location::Local(root.path().to_path_buf());
+        let output = Location::Local(root.to_path_buf());
         let sink = ParquetSink::create(&output, "run", options).unwrap();
-        let days: Vec<NaiveDate> = (1..=3)
+        let days = (1..=3)
             .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
             .collect();
+        (sink, days)
+    }
+
+    #[test]
+    fn open_writers_stay_within_their_memory_budget_and_lose_no_row() {
+        let root = tempfile::tempdir().unwrap();
+        let (sink, days) = small_budget_sink(root.path());
         for round in 0..40 {
             for dt in &days {
                 sink.write("t", *dt, &batch(round * 5_000, 5_000)).unwrap();
@@ -775,15 +781,7 @@ mod tests {
     #[test]
     fn threads_writing_at_once_lose_no_row_and_share_one_file_per_partition() {
         let root = tempfile::tempdir().unwrap();
-        let options = SinkOptions {
-            buffered_bytes: 1 << 20,
-            ..SinkOptions::default()
-        };
-        let output = Location::Local(root.path().to_path_buf());
-        let sink = ParquetSink::create(&output, "run", options).unwrap();
-        let days: Vec<NaiveDate> = (1..=3)
-            .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
-            .collect();
+        let (sink, days) = small_budget_sink(root.path());
         let (threads, rounds, rows) = (4_i64, 30_i64, 1_000_i64);
         std::thread::scope(|scope| {
             for thread in 0..threads {
