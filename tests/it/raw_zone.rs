@@ -167,6 +167,15 @@ fn reflatten_reads_plain_and_gzip_lines_and_places_records_by_their_own_start() 
     assert_success(&output);
     assert_same_tables(&lake, &rebuilt, &CALL_TABLES);
     assert!(!rebuilt.join("call_records/dt=1999-01-01").exists());
+    // The three workers wrote every partition together, into one file.
+    for table in CALL_TABLES {
+        for partition in std::fs::read_dir(rebuilt.join(table)).unwrap() {
+            let files = std::fs::read_dir(partition.unwrap().path()).unwrap();
+            let parquet = files
+                .filter(|f| f.as_ref().unwrap().path().extension() == Some("parquet".as_ref()));
+            assert_eq!(parquet.count(), 1, "{table}");
+        }
+    }
 }
 
 #[test]
