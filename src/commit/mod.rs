@@ -51,7 +51,8 @@ pub const COMMITS_DIR: &str = "_commits";
 /// so that it can still be rolled back.
 pub const REPLACED_DIR: &str = "_replaced";
 
-/// A named step of the commit, where tests inject a failure: `FAILPOINTS=<step>=return(crash)`
+/// A named step (of the commit, or `sink::write`: a staged file's write) where tests inject
+/// a failure: `FAILPOINTS=<step>=return(crash)`
 /// kills the process there (as `kill -9` would), `return(io)` fails the step with an I/O
 /// error. Compiled to nothing without the `failpoints` feature.
 #[macro_export]

@@ -58,6 +58,8 @@ pub enum SinkError {
     /// A write after the run's writing stopped on a failure (kept for the run's end).
     #[error("the Parquet writer stopped")]
     Stopped,
+    #[error(transparent)]
+    Injected(#[from] crate::commit::InjectedFailure),
 }
 
 /// The error of `action` on the file being written at `location`.
@@ -310,6 +312,7 @@ impl ParquetSink {
         batch: &RecordBatch,
         wait: bool,
     ) -> Result<bool, SinkError> {
+        crate::step!("sink::write");
         loop {
             let file = self.open_file(key, batch)?;
             let mut guard = match file.try_lock() {

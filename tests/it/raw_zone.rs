@@ -178,6 +178,68 @@ fn reflatten_reads_plain_and_gzip_lines_and_places_records_by_their_own_start() 
     }
 }
 
+/// A staged file's write failing, or the process dying there, while three workers write:
+/// every worker stops, nothing is published, and the next run cleans up and succeeds.
+#[test]
+fn a_write_failing_or_crashing_while_workers_write_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, raw, rebuilt) = (
+        dir.path().join("lake"),
+        dir.path().join("raw"),
+        dir.path().join("rebuilt"),
+    );
+    export(&lake, &raw, &days_ago(9), &days_ago(7));
+    let reflatten = |failpoints: Option<&str>| {
+        let mut command = Command::cargo_bin("callrecords-etl").unwrap();
+        command.env_remove("RUST_LOG").env_remove("FAILPOINTS");
+        if let Some(failpoints) = failpoints {
+            command.env("FAILPOINTS", failpoints);
+        }
+        let (raw, out) = (raw.to_str().unwrap(), rebuilt.to_str().unwrap());
+        let args = ["reflatten", "--raw", raw, "--out", out, "--workers", "3"];
+        command.args(args).output().unwrap()
+    };
+    let manifests = || rebuilt.join("_manifests").read_dir().unwrap().count();
+    let staged_runs = || match rebuilt.join("_staging").read_dir() {
+        Ok(entries) => entries.count(),
+        Err(_) => 0,
+    };
+    assert_success(&reflatten(None));
+    assert_eq!(staged_runs(), 0);
+
+    let failed = reflatten(Some("sink::write=3*off->return(io)"));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("injected I/O error at step sink::write"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert_same_tables(&lake, &rebuilt, &CALL_TABLES);
+    assert_eq!(
+        (manifests(), staged_runs()),
+        (1, 0),
+        "no manifest, no staging left"
+    );
+
+    let crashed = reflatten(Some("sink::write=5*off->return(crash)"));
+    assert!(crashed.status.code().is_none(), "killed by a signal");
+    assert_same_tables(&lake, &rebuilt, &CALL_TABLES);
+    assert_eq!(
+        (manifests(), staged_runs()),
+        (1, 1),
+        "the crashed run's staging is left"
+    );
+
+    assert_success(&reflatten(None));
+    assert_same_tables(&lake, &rebuilt, &CALL_TABLES);
+    assert_eq!(
+        (manifests(), staged_runs()),
+        (2, 0),
+        "the next run removed it"
+    );
+}
+
 #[test]
 fn a_rerun_replaces_the_raw_partitions_of_its_window() {
     let dir = tempfile::tempdir().unwrap();
