@@ -13,8 +13,8 @@
 //! builders per partition, which encode their rows into the run's staged files themselves
 //! ([`crate::run::writer`]): no queue between flattening and encoding, every core encodes,
 //! and a batch's memory is freed by the thread that allocated it. Channels are bounded, a
-//! mapped chunk's pages are released when it is done, each worker holds at most
-//! `worker::WORKER_MAX_ROWS` rows, and the open files a bounded budget, so memory does not
+//! mapped chunk's pages are released when it is done, the workers together hold a
+//! fixed number of rows (`worker::max_rows`), and the open files a bounded budget, so memory does not
 //! grow with the input.
 //!
 //! May touch: raw files and objects (reading), the lake (a folder or an object-store
@@ -194,8 +194,10 @@ fn flatten_all(
                 let receiver = chunk_receiver.clone();
                 let spent = spent.clone();
                 scope.spawn(move || {
-                    let outcome = Worker::new(&plan.privacy, &plan.derivation, window, batches)
-                        .run(&receiver, &spent);
+                    let max_rows = worker::max_rows(workers);
+                    let outcome =
+                        Worker::new(&plan.privacy, &plan.derivation, window, batches, max_rows)
+                            .run(&receiver, &spent);
                     if outcome.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }

@@ -1,7 +1,7 @@
 //! A parse-and-flatten thread of `reflatten`: takes chunks of raw lines, places each object
 //! by its own time and flattens it into its own builders per partition, and writes them
 //! into the run's staged files (encoding them in this thread) when they hold
-//! [`WORKER_MAX_ROWS`] rows, and at the end.
+//! [`max_rows`] rows, and at the end.
 //!
 //! Knows nothing of where the lines come from or where the rows go.
 
@@ -24,10 +24,18 @@ use crate::run::writer::{Batches, Unwritten};
 use crate::streams::StreamKind;
 use crate::window::Window;
 
-/// Rows one worker holds in all its builders together before it writes them all out:
-/// batches of a few thousand rows per table write about as fast as larger ones,
-/// and more would only hold memory (measured in BENCHMARKS.md).
-pub const WORKER_MAX_ROWS: usize = 32 * 1024;
+/// Rows all workers together hold in their builders before each writes its rows out: two
+/// workers' batches of 32 Ki rows write about as fast as larger ones, and more would only
+/// hold memory (measured in BENCHMARKS.md). Shared, so that memory does not grow with the
+/// number of workers (each holds up to twice its share: its builders, and rows passed over
+/// because another worker was writing their partition).
+const ALL_WORKERS_MAX_ROWS: usize = 64 * 1024;
+
+/// A worker's share of [`ALL_WORKERS_MAX_ROWS`], and no fewer rows than make batches that
+/// still write efficiently.
+pub fn max_rows(workers: usize) -> usize {
+    (ALL_WORKERS_MAX_ROWS / workers.max(1)).max(4 * 1024)
+}
 
 /// A worker's counts.
 #[derive(Default)]
@@ -54,6 +62,8 @@ pub(super) struct Worker<'a> {
     derivation: &'a Derivation,
     window: Option<Window>,
     batches: Batches,
+    /// Rows its builders hold before it writes them out ([`max_rows`]).
+    max_rows: usize,
     /// Rows built but not written yet: another worker was writing their partitions.
     unwritten: Unwritten,
     calls: BTreeMap<NaiveDate, CallRecordTables>,
@@ -68,12 +78,14 @@ impl<'a> Worker<'a> {
         derivation: &'a Derivation,
         window: Option<Window>,
         batches: Batches,
+        max_rows: usize,
     ) -> Self {
         Worker {
             privacy,
             derivation,
             window,
             batches,
+            max_rows,
             unwritten: Unwritten::default(),
             calls: BTreeMap::new(),
             logs: BTreeMap::new(),
@@ -121,10 +133,10 @@ impl<'a> Worker<'a> {
             if let ChunkBytes::Read(buffer) = chunk.bytes {
                 let _ = spent.try_send(buffer);
             }
-            if self.buffered_rows() >= WORKER_MAX_ROWS {
+            if self.buffered_rows() >= self.max_rows {
                 // Rows of partitions the other workers are writing wait for the next time,
                 // up to as many again.
-                self.flush(WORKER_MAX_ROWS)?;
+                self.flush(self.max_rows)?;
             }
         }
         self.flush(0)?;
@@ -218,5 +230,19 @@ impl<'a> Worker<'a> {
         batches.write_full_blocking(self.builders(), &mut unwritten, max_unwritten)?;
         self.unwritten = unwritten;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_share_one_row_budget_down_to_efficient_batches() {
+        assert_eq!(max_rows(1), 64 * 1024);
+        assert_eq!(max_rows(2), 32 * 1024);
+        assert_eq!(max_rows(8), 8 * 1024);
+        assert_eq!(max_rows(64), 4 * 1024);
+        assert_eq!(max_rows(0), 64 * 1024);
     }
 }

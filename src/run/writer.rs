@@ -150,7 +150,9 @@ impl Batches {
         for table_batch in unwritten.batches.drain(..) {
             let partition = (table_batch.table, table_batch.dt);
             let written = !busy.contains(&partition)
-                && self.sink.try_write(partition.0, partition.1, &table_batch.batch)?;
+                && self
+                    .sink
+                    .try_write(partition.0, partition.1, &table_batch.batch)?;
             if !written {
                 busy.push(partition);
                 left.push(table_batch);
