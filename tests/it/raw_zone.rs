@@ -7,7 +7,7 @@ use crate::support;
 use support::{CALL_TABLES, days_ago, sorted_rows};
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
@@ -56,6 +56,11 @@ fn raw_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The folders of an exported lake, its raw zone and a lake rebuilt from it, under `dir`.
+fn lake_raw_rebuilt(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("lake"), dir.join("raw"), dir.join("rebuilt"))
+}
+
 fn export(lake: &Path, raw: &Path, from: &str, to: &str) {
     assert_success(&run(&[
         "export",
@@ -76,11 +81,7 @@ fn export(lake: &Path, raw: &Path, from: &str, to: &str) {
 #[test]
 fn reflatten_of_the_raw_zone_gives_the_tables_export_wrote() {
     let dir = tempfile::tempdir().unwrap();
-    let (lake, raw, rebuilt) = (
-        dir.path().join("lake"),
-        dir.path().join("raw"),
-        dir.path().join("rebuilt"),
-    );
+    let (lake, raw, rebuilt) = lake_raw_rebuilt(dir.path());
     let (from, to) = (days_ago(6), days_ago(4));
     export(&lake, &raw, &from, &to);
 
@@ -127,11 +128,7 @@ fn reflatten_of_the_raw_zone_gives_the_tables_export_wrote() {
 #[test]
 fn reflatten_reads_plain_and_gzip_lines_and_places_records_by_their_own_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (lake, raw, rebuilt) = (
-        dir.path().join("lake"),
-        dir.path().join("raw"),
-        dir.path().join("rebuilt"),
-    );
+    let (lake, raw, rebuilt) = lake_raw_rebuilt(dir.path());
     let (from, to) = (days_ago(9), days_ago(7));
     export(&lake, &raw, &from, &to);
     let records: Vec<Value> = callrecords_etl::raw::files_under(&raw.join("call_records"))
@@ -183,11 +180,7 @@ fn reflatten_reads_plain_and_gzip_lines_and_places_records_by_their_own_start() 
 #[test]
 fn a_write_failing_or_crashing_while_workers_write_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (lake, raw, rebuilt) = (
-        dir.path().join("lake"),
-        dir.path().join("raw"),
-        dir.path().join("rebuilt"),
-    );
+    let (lake, raw, rebuilt) = lake_raw_rebuilt(dir.path());
     export(&lake, &raw, &days_ago(9), &days_ago(7));
     let reflatten = |failpoints: Option<&str>| {
         let mut command = Command::cargo_bin("callrecords-etl").unwrap();
