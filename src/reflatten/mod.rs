@@ -7,7 +7,8 @@
 //! `_manifests/`.
 //!
 //! Work is spread over threads: one reader (`reader`), which cuts every file into chunks
-//! of whole lines of about `reader::CHUNK_BYTES` (plain local files mapped into memory
+//! of whole lines of `reader::chunk_bytes` (4 MiB for a few workers, smaller for many;
+//! plain local files mapped into memory
 //! and parsed in place; compressed ones, and objects streamed from a store, read into
 //! pooled buffers), and `workers` parse-and-flatten threads (`worker`), each with its own
 //! builders per partition, which encode their rows into the run's staged files themselves
@@ -187,7 +188,9 @@ fn flatten_all(
             let (batches, runtime, lake) = (batches.clone(), runtime.clone(), &plan.output);
             scope.spawn(move || keep_outside_window(lake, streams, window, &runtime, &batches))
         });
-        let reader = scope.spawn(move || read_chunks(files, chunks, spent_receiver, failed));
+        let chunk_bytes = reader::chunk_bytes(workers);
+        let reader =
+            scope.spawn(move || read_chunks(files, chunk_bytes, chunks, spent_receiver, failed));
         let worker_handles: Vec<_> = (0..workers)
             .map(|_| {
                 let batches = batches.clone();

@@ -18,8 +18,18 @@ use crate::raw::RawInput;
 use crate::store::Location;
 use crate::streams::StreamKind;
 
-/// Lines are handed to the workers in chunks of about this many bytes.
+/// Lines are handed to a few workers in chunks of about this many bytes.
 pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// The smallest chunks, for many workers: still thousands of lines of most records.
+const MIN_CHUNK_BYTES: usize = 1 << 20;
+
+/// The chunk size for `workers` workers: every worker holds the chunk it parses (and
+/// twice as many wait), so with many workers chunks get smaller, down to
+/// [`MIN_CHUNK_BYTES`], and the chunks in memory stay about the same.
+pub fn chunk_bytes(workers: usize) -> usize {
+    (2 * CHUNK_BYTES / workers.max(1)).clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
+}
 
 /// Lines of one raw file, for a worker.
 pub(super) struct Chunk {
@@ -137,6 +147,7 @@ pub(super) async fn find_inputs(
 /// once a few are in circulation. Returns the files and JSON bytes read.
 pub(super) fn read_chunks(
     files: &[(StreamKind, RawInput)],
+    chunk_bytes: usize,
     chunks: SyncSender<Chunk>,
     spent: Receiver<Vec<u8>>,
     failed: &AtomicBool,
@@ -145,7 +156,7 @@ pub(super) fn read_chunks(
     for (stream, input) in files {
         let file = Arc::new(input.clone());
         if let Some(path) = input.plain_local_path() {
-            let sent = send_mapped(*stream, path, &file, &chunks, failed)?;
+            let sent = send_mapped(*stream, path, &file, chunk_bytes, &chunks, failed)?;
             match sent {
                 Some(bytes) => bytes_read += bytes,
                 None => return Ok((0, 0)),
@@ -161,10 +172,10 @@ pub(super) fn read_chunks(
         loop {
             let mut bytes = spent
                 .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES));
+                .unwrap_or_else(|_| Vec::with_capacity(chunk_bytes));
             bytes.clear();
             bytes.append(&mut carry);
-            let complete = !fill_chunk(&mut source, &mut bytes, &mut carry, CHUNK_BYTES)
+            let complete = !fill_chunk(&mut source, &mut bytes, &mut carry, chunk_bytes)
                 .with_context(|| format!("cannot read {input} after byte {offset}"))?;
             if bytes.is_empty() {
                 break;
@@ -229,6 +240,7 @@ fn send_mapped(
     stream: StreamKind,
     path: &Path,
     input: &Arc<RawInput>,
+    chunk_bytes: usize,
     chunks: &SyncSender<Chunk>,
     failed: &AtomicBool,
 ) -> anyhow::Result<Option<u64>> {
@@ -252,7 +264,7 @@ fn send_mapped(
     let map = Arc::new(map);
     let mut start = 0;
     while start < map.len() {
-        let wanted = (start + CHUNK_BYTES).min(map.len());
+        let wanted = (start + chunk_bytes).min(map.len());
         // Whole lines only: the chunk ends after the first line end from `wanted` on.
         let end = memchr::memchr(b'\n', &map[wanted..]).map_or(map.len(), |at| wanted + at + 1);
         let chunk = Chunk {
@@ -302,6 +314,7 @@ mod tests {
             StreamKind::CallRecords,
             &path,
             &Arc::new(RawInput::Local(path.clone())),
+            CHUNK_BYTES,
             &sender,
             &AtomicBool::new(false),
         );
@@ -316,6 +329,14 @@ mod tests {
                 bytes
             })
             .collect()
+    }
+
+    #[test]
+    fn more_workers_get_smaller_chunks_down_to_a_floor() {
+        assert_eq!(chunk_bytes(1), CHUNK_BYTES);
+        assert_eq!(chunk_bytes(2), CHUNK_BYTES);
+        assert_eq!(chunk_bytes(4), CHUNK_BYTES / 2);
+        assert_eq!(chunk_bytes(64), MIN_CHUNK_BYTES);
     }
 
     #[test]
