@@ -517,7 +517,7 @@ fn copy_records(
     for (dt, ids) in ids {
         let dt = *dt;
         reuse::copy_rows(lake, dt, ids, &runtime, |table, batch| {
-            batches.send_rows_blocking(table, dt, batch)
+            batches.write_rows_blocking(table, dt, batch)
         })?;
         if let Some(raw) = raw {
             reuse::raw_records(raw, dt, &runtime, |id, line| match ids.contains(id) {

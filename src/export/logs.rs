@@ -100,7 +100,7 @@ impl LogRun<'_> {
                     dt,
                     window,
                     &runtime,
-                    |table, batch| sender.send_rows_blocking(table, dt, batch),
+                    |table, batch| sender.write_rows_blocking(table, dt, batch),
                 )?;
                 if let Some(raw) = &raw {
                     reuse::raw_log_lines_outside(raw, log, dt, window, &runtime, |line| {

@@ -8,15 +8,15 @@
 //!
 //! Work is spread over threads: one reader (`reader`), which cuts every file into chunks
 //! of whole lines of `reader::chunk_bytes` (4 MiB for a few workers, smaller for many;
-//! plain local files mapped into memory
-//! and parsed in place; compressed ones, and objects streamed from a store, read into
-//! pooled buffers), and `workers` parse-and-flatten threads (`worker`), each with its own
-//! builders per partition, which encode their rows into the run's staged files themselves
-//! ([`crate::run::writer`]): no queue between flattening and encoding, every core encodes,
-//! and a batch's memory is freed by the thread that allocated it. Channels are bounded, a
-//! mapped chunk's pages are released when it is done, the workers together hold a
-//! fixed number of rows (`worker::max_rows`), and the open files a bounded budget, so memory does not
-//! grow with the input.
+//! plain local files mapped into memory and parsed in place; compressed ones, and objects
+//! streamed from a store, read into pooled buffers), and `workers` parse-and-flatten
+//! threads (`worker`), each with its own builders per partition, which encode their rows
+//! into the run's staged files themselves ([`crate::run::writer`]): no queue between
+//! flattening and encoding, every core encodes, and a batch's memory is freed by the
+//! thread that allocated it. Channels are bounded, a mapped chunk's pages are released
+//! when it is done, the workers together hold a fixed number of rows
+//! (`worker::max_rows`), and the open files a bounded budget, so memory does not grow
+//! with the input.
 //!
 //! May touch: raw files and objects (reading), the lake (a folder or an object-store
 //! prefix) through [`crate::run`].
@@ -188,7 +188,7 @@ fn flatten_all(
             let (batches, runtime, lake) = (batches.clone(), runtime.clone(), &plan.output);
             scope.spawn(move || keep_outside_window(lake, streams, window, &runtime, &batches))
         });
-        let chunk_bytes = reader::chunk_bytes(workers);
+        let (chunk_bytes, max_rows) = (reader::chunk_bytes(workers), worker::max_rows(workers));
         let reader =
             scope.spawn(move || read_chunks(files, chunk_bytes, chunks, spent_receiver, failed));
         let worker_handles: Vec<_> = (0..workers)
@@ -197,7 +197,6 @@ fn flatten_all(
                 let receiver = chunk_receiver.clone();
                 let spent = spent.clone();
                 scope.spawn(move || {
-                    let max_rows = worker::max_rows(workers);
                     let outcome =
                         Worker::new(&plan.privacy, &plan.derivation, window, batches, max_rows)
                             .run(&receiver, &spent);
@@ -260,7 +259,7 @@ fn keep_outside_window(
     {
         for stream in streams {
             reuse::copy_rows_outside_window(lake, *stream, dt, window, runtime, |table, batch| {
-                batches.send_rows_blocking(table, dt, batch)
+                batches.write_rows_blocking(table, dt, batch)
             })
             .with_context(|| format!("cannot keep the rows of {dt} outside the window {window}"))?;
         }

@@ -87,7 +87,7 @@ impl Batches {
     }
 
     /// Writes rows copied from the lake, in this (plain) thread.
-    pub fn send_rows_blocking(
+    pub fn write_rows_blocking(
         &self,
         table: &'static str,
         dt: NaiveDate,
