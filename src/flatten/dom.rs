@@ -29,7 +29,14 @@ use super::shape::{KEEP_ALL, Shape, ShapeId, Shapes};
 mod text;
 
 /// One JSON value. Objects and arrays point into their [`Dom`]'s vectors.
+///
+/// The tag takes a whole word (`repr(u64)`; still 32 bytes in all). With a one-byte tag
+/// the bytes after it held a `Bool` or the start of an `Object`, and moving a node the
+/// parser had just returned copied them with overlapping loads that the CPU could not
+/// forward from the narrower stores that wrote them: that stall was a third of the
+/// parser's time on nulls and numbers (BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq)]
+#[repr(u64)]
 pub enum Node<'a> {
     /// A member the object does not have (distinct from an explicit `null`).
     Absent,
@@ -45,6 +52,9 @@ pub enum Node<'a> {
         len: u32,
     },
 }
+
+// The parser writes a node per value it keeps: a wider node is more memory to fill and walk.
+const _: () = assert!(std::mem::size_of::<Node<'static>>() == 32);
 
 /// Where an object's members are: its shape's slots, then the members kept beyond them.
 #[derive(Debug, Clone, Copy, PartialEq)]
