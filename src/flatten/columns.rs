@@ -155,7 +155,7 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => float(value).map(|n| b.push(n)),
             ColumnBuilder::Boolean(b) => {
                 let parsed = match value.node() {
-                    Node::Bool(v) => Some(*v),
+                    Node::Bool(v) => Some(v.get()),
                     Node::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
                     Node::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
                     _ => None,

@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use super::{Dom, Key, KeySeed, NO_TEXT, Node, ShapeId, UNPREDICTED, index, same_bytes};
+use super::{Dom, Key, KeySeed, NO_TEXT, Node, ShapeId, Truth, UNPREDICTED, index, same_bytes};
 
 /// The text is not of the kind this reader is sure of; `serde_json` reads it instead.
 #[derive(Debug)]
@@ -279,9 +279,9 @@ impl<'a> Reader<'a> {
         let (node, length) = if rest.starts_with(b"null") {
             (Node::Null, 4)
         } else if rest.starts_with(b"true") {
-            (Node::Bool(true), 4)
+            (Node::Bool(Truth::new(true)), 4)
         } else if rest.starts_with(b"false") {
-            (Node::Bool(false), 5)
+            (Node::Bool(Truth::new(false)), 5)
         } else {
             return Err(GiveUp);
         };
