@@ -128,7 +128,6 @@ fn flatten_lines(
     text: &[u8],
     mut batch_done: impl FnMut(&'static str, NaiveDate, RecordBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let text = simdutf8::basic::from_utf8(text)?;
     let lines = reflatten::lines(text).filter(|line| !line.trim_ascii().is_empty());
     let batch_rows = setting("BATCH_ROWS", BATCH_ROWS);
     let mut seen = 0u64;
@@ -138,6 +137,8 @@ fn flatten_lines(
     let mut issues = Vec::new();
     for line in lines {
         seen += 1;
+        // Checked line by line, as `reflatten`'s workers do.
+        let line = simdutf8::basic::from_utf8(line)?;
         match stage {
             Stage::Lines => continue,
             Stage::SerdeSkim => {

@@ -284,15 +284,14 @@ fn send_mapped(
     Ok(Some(map.len() as u64))
 }
 
-/// The lines of `text`, as `text.split('\n')` gives them but split with the SIMD `memchr`,
-/// which `str::split` does not use (public for `cargo bench --bench stages`).
-pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+/// The lines of `bytes`, as `bytes.split(|b| *b == b'\n')` gives them but split with the
+/// SIMD `memchr`, which `split` does not use (public for `cargo bench --bench stages`).
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
-    memchr::memchr_iter(b'\n', text.as_bytes())
-        .chain(std::iter::once(text.len()))
+    memchr::memchr_iter(b'\n', bytes)
+        .chain(std::iter::once(bytes.len()))
         .map(move |end| {
-            // Both ends are at a `\n` or at the end: char boundaries.
-            let line = &text[start..end];
+            let line = &bytes[start..end];
             start = end + 1;
             line
         })
@@ -440,9 +439,10 @@ mod tests {
     #[test]
     fn lines_split_like_str_split() {
         for text in ["", "a", "a\n", "a\nb", "\n\n{\"x\":\"é\"}\r\n", "é\nü\n\n"] {
+            let text = text.as_bytes();
             assert_eq!(
                 lines(text).collect::<Vec<_>>(),
-                text.split('\n').collect::<Vec<_>>(),
+                text.split(|&b| b == b'\n').collect::<Vec<_>>(),
                 "{text:?}"
             );
         }

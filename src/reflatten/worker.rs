@@ -107,26 +107,23 @@ impl<'a> Worker<'a> {
             let next = chunks.lock().expect("no worker panics holding it").recv();
             let Ok(chunk) = next else { break };
             let bytes = chunk.bytes.as_slice();
-            let text = simdutf8::compat::from_utf8(bytes).map_err(|error| {
-                let line_start =
-                    memchr::memrchr(b'\n', &bytes[..error.valid_up_to()]).map_or(0, |end| end + 1);
-                anyhow::anyhow!(
-                    "{}: not UTF-8 text (JSON lines must be UTF-8)",
-                    chunk.line_at(line_start)
-                )
-            })?;
             let mut parser = idle_parser
                 .take()
                 .expect("put back after each chunk")
                 .recycle();
-            for line in lines(text) {
-                if !line.trim_ascii().is_empty() {
-                    self.object(&mut parser, chunk.stream, line)
-                        .with_context(|| {
-                            // `line` lies within `text`: its start is its distance from text's.
-                            chunk.line_at(line.as_ptr() as usize - text.as_ptr() as usize)
-                        })?;
+            for line in lines(bytes) {
+                if line.trim_ascii().is_empty() {
+                    continue;
                 }
+                // `line` lies within `bytes`: its start is its distance from theirs.
+                let line_at = || chunk.line_at(line.as_ptr() as usize - bytes.as_ptr() as usize);
+                // Checked line by line, just before parsing: the parser then reads the
+                // line from the cache the check brought it into, not from memory again.
+                let text = simdutf8::basic::from_utf8(line).map_err(|_| {
+                    anyhow::anyhow!("{}: not UTF-8 text (JSON lines must be UTF-8)", line_at())
+                })?;
+                self.object(&mut parser, chunk.stream, text)
+                    .with_context(line_at)?;
             }
             idle_parser = Some(parser.recycle());
             // A full pool only means enough buffers circulate already.
