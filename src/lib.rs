@@ -82,6 +82,8 @@
 //! - The embedded Microsoft Graph look-alike over a deterministic synthetic tenant, for
 //!   out-of-the-box runs (`export --emulator`, `emulator`) and tests, is its own crate:
 //!   [`callrecords_emulator`] (`crates/emulator`), which knows nothing of this one.
+//! - `vendor/zstd`: the `zstd` crate with one patch (its `PATCHED.md`), which parquet's
+//!   writer reaches through `[patch.crates-io]`.
 //!
 //! # Data flow
 //!
