@@ -12,7 +12,7 @@
 //! column is compiled once into a `Column`: the object on its path it reads from (an
 //! anchor, found once per row for all the columns below it), its slot there, what becomes
 //! of the value (converted by type alone, or as declared and protected), and its Arrow
-//! column ([`columns`]); a value costs one slot read and one match. Raw
+//! column (`columns`); a value costs one slot read and one match. Raw
 //! JSON lines (`reflatten`) and records fetched from Graph (`export`, which assembles a
 //! record's pages into the JSON text of its raw line) are parsed from the same text by the
 //! same parser, so both give the same rows.
