@@ -866,4 +866,24 @@ mod tests {
             "rows lost or repeated"
         );
     }
+
+    /// parquet's zstd codec is built from `vendor/zstd` (its PATCHED.md: a decompression
+    /// context per column chunk otherwise). Cargo only warns when a patch stops applying,
+    /// after a parquet update that asks for another `zstd`, say; the lock file says which
+    /// copy is built: the patched one has no registry source.
+    #[test]
+    fn zstd_is_the_patched_copy() {
+        let lock = include_str!("../../Cargo.lock");
+        let zstd: Vec<&str> = lock
+            .split("[[package]]")
+            .filter(|package| package.contains("\nname = \"zstd\"\n"))
+            .collect();
+        assert!(!zstd.is_empty(), "zstd is in Cargo.lock");
+        for package in zstd {
+            assert!(
+                !package.contains("\nsource = "),
+                "zstd from a registry, not vendor/zstd: {package}"
+            );
+        }
+    }
 }
