@@ -42,12 +42,11 @@ async fn export_deriving(
     full: bool,
     derivation: callrecords_etl::quality::Derivation,
 ) -> RunSummary {
-    let today = chrono::Utc::now().date_naive();
     let plan = ExportPlan {
         format: Default::default(),
         window: Window::new(
-            midnight(today - chrono::Days::new(6)),
-            midnight(today - chrono::Days::new(4)),
+            midnight(support::date_days_ago(6)),
+            midnight(support::date_days_ago(4)),
         )
         .unwrap(),
         streams: vec![StreamKind::CallRecords],

@@ -80,7 +80,7 @@ async fn a_record_of_thousands_of_sessions_and_participants_exports_whole() {
     let emulator = support::start_emulator(config).await;
     let dir = tempfile::tempdir().unwrap();
     let (lake, raw) = (dir.path().join("lake"), dir.path().join("raw"));
-    let day = chrono::Utc::now().date_naive() - chrono::Days::new(5);
+    let day = support::date_days_ago(5);
     let window = Window::new(midnight(day), midnight(day + chrono::Days::new(1))).unwrap();
     let plan = ExportPlan {
         format: Default::default(),

@@ -24,11 +24,7 @@ const KEY: &str = "test-hash-key-0123456789abcdef";
 const CALLS_PER_DAY: u32 = 20;
 /// A day inside Graph's 30-day retention of call records.
 fn day(offset: u64) -> String {
-    let today = chrono::Utc::now().date_naive();
-    today
-        .checked_sub_days(chrono::Days::new(5 - offset))
-        .unwrap()
-        .to_string()
+    support::days_ago(5 - offset)
 }
 
 /// Lowercase hex HMAC-SHA-256, computed here without the crate's own wrapper.

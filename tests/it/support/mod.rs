@@ -58,12 +58,13 @@ pub fn stdout(output: &Output) -> String {
 }
 
 /// The UTC date `n` days before today: test windows stay inside Graph's 30-day retention
-/// of call records whatever day the tests run.
+/// of call records whatever day the tests run. "Today" is the day the test process first
+/// asked, so a test whose runs span midnight UTC compares the same windows (two Delta
+/// crash tests failed that way: their rerun exported a window a day later).
 pub fn date_days_ago(n: u64) -> chrono::NaiveDate {
-    chrono::Utc::now()
-        .date_naive()
-        .checked_sub_days(chrono::Days::new(n))
-        .unwrap()
+    static TODAY: std::sync::LazyLock<chrono::NaiveDate> =
+        std::sync::LazyLock::new(|| chrono::Utc::now().date_naive());
+    TODAY.checked_sub_days(chrono::Days::new(n)).unwrap()
 }
 
 /// An RFC 3339 time.
