@@ -19,7 +19,7 @@ use crate::store::Location;
 use crate::streams::StreamKind;
 
 /// Lines are handed to a few workers in chunks of about this many bytes.
-pub const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// The smallest chunks, for many workers: still thousands of lines of most records.
 const MIN_CHUNK_BYTES: usize = 1 << 20;
