@@ -5,9 +5,12 @@
 //! mix; the old files, now in the staged folder's place, move on to
 //! `_staging/<run_id>/_replaced/`. Whether a step is done is read from the folders
 //! themselves (does the live folder hold the run's files?), so each step can be repeated.
+//! The folders a zone's switches change are made durable together, once each
+//! ([`switch_all`]).
 //!
 //! May touch: the partition folder under the zone's root and the run's staging.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -41,9 +44,45 @@ fn holds_run_files(dir: &Path, partition: &PartitionChange) -> bool {
         .is_some_and(|file| dir.join(&file.name).is_file())
 }
 
+/// Switches every partition of a zone ([`switch`]), waiting for the disk twice in all
+/// rather than twice per partition: the staged folders are made durable first (the first
+/// fsync commits the file system's journal with all of them; the others find nothing left
+/// to write), then every partition is switched, then each table folder a switch changed is
+/// made durable once. A reflatten of a week replaces 63 partitions: their 126 fsyncs, one
+/// after another, took 16 of the commit's 43 ms on a local SSD (BENCHMARKS.md); on a
+/// network disk an fsync takes milliseconds.
+///
+/// Nothing relies on one switch being durable before the next: a switch that a power cut
+/// undoes is redone by recovery (the journal lists it, and its staged folder is still
+/// there, since the staging is removed only after this returns).
+pub fn switch_all(
+    root: &Path,
+    run_id: &str,
+    partitions: &[PartitionChange],
+) -> Result<(), CommitError> {
+    for partition in partitions {
+        let places = Places::of(root, run_id, partition);
+        if !partition.files.is_empty() && !holds_run_files(&places.live, partition) {
+            sync_dir(&places.staged)?;
+        }
+    }
+    let mut changed = BTreeSet::new();
+    for partition in partitions {
+        if switch(root, run_id, partition)? {
+            let places = Places::of(root, run_id, partition);
+            changed.insert(places.live.parent().map(Path::to_path_buf));
+        }
+    }
+    for table in changed.into_iter().flatten() {
+        sync_dir(&table)?;
+    }
+    Ok(())
+}
+
 /// Makes the run's files the live partition (or removes it, when the run has none for it);
-/// the replaced folder goes to the run's `_replaced/`. Repeatable.
-pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<(), CommitError> {
+/// the replaced folder goes to the run's `_replaced/`. Repeatable. True when the live
+/// partition changed: its table folder is not durable yet ([`switch_all`] makes it so).
+fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<bool, CommitError> {
     let places = Places::of(root, run_id, partition);
     let parent = places
         .live
@@ -53,13 +92,13 @@ pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<
         if places.live.exists() {
             crate::step!("commit::park_old");
             park(&places.live, &places.replaced)?;
-            sync_dir(parent)?;
+            return Ok(true);
         }
-        return Ok(());
+        return Ok(false);
     }
+    let mut changed = false;
     if !holds_run_files(&places.live, partition) {
         create_private_dirs(parent)?;
-        sync_dir(&places.staged)?;
         crate::step!("commit::switch");
         if places.live.exists() {
             if !exchange(&places.staged, &places.live)? {
@@ -72,14 +111,14 @@ pub fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<
         } else {
             fs::rename(&places.staged, &places.live).map_err(io_error("publish", &places.live))?;
         }
-        sync_dir(parent)?;
+        changed = true;
     }
     if places.staged.exists() {
         // After the exchange the staged folder holds the replaced files.
         crate::step!("commit::park_old");
         park(&places.staged, &places.replaced)?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Moves `from` to `to` (creating `to`'s parents).

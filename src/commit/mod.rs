@@ -310,9 +310,9 @@ async fn switch_all(run_id: &str, zones: &[Zone<'_>]) -> Result<(), CommitError>
             delta::switch(&zone.output, run_id, zone.change).await?;
             continue;
         }
-        for partition in &zone.change.partitions {
-            Protocol::of(&zone.output).switch(run_id, partition).await?;
-        }
+        Protocol::of(&zone.output)
+            .switch_all(run_id, &zone.change.partitions)
+            .await?;
     }
     Ok(())
 }
@@ -480,10 +480,19 @@ impl<'a> Protocol<'a> {
         }
     }
 
-    async fn switch(&self, run_id: &str, partition: &PartitionChange) -> Result<(), CommitError> {
+    async fn switch_all(
+        &self,
+        run_id: &str,
+        partitions: &[PartitionChange],
+    ) -> Result<(), CommitError> {
         match self {
-            Protocol::Folders(root) => local::switch(root, run_id, partition),
-            Protocol::Markers(object) => object::switch(object, run_id, partition).await,
+            Protocol::Folders(root) => local::switch_all(root, run_id, partitions),
+            Protocol::Markers(object) => {
+                for partition in partitions {
+                    object::switch(object, run_id, partition).await?;
+                }
+                Ok(())
+            }
         }
     }
 
