@@ -255,8 +255,9 @@ impl Column {
     }
 
     /// The column's value in a row whose anchors are `anchors`: None when it is absent or
-    /// null (and for context values).
-    #[inline]
+    /// null (and for context values). Always inlined: left to the compiler it stayed a call
+    /// per value in [`TableBuilder::append_item`] (1.8 % of reflatten's instructions).
+    #[inline(always)]
     fn value<'d, 'a>(&self, anchors: &[Item<'d, 'a>]) -> Option<Item<'d, 'a>> {
         let value = match self.read {
             Read::Slot {
