@@ -5,12 +5,13 @@ fastest on the benchmark inputs (BENCHMARKS.md lists what was tried).
 
 Usage: python3 benches/pyarrow_streams.py INPUT.jsonl OUT_DIR [--block-mib N]
            [--threads on|off] [--writer dataset|files] [--parallel on|off]
-           [--dictionary on|off] [--timings]
+           [--dictionary on|off] [--memory-pool jemalloc|mimalloc|system] [--timings]
 
-Defaults are the tuned settings: 16 MiB JSON blocks, threads on, the stream columns
-converted on a thread pool, one `pq.write_table` per day (the input is in time order, so
-each day is one slice) with the days written on the pool, dictionary encoding on and
-zstd level 1 as `reflatten` writes. `--timings` prints each phase's wall time to stderr.
+Defaults are the tuned settings: 16 MiB JSON blocks, threads on, Arrow's jemalloc memory
+pool (with pyarrow's default, mimalloc, it was up to 1.5x slower and far less steady), the
+stream columns converted on a thread pool, one `pq.write_table` per day (the input is in
+time order, so each day is one slice) with the days written on the pool, dictionary
+encoding on and zstd level 1 as `reflatten` writes. `--timings` prints each phase's wall time to stderr.
 """
 import argparse
 import sys
@@ -143,8 +144,13 @@ def main():
     parser.add_argument("--parallel", choices=["on", "off"], default="on",
                         help="convert the columns and write the days on a thread pool")
     parser.add_argument("--dictionary", choices=["on", "off"], default="on")
+    parser.add_argument("--memory-pool", choices=["jemalloc", "mimalloc", "system"], default="jemalloc")
     parser.add_argument("--timings", action="store_true")
     args = parser.parse_args()
+    if args.memory_pool not in pa.supported_memory_backends():
+        sys.exit(f"this pyarrow has no {args.memory_pool} memory pool "
+                 f"(it has {', '.join(pa.supported_memory_backends())}): pass --memory-pool")
+    pa.set_memory_pool(getattr(pa, f"{args.memory_pool}_memory_pool")())
     threads = args.threads == "on"
     pa.set_cpu_count(pa.cpu_count() if threads else 1)
     phases = Phases(args.timings)
