@@ -65,7 +65,8 @@ impl<T: ArrowPrimitiveType> Values<T> {
     }
 }
 
-/// Arrow builders, one variant per declared column type.
+/// Arrow builders, one variant per declared column type; the large and rare ones boxed
+/// (see `Column` in the parent module).
 pub(super) enum ColumnBuilder {
     Utf8(StringBuilder),
     Int32(Values<Int32Type>),
@@ -74,8 +75,8 @@ pub(super) enum ColumnBuilder {
     Float64(Values<Float64Type>),
     Boolean(BooleanBuilder),
     Timestamp(Values<TimestampMicrosecondType>),
-    Decimal(Decimal128Builder, u8, i8),
-    List(ListBuilder<StringBuilder>),
+    Decimal(Box<Decimal128Builder>, u8, i8),
+    List(Box<ListBuilder<StringBuilder>>),
 }
 
 impl ColumnBuilder {
@@ -89,12 +90,12 @@ impl ColumnBuilder {
             ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::new()),
             ColumnType::Timestamp => ColumnBuilder::Timestamp(Values::new()),
             ColumnType::Decimal { precision, scale } => {
-                ColumnBuilder::Decimal(Decimal128Builder::new(), precision, scale)
+                ColumnBuilder::Decimal(Box::new(Decimal128Builder::new()), precision, scale)
             }
             ColumnType::ListOfString => match column_type.arrow() {
-                arrow_schema::DataType::List(element) => {
-                    ColumnBuilder::List(ListBuilder::new(StringBuilder::new()).with_field(element))
-                }
+                arrow_schema::DataType::List(element) => ColumnBuilder::List(Box::new(
+                    ListBuilder::new(StringBuilder::new()).with_field(element),
+                )),
                 _ => unreachable!("list<string> is an Arrow list"),
             },
         }
