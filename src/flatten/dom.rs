@@ -167,14 +167,47 @@ impl<'a> Dom<'a> {
         }
     }
 
+    /// Empties the tree for the next text. A tree the text reader filled is let go without
+    /// visiting each node to drop it: that visit read the whole tree back into the cache
+    /// only to find nothing to free, as the text reader borrows every string (0.8 % of
+    /// `reflatten`'s instructions, 4 % of its first-level cache misses: BENCHMARKS.md).
+    /// Only `serde_json` unescapes into owned strings, and only a tree it filled (or none
+    /// yet) has no `text`.
     fn clear(&mut self) {
+        if self.may_own() {
+            self.nodes.clear();
+            self.items.clear();
+            self.members.clear();
+        } else {
+            debug_assert!(self.owns_nothing());
+            // SAFETY: shortening a vector is sound even where it skips its elements' drops
+            // (that only leaks them); and nothing leaks here, as no string is owned.
+            unsafe {
+                self.nodes.set_len(0);
+                self.items.set_len(0);
+                self.members.set_len(0);
+            }
+        }
         self.text = "";
-        self.nodes.clear();
-        self.items.clear();
-        self.members.clear();
         self.item_stack.clear();
         self.member_stack.clear();
         self.root = Node::Absent;
+    }
+
+    /// Whether a string or member name may be owned (`Cow::Owned`): the tree was not filled
+    /// by the text reader, which sets `text` (see [`Dom::clear`]).
+    fn may_own(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// No node or member name owns its string (what `may_own` being false promises).
+    fn owns_nothing(&self) -> bool {
+        let borrowed = |node: &Node<'a>| !matches!(node, Node::Str(Cow::Owned(_)));
+        self.nodes.iter().chain(&self.items).all(borrowed)
+            && self
+                .members
+                .iter()
+                .all(|(name, node)| matches!(name, Cow::Borrowed(_)) && borrowed(node))
     }
 
     /// Parses one JSON text (trailing whitespace allowed) with `shape` as the root's shape.
@@ -732,6 +765,37 @@ mod tests {
         assert_eq!(dom.root().to_json_string(), value.to_string());
         assert_eq!(dom.root().to_value(), value);
         assert_eq!(dom.root().get("b").unwrap().items().count(), 5);
+    }
+
+    #[test]
+    fn unescaped_strings_are_freed_and_plain_ones_let_go_between_texts() {
+        let mut shapes = Shapes::new();
+        let root = shapes.add();
+        let name = shapes.slot(root, "name");
+        shapes.keep_everything(root);
+        let shapes: &'static Shapes = Box::leak(Box::new(shapes));
+        let mut dom = Dom::new(shapes);
+        // Escapes: serde_json reads the text, unescaping into owned strings and names.
+        let escaped = r#"{"name":"a\"b","k\u00e9y":["x\ny",{"z\t":"w"}]}"#;
+        dom.parse_str(escaped, root).unwrap();
+        assert!(dom.may_own() && !dom.owns_nothing());
+        let expected = json!({"name": "a\"b", "k\u{e9}y": ["x\ny", {"z\t": "w"}]});
+        assert_eq!(dom.root().to_value(), expected);
+        // Plain text after it (the owned strings dropped), then escapes again, then plain:
+        // each emptying checks (in debug builds) that what it lets go owns nothing.
+        for (text, value) in [
+            (
+                r#"{"name":"c","other":["d"]}"#,
+                json!({"name": "c", "other": ["d"]}),
+            ),
+            (escaped, expected.clone()),
+            (r#"{"name":"e"}"#, json!({"name": "e"})),
+        ] {
+            dom.parse_str(text, root).unwrap();
+            assert_eq!(dom.root().to_value(), value);
+        }
+        assert_eq!(dom.root().slot(root, name).as_str(), Some("e"));
+        assert!(!dom.may_own() && dom.owns_nothing());
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Shape {
         self.keys[usize::from(slot)]
     }
 
+    #[inline]
     pub fn slot_of(&self, key: &str) -> Option<u16> {
         self.index.get(key).copied()
     }
