@@ -44,13 +44,13 @@ fn holds_run_files(dir: &Path, partition: &PartitionChange) -> bool {
         .is_some_and(|file| dir.join(&file.name).is_file())
 }
 
-/// Switches every partition of a zone ([`switch`]), waiting for the disk twice in all
-/// rather than twice per partition: the staged folders are made durable first (the first
-/// fsync commits the file system's journal with all of them; the others find nothing left
-/// to write), then every partition is switched, then each table folder a switch changed is
-/// made durable once. A reflatten of a week replaces 63 partitions: their 126 fsyncs, one
-/// after another, took 16 of the commit's 43 ms on a local SSD (BENCHMARKS.md); on a
-/// network disk an fsync takes milliseconds.
+/// Switches every partition of a zone (one at a time, each step repeatable), waiting for
+/// the disk twice in all rather than twice per partition: the staged folders are made
+/// durable first (the first fsync commits the file system's journal with all of them; the
+/// others find nothing left to write), then every partition is switched, then each table
+/// folder a switch changed is made durable once. A reflatten of a week replaces 63
+/// partitions: their 126 fsyncs, one after another, took 16 of the commit's 43 ms on a
+/// local SSD (BENCHMARKS.md); on a network disk an fsync takes milliseconds.
 ///
 /// Nothing relies on one switch being durable before the next: a switch that a power cut
 /// undoes is redone by recovery (the journal lists it, and its staged folder is still
