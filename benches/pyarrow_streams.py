@@ -11,7 +11,8 @@ Defaults are the tuned settings: 16 MiB JSON blocks, threads on, Arrow's jemallo
 pool (with pyarrow's default, mimalloc, it was up to 1.5x slower and far less steady), the
 stream columns converted on a thread pool, one `pq.write_table` per day (the input is in
 time order, so each day is one slice) with the days written on the pool, dictionary
-encoding on and zstd level 1 as `reflatten` writes. `--timings` prints each phase's wall time to stderr.
+encoding on and zstd level 1 as `reflatten` writes. `--timings` prints each phase's wall
+time to stderr.
 """
 import argparse
 import sys
