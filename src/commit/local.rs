@@ -68,21 +68,23 @@ pub fn switch_all(
     }
     let mut changed = BTreeSet::new();
     for partition in partitions {
-        if switch(root, run_id, partition)? {
-            let places = Places::of(root, run_id, partition);
-            changed.insert(places.live.parent().map(Path::to_path_buf));
-        }
+        changed.extend(switch(root, run_id, partition)?);
     }
-    for table in changed.into_iter().flatten() {
+    for table in changed {
         sync_dir(&table)?;
     }
     Ok(())
 }
 
 /// Makes the run's files the live partition (or removes it, when the run has none for it);
-/// the replaced folder goes to the run's `_replaced/`. Repeatable. True when the live
-/// partition changed: its table folder is not durable yet ([`switch_all`] makes it so).
-fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<bool, CommitError> {
+/// the replaced folder goes to the run's `_replaced/`. Repeatable. Returns the table folder
+/// when the live partition changed: that folder is not durable yet ([`switch_all`] makes
+/// it so).
+fn switch(
+    root: &Path,
+    run_id: &str,
+    partition: &PartitionChange,
+) -> Result<Option<PathBuf>, CommitError> {
     let places = Places::of(root, run_id, partition);
     let parent = places
         .live
@@ -92,11 +94,11 @@ fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<bool
         if places.live.exists() {
             crate::step!("commit::park_old");
             park(&places.live, &places.replaced)?;
-            return Ok(true);
+            return Ok(Some(parent.to_path_buf()));
         }
-        return Ok(false);
+        return Ok(None);
     }
-    let mut changed = false;
+    let mut changed = None;
     if !holds_run_files(&places.live, partition) {
         create_private_dirs(parent)?;
         crate::step!("commit::switch");
@@ -111,7 +113,7 @@ fn switch(root: &Path, run_id: &str, partition: &PartitionChange) -> Result<bool
         } else {
             fs::rename(&places.staged, &places.live).map_err(io_error("publish", &places.live))?;
         }
-        changed = true;
+        changed = Some(parent.to_path_buf());
     }
     if places.staged.exists() {
         // After the exchange the staged folder holds the replaced files.
