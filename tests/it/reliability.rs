@@ -137,6 +137,8 @@ fn a_gap_past_the_retention_is_reported_and_old_partitions_are_left_alone() {
         .join(format!("dt={old_day}"));
     std::fs::create_dir_all(&old).unwrap();
     std::fs::write(old.join("part-old.parquet"), b"kept").unwrap();
+    // The oldest day Graph still holds moves at midnight UTC: the run saw one of these two.
+    let available_before = callrecords_etl::state::call_records_available_from(Utc::now());
     let output = binary()
         .args([
             "export",
@@ -162,10 +164,11 @@ fn a_gap_past_the_retention_is_reported_and_old_partitions_are_left_alone() {
     let exported_from = manifest["stream_windows"]["call_records"]["from"]
         .as_str()
         .unwrap();
-    let available = callrecords_etl::state::call_records_available_from(Utc::now());
-    assert_eq!(
-        chrono::DateTime::parse_from_rfc3339(exported_from).unwrap(),
-        available
+    let available_after = callrecords_etl::state::call_records_available_from(Utc::now());
+    let exported_from = chrono::DateTime::parse_from_rfc3339(exported_from).unwrap();
+    assert!(
+        exported_from == available_before || exported_from == available_after,
+        "exported from {exported_from}, Graph holds records from {available_before} or {available_after}"
     );
 }
 
