@@ -329,6 +329,13 @@ pub fn chosen_identity<'d, 'a>(set: Item<'d, 'a>) -> Option<(&'d str, Item<'d, '
 /// The subtype named by `@odata.type` without its namespace (`#microsoft.graph.callRecords.X` → `X`).
 fn odata_subtype<'d>(object: Item<'d, '_>) -> Option<&'d str> {
     let full = object.get(ODATA_TYPE)?.as_str()?;
+    // Graph's own namespace is cut off as a prefix: std's search from the end for the
+    // last dot goes a byte at a time (two endpoints and two user agents per segment).
+    if let Some(subtype) = full.strip_prefix(CALL_RECORDS_NAMESPACE)
+        && !subtype.contains('.')
+    {
+        return Some(subtype);
+    }
     Some(
         full.rsplit('.')
             .next()
@@ -336,6 +343,8 @@ fn odata_subtype<'d>(object: Item<'d, '_>) -> Option<&'d str> {
             .trim_start_matches('#'),
     )
 }
+
+const CALL_RECORDS_NAMESPACE: &str = "#microsoft.graph.callRecords.";
 
 const ODATA_TYPE: &str = "@odata.type";
 
@@ -619,6 +628,30 @@ mod tests {
         read(json!({"user": null}), Convert::IdentityKind, |set| {
             assert!(chosen_identity(set).is_none());
         });
+    }
+
+    #[test]
+    fn a_subtype_is_the_last_part_of_odata_type_in_any_namespace() {
+        for (odata_type, subtype) in [
+            (
+                "#microsoft.graph.callRecords.serviceUserAgent",
+                "serviceUserAgent",
+            ),
+            (
+                "#microsoft.graph.callRecords.beta.futureUserAgent",
+                "futureUserAgent",
+            ),
+            ("#contoso.customUserAgent", "customUserAgent"),
+            ("plainUserAgent", "plainUserAgent"),
+        ] {
+            read(
+                json!({"@odata.type": odata_type}),
+                Convert::UserAgentType,
+                |agent| {
+                    assert_eq!(user_agent_type(agent).unwrap(), subtype);
+                },
+            );
+        }
     }
 
     #[test]
