@@ -171,6 +171,7 @@ pub struct ParquetSink {
     staging: Staging,
     options: SinkOptions,
     properties: WriterProperties,
+    encodings: encoding::TableEncodings,
     registry: Mutex<Registry>,
 }
 
@@ -234,6 +235,7 @@ impl ParquetSink {
             staging,
             options,
             properties,
+            encodings: encoding::TableEncodings::default(),
             registry: Mutex::new(Registry::default()),
         })
     }
@@ -435,7 +437,7 @@ impl ParquetSink {
         let partition = format!("{table}/{}", partition_dir_name(*dt));
         let (sink, location) = self.staging.create_file(&partition, &file_name)?;
         let schema = batch.schema();
-        let properties = encoding::file_properties(&self.properties, batch);
+        let properties = self.encodings.for_file(&self.properties, table, batch);
         let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties))
             .map_err(parquet_error(&location))?;
         // The table's metadata (its descriptions, keys, ...) in plain footer key-value pairs,
