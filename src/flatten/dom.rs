@@ -617,7 +617,10 @@ impl<'a> Dom<'a> {
     fn end_object(&mut self, fill: ObjectFill, text: (u32, u32)) -> Node<'a> {
         let members = index(self.members.len());
         let members_len = index(self.member_stack.len() - fill.mark);
-        self.members.extend(self.member_stack.drain(fill.mark..));
+        // Most objects keep no member beyond their slots; an empty drain still cost a call.
+        if members_len > 0 {
+            self.members.extend(self.member_stack.drain(fill.mark..));
+        }
         Node::Object(Object {
             shape: fill.id,
             slots: index(fill.slots),
