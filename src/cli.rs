@@ -189,7 +189,8 @@ struct ReflattenArgs {
     /// Streams to rebuild, comma-separated. Default: every stream the raw zone holds.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     streams: Option<Vec<String>>,
-    /// Parse-and-flatten threads. Default: the number of cores.
+    /// Parse-and-flatten threads. Default: one per core, at most 16 (each worker adds memory:
+    /// about 12 MiB; BENCHMARKS.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
     /// The export's configuration file: its [privacy] modes apply to the rebuilt tables, as
@@ -882,7 +883,9 @@ async fn run_reflatten(args: ReflattenArgs, quiet: bool) -> anyhow::Result<Exit>
         None => None,
     };
     let workers = args.workers.map(usize::from).unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        reflatten::default_workers(
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        )
     });
     // The raw zone holds what Graph sent; rebuilt tables protect it as the export did.
     let settings = match &args.config {

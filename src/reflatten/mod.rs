@@ -45,6 +45,7 @@ use crate::streams::StreamKind;
 use crate::window::Window;
 pub use reader::lines;
 use reader::{Chunk, find_inputs, read_chunks};
+pub use worker::default_workers;
 use worker::{Counts, Worker};
 
 /// Messages in flight to the writer thread: the workers write the rows themselves, so only

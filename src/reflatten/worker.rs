@@ -37,6 +37,18 @@ pub fn max_rows(workers: usize) -> usize {
     (ALL_WORKERS_MAX_ROWS / workers.max(1)).max(4 * 1024)
 }
 
+/// The most workers `reflatten` starts unless told otherwise. Past 16, each worker adds its
+/// own rows (at least 4 Ki, [`max_rows`]), its chunk and its allocator's pages, about
+/// 12 MiB: on a week of 0.5 GB, peak memory 0.30 GB with 16 workers, 0.40 GB with 24,
+/// 0.44–0.48 GB with 32, 0.7 GB with 64 (BENCHMARKS.md), past the 512 MiB a run should
+/// stay within; and 16 cores already rebuild several GB of JSON lines a second.
+const MAX_DEFAULT_WORKERS: usize = 16;
+
+/// Workers for a machine of `cores` cores: one per core, at most [`MAX_DEFAULT_WORKERS`].
+pub fn default_workers(cores: usize) -> usize {
+    cores.clamp(1, MAX_DEFAULT_WORKERS)
+}
+
 /// A worker's counts.
 #[derive(Default)]
 pub(super) struct Counts {
@@ -233,6 +245,14 @@ impl<'a> Worker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_per_core_up_to_sixteen() {
+        assert_eq!(default_workers(0), 1);
+        assert_eq!(default_workers(2), 2);
+        assert_eq!(default_workers(16), 16);
+        assert_eq!(default_workers(64), 16);
+    }
 
     #[test]
     fn workers_share_one_row_budget_down_to_efficient_batches() {
