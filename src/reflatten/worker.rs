@@ -41,7 +41,7 @@ pub fn max_rows(workers: usize) -> usize {
 /// own rows (at least 4 Ki, [`max_rows`]), its chunk and its allocator's pages, about
 /// 12 MiB: on a week of 0.5 GB, peak memory 0.30 GB with 16 workers, 0.40 GB with 24,
 /// 0.44–0.48 GB with 32, 0.7 GB with 64 (BENCHMARKS.md), past the 512 MiB a run should
-/// stay within; and 16 cores already rebuild several GB of JSON lines a second.
+/// stay within. More workers than this trade memory for speed: `--workers N` asks for it.
 const MAX_DEFAULT_WORKERS: usize = 16;
 
 /// Workers for a machine of `cores` cores: one per core, at most [`MAX_DEFAULT_WORKERS`].

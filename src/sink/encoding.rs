@@ -16,7 +16,8 @@
 //! min/max spans about every value. Computing them compared each value with the page's
 //! min and max (9 % of the writer's instructions); numbers and timestamps keep theirs.
 //!
-//! Pure: knows nothing of files or stores; the sink applies what it returns.
+//! No I/O: knows nothing of files or stores; the sink keeps one [`TableEncodings`] per run
+//! and applies what it returns.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -55,8 +56,7 @@ impl TableEncodings {
         table: &str,
         batch: &RecordBatch,
     ) -> WriterProperties {
-        let chosen = |chosen: &HashMap<String, WriterProperties>| chosen.get(table).cloned();
-        if let Some(properties) = chosen(&self.lock()) {
+        if let Some(properties) = self.lock().get(table).cloned() {
             return properties;
         }
         let properties = file_properties(base, batch);
