@@ -44,7 +44,8 @@ pub fn max_rows(workers: usize) -> usize {
 /// stay within. More workers than this trade memory for speed: `--workers N` asks for it.
 const MAX_DEFAULT_WORKERS: usize = 16;
 
-/// Workers for a machine of `cores` cores: one per core, at most [`MAX_DEFAULT_WORKERS`].
+/// Workers for a machine of `cores` cores: one per core, at most 16 (see the constant
+/// `MAX_DEFAULT_WORKERS` for why).
 pub fn default_workers(cores: usize) -> usize {
     cores.clamp(1, MAX_DEFAULT_WORKERS)
 }
