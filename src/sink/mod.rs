@@ -150,6 +150,9 @@ struct Registry {
     failure: Option<SinkError>,
 }
 
+/// Threads per core that close the run's files at its end (see [`ParquetSink::finish`]).
+const CLOSING_THREADS_PER_CORE: usize = 2;
+
 /// Where the run stages its files: `_staging/<run_id>/` under the location's root.
 pub(crate) struct Staging {
     location: Location,
@@ -483,23 +486,22 @@ impl ParquetSink {
                 (key, file.expect("listed while its file is open"))
             })
             .collect();
-        // Largest first, dealt round-robin: the threads get similar shares of work.
-        open.sort_by_key(|(_, partition)| std::cmp::Reverse(partition.memory));
+        // Smallest first, so that each thread takes the largest left when it is free; twice
+        // as many threads as cores, so that one waiting for its file's fsync leaves its
+        // core to another encoding (fsync was a third of this phase: BENCHMARKS.md).
+        open.sort_by_key(|(_, partition)| partition.memory);
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_mul(CLOSING_THREADS_PER_CORE)
             .min(open.len())
             .max(1);
-        let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
-        for (index, partition) in open.into_iter().enumerate() {
-            shares[index % threads].push(partition);
-        }
+        let pending = Mutex::new(open);
+        let next = || pending.lock().expect("no thread panics holding it").pop();
         let closed: Vec<Result<Vec<WrittenFile>, SinkError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shares
-                .into_iter()
-                .map(|share| {
-                    scope.spawn(move || {
-                        share
-                            .into_iter()
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        std::iter::from_fn(next)
                             .map(|((table, dt), partition)| close_partition(&table, dt, partition))
                             .collect()
                     })
