@@ -602,7 +602,7 @@ fn append_converted(
 
 /// The `id`s of an array of objects, as a list column (an item without one is a null).
 fn append_id_list(builder: &mut ColumnBuilder, value: Item<'_, '_>) -> Result<(), String> {
-    let ColumnBuilder::List(list) = builder else {
+    let Some(list) = builder.list() else {
         unreachable!("id_list is declared on list<string> columns (checked by TableBuilder::new)")
     };
     if !matches!(value.node(), Node::Array { .. }) {

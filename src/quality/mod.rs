@@ -210,6 +210,19 @@ pub enum DerivedValue<'a> {
     Reasons(Option<Reasons>),
 }
 
+impl DerivedValue<'_> {
+    /// Whether there is no value (a null in any kind of column).
+    pub fn is_null(&self) -> bool {
+        match self {
+            DerivedValue::Text(v) => v.is_none(),
+            DerivedValue::Count(v) => v.is_none(),
+            DerivedValue::Flag(v) => v.is_none(),
+            DerivedValue::Number(v) => v.is_none(),
+            DerivedValue::Reasons(v) => v.is_none(),
+        }
+    }
+}
+
 /// The kind of column a derived value fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DerivedKind {
