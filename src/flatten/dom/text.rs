@@ -74,8 +74,17 @@ impl<'a> Reader<'a> {
         self.bytes.get(self.position).copied().ok_or(GiveUp)
     }
 
+    /// Whitespace, where there is any: raw lines (and what Graph sends) have none, so the
+    /// first byte is looked at once, against the largest whitespace byte.
     #[inline]
     fn whitespace(&mut self) {
+        if self
+            .bytes
+            .get(self.position)
+            .is_none_or(|&byte| byte > b' ')
+        {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.position) {
             self.position += 1;
             self.irregular += 1;
